@@ -1,0 +1,35 @@
+"""msgpass: backpropagation as explicit message passing, proven equal to standard backprop.
+
+>>> import msgpass as mp
+>>> net = mp.Sequential([mp.Affine(4, 8, seed=0), mp.ReLU(), mp.Affine(8, 3, seed=1),
+...                      mp.SoftmaxCrossEntropy()])
+"""
+
+from .compare import Tolerance, compare
+from .errors import (
+    DtypeError, InputValueError, MsgpassError, NonFiniteError, ShapeError, SpecError, StateError,
+)
+from .layers import (
+    Affine, Layer, LogSoftmax, LossLayer, MSELoss, NLLLoss, ReLU, Sigmoid, Softmax,
+    SoftmaxCrossEntropy, Tanh,
+)
+from .messages import MessageBlock
+from .network import Sequential
+from .partials import Dense, Diagonal, Elementwise, LocalPartials, Outer, Shared
+from .spec import DEFAULT_SPEC, build_network
+from .trace import Trace
+from .verify import Report, verify
+from .witnesses import backprop, numeric_gradients, numeric_witness
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",
+    "NLLLoss", "MSELoss", "Layer", "LossLayer",
+    "Sequential", "Trace", "MessageBlock", "build_network", "DEFAULT_SPEC",
+    "Shared", "Diagonal", "Dense", "Outer", "Elementwise", "LocalPartials",
+    "backprop", "numeric_gradients", "numeric_witness", "verify", "Report",
+    "Tolerance", "compare",
+    "MsgpassError", "ShapeError", "InputValueError", "DtypeError", "StateError",
+    "NonFiniteError", "SpecError",
+]

@@ -1,0 +1,44 @@
+"""Input checks shared by the network and the witnesses: bad input gets a clear error here,
+before it can become a bare numpy error deep inside a layer."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import DtypeError, InputValueError, ShapeError
+
+__all__ = ["as_batch", "first_nonfinite"]
+
+
+def first_nonfinite(a: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the first NaN or Inf in ``a``, or None if every entry is finite."""
+    bad = ~np.isfinite(a)
+    if not bad.any():
+        return None
+    return tuple(int(i) for i in np.argwhere(bad)[0])
+
+
+def as_batch(x, dtype: np.dtype, what: str = "input x") -> np.ndarray:
+    """Validate ``x`` and return it as a (B, N) array of ``dtype`` (a new array if converted;
+    never the caller's array modified).
+
+    A 1-D x of length N is one sample and becomes (1, N).
+    Raises DtypeError for non-numeric data, ShapeError for other ranks or an empty batch,
+    InputValueError for NaN or Inf.
+    """
+    a = np.asarray(x)
+    if a.dtype.kind not in "iuf":
+        raise DtypeError(f"{what} must hold real numbers (integer or float), got dtype {a.dtype}")
+    if a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2:
+        raise ShapeError(f"{what} must have shape (B, N) or (N,), got {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ShapeError(f"{what} is empty: shape {a.shape}")
+    a = a.astype(dtype, copy=False)
+    where = first_nonfinite(a)
+    if where is not None:
+        raise InputValueError(
+            f"{what} contains {a[where]} at sample {where[0]}, feature {where[1]}; "
+            f"inputs must be finite")
+    return a

@@ -1,0 +1,12 @@
+"""The layers: one class per kind, forward / local partials / classic backward side by side."""
+
+from .affine import Affine
+from .base import Layer, LossLayer
+from .elementwise import ReLU, Sigmoid, Tanh
+from .losses import MSELoss, NLLLoss, SoftmaxCrossEntropy
+from .softmax import LogSoftmax, Softmax
+
+__all__ = [
+    "Layer", "LossLayer", "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
+    "SoftmaxCrossEntropy", "NLLLoss", "MSELoss",
+]

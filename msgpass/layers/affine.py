@@ -1,0 +1,84 @@
+"""Affine: Y = X·W + b."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..partials import Elementwise, LocalPartials, Outer, Shared
+from .base import Layer
+
+
+@dataclass(frozen=True)
+class AffineSaved:
+    x: np.ndarray  # (B, n_in): the input, which is ∂y/∂W
+
+
+class Affine(Layer):
+    """Fully connected layer ``y = x @ W + b``.
+
+    Parameters
+    ----------
+    n_in, n_out : int
+        Input and output widths; W has shape (n_in, n_out), b has shape (n_out,).
+    seed : int or numpy.random.Generator, optional
+        Source of the initial weights. None means seed 0, so that a network is reproducible
+        by default; give distinct seeds to layers of the same shape to make them differ.
+    scale : float, optional
+        Standard deviation of the normal initial weights; default ``1/sqrt(n_in)`` (keeps the
+        output variance near the input variance). Biases start at 0.
+    dtype : numpy dtype, default float64
+
+    Local partials: shared, ``J[n, n'] = W[n, n']`` for every sample; parameter partials
+    ``∂y_{n'}/∂W_{i,n'} = x_i`` and ``∂y_{n'}/∂b_{n'} = 1``.
+    """
+
+    def __init__(self, n_in: int, n_out: int, seed=None, scale: float | None = None,
+                 dtype=np.float64) -> None:
+        super().__init__()
+        for label, value in (("n_in", n_in), ("n_out", n_out)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ShapeError(f"Affine: {label} must be a positive integer, got {value!r}")
+        self.n_in, self.n_out = int(n_in), int(n_out)
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(
+            0 if seed is None else seed)
+        std = 1.0 / np.sqrt(self.n_in) if scale is None else float(scale)
+        self.params = {
+            "W": (std * rng.standard_normal((self.n_in, self.n_out))).astype(dtype),
+            "b": np.zeros(self.n_out, dtype=dtype),
+        }
+
+    @property
+    def W(self) -> np.ndarray:
+        return self.params["W"]
+
+    @property
+    def b(self) -> np.ndarray:
+        return self.params["b"]
+
+    def describe(self) -> str:
+        return f"Affine({self.n_in}→{self.n_out})"
+
+    def output_width(self, n_in):
+        if n_in is not None and n_in != self.n_in:
+            raise ShapeError(f"expects {self.n_in} inputs but receives {n_in}")
+        return self.n_out
+
+    def forward(self, x):
+        self._check_width(x, self.n_in)
+        return x @ self.W + self.b, AffineSaved(x=x)
+
+    def local_partials(self, saved):
+        return LocalPartials(
+            # A copy: the trace records this pass, so a later update of W must not change it.
+            inputs=Shared(self.W.copy()),
+            params={"W": Outer(saved.x), "b": Elementwise(None, self.n_out)},
+        )
+
+    def backward(self, saved, dout):
+        dx = np.dot(dout, self.W.T)
+        dW = np.dot(saved.x.T, dout)
+        db = np.sum(dout, axis=0)
+        return dx, {"W": dW, "b": db}

@@ -1,0 +1,138 @@
+"""What every layer provides, and the one convention they all follow.
+
+A layer is one class holding three things side by side:
+
+``forward(x) -> (out, saved)``
+    the computation; ``saved`` is a small record of exactly what the other two need
+    (returned, never stashed on ``self``, so a layer object holds only its parameters);
+``local_partials(saved) -> LocalPartials``
+    its local partial derivatives in structured form (msgpass.partials);
+``backward(saved, dout) -> (dx, dparams)``
+    the classic vector–Jacobian product, written the textbook way from ``saved``; it never
+    looks at ``local_partials``, so standard backprop stays an independent witness.
+
+Loss layers take the target too: ``forward(x, target)``; their output is the per-sample loss
+(B, 1) and the network's loss is its batch mean. Their ``backward(saved, dout=1.0)`` returns
+the gradient of that batch mean (so it carries the 1/B, as the textbook's does).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+
+from ..checks import first_nonfinite
+from ..errors import MsgpassError, NonFiniteError, ShapeError
+from ..partials import LocalPartials
+
+__all__ = ["Layer", "LossLayer", "run_layer"]
+
+
+class Layer:
+    """Base class. Subclasses override ``forward``, ``local_partials`` and ``backward``.
+
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        The layer's own parameter arrays (not copies): e.g. ``{"W": ..., "b": ...}``.
+    couples_samples : bool
+        True if an output of sample b depends on inputs of other samples (BatchNorm in
+        training mode). The numerical witness then perturbs one entry at a time.
+    """
+
+    is_loss = False
+    couples_samples = False
+    kink_convention = ""  # what the layer uses at its non-differentiable points, if any
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+
+    # -- the three faces of a layer -------------------------------------------------------
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError
+
+    def local_partials(self, saved: Any) -> LocalPartials:
+        raise NotImplementedError
+
+    def backward(self, saved: Any, dout: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        raise NotImplementedError
+
+    # -- facts about the function, used by verification and the numeric witness ----------
+    def nondifferentiable(self, saved: Any) -> np.ndarray | None:
+        """Boolean (B, N_in): inputs sitting exactly on a point where the layer has no
+        derivative (ReLU at 0). None for smooth layers."""
+        return None
+
+    def branch(self, saved: Any) -> np.ndarray | None:
+        """Which smooth piece each input is on, as an integer array (B, N_in); None for
+        smooth layers. A central difference whose stencil changes a branch straddles a
+        non-differentiable point, and the numerical witness leaves it out."""
+        return None
+
+    def output_width(self, n_in: int | None) -> int | None:
+        """N_t given N_{t-1} (None when not yet known). Raises ShapeError on a mismatch."""
+        return n_in
+
+    # -- housekeeping ---------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def describe(self) -> str:
+        """A short label such as ``Affine(4→8)`` used in reports and error messages."""
+        return self.name
+
+    def __repr__(self) -> str:
+        return self.describe()
+
+    def astype(self, dtype: Any) -> Layer:
+        """A copy whose parameters are converted to ``dtype``."""
+        clone = copy.copy(self)
+        clone.params = {k: np.asarray(v, dtype=dtype).copy() for k, v in self.params.items()}
+        return clone
+
+    def _check_width(self, x: np.ndarray, expected: int) -> None:
+        if x.ndim != 2 or x.shape[1] != expected:
+            raise ShapeError(f"expected input of shape (B, {expected}), got {x.shape}")
+
+
+class LossLayer(Layer):
+    """A loss layer g^T: per-sample loss of shape (B, 1); the network takes its batch mean."""
+
+    is_loss = True
+
+    def forward(self, x: np.ndarray, target: Any = None) -> tuple[np.ndarray, Any]:  # type: ignore[override]
+        raise NotImplementedError
+
+    def prepare_target(self, target: Any, x: np.ndarray) -> np.ndarray:
+        """Validate ``target`` against the input x (B, N) and return it as a float array
+        of shape (B, N) in x's dtype. Raises ShapeError / InputValueError."""
+        raise NotImplementedError
+
+    def output_width(self, n_in: int | None) -> int:
+        return 1
+
+
+def run_layer(layer: Layer, t: int, z: np.ndarray, target: Any = None) -> tuple[np.ndarray, Any]:
+    """``layer.forward`` with errors named after layer t, and non-finite output caught.
+
+    Shared by the network and the witnesses, so that all of them report bad input the same
+    way; it does no differentiation.
+    """
+    where_label = f"layer {t} ({layer.describe()})"
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            out, saved = layer.forward(z, target) if layer.is_loss else layer.forward(z)
+    except MsgpassError as err:
+        raise type(err)(f"{where_label}: {err}") from None
+    where = first_nonfinite(out)
+    if where is not None:
+        bad_params = [k for k, v in layer.params.items() if first_nonfinite(v) is not None]
+        hint = (f"its parameter(s) {', '.join(bad_params)} hold NaN or Inf" if bad_params
+                else "the values overflowed; check the scale of the input and parameters")
+        raise NonFiniteError(
+            f"{where_label} produced {out[where]} at sample {where[0]}, node {where[1]} "
+            f"from a finite input: {hint}")
+    return out, saved

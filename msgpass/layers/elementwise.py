@@ -1,0 +1,88 @@
+"""Elementwise activations: node n' of the output hears only from node n = n' of the input.
+
+Their local partials are diagonal (B, N); their message blocks are zero off the diagonal.
+
+Convention at the kink: ReLU′(0) = 0. The local partial uses ``x > 0`` and the classic
+backward zeroes ``x <= 0``; both give 0 at exactly 0, and verify lists every such point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..partials import Diagonal, LocalPartials
+from .base import Layer
+
+__all__ = ["ReLU", "Sigmoid", "Tanh"]
+
+
+@dataclass(frozen=True)
+class InputSaved:
+    x: np.ndarray  # (B, N) the layer input
+
+
+@dataclass(frozen=True)
+class OutputSaved:
+    out: np.ndarray  # (B, N) the layer output, from which the derivative follows
+
+
+class ReLU(Layer):
+    """``y = max(x, 0)``; local partial 1 where x > 0, else 0 (ReLU′(0) = 0)."""
+
+    kink_convention = "ReLU'(0) = 0 in both the local partials and the classic backward"
+
+    def forward(self, x):
+        return np.maximum(x, 0), InputSaved(x=x)
+
+    def local_partials(self, saved):
+        return LocalPartials(Diagonal((saved.x > 0).astype(saved.x.dtype)))
+
+    def backward(self, saved, dout):
+        mask = saved.x <= 0
+        dx = np.where(mask, 0, dout).astype(dout.dtype, copy=False)
+        return dx, {}
+
+    def nondifferentiable(self, saved):
+        return saved.x == 0
+
+    def branch(self, saved):
+        return np.sign(saved.x).astype(np.int8)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # Two branches so that exp never overflows: for x < 0 use e^x / (1 + e^x).
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+
+
+class Sigmoid(Layer):
+    """``y = 1 / (1 + e^{-x})``; local partial ``y (1 - y)``."""
+
+    def forward(self, x):
+        out = _sigmoid(x)
+        return out, OutputSaved(out=out)
+
+    def local_partials(self, saved):
+        y = saved.out
+        return LocalPartials(Diagonal(y * (1 - y)))
+
+    def backward(self, saved, dout):
+        dx = dout * (1.0 - saved.out) * saved.out
+        return dx, {}
+
+
+class Tanh(Layer):
+    """``y = tanh x``; local partial ``1 - y²``."""
+
+    def forward(self, x):
+        out = np.tanh(x)
+        return out, OutputSaved(out=out)
+
+    def local_partials(self, saved):
+        return LocalPartials(Diagonal(1 - saved.out * saved.out))
+
+    def backward(self, saved, dout):
+        dx = dout * (1.0 - saved.out**2)
+        return dx, {}

@@ -1,0 +1,220 @@
+"""Sequential: runs layers forward, keeps their local partials, and hands them to the
+message pass. It knows nothing of drawing, verification or training."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableMapping, Sequence
+from dataclasses import dataclass
+import numpy as np
+
+from .checks import as_batch
+from .errors import DtypeError, ShapeError, StateError
+from .layers.base import Layer, run_layer
+from .messages import DEFAULT_CHUNK_BYTES, pass_messages
+from .partials import LocalPartials
+from .trace import Trace
+
+__all__ = ["Sequential", "ParamDict"]
+
+SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+
+class ParamDict(MutableMapping):
+    """The network's parameters as ``"t.name" -> ndarray``, t the 1-based layer index.
+
+    The arrays are the layers' own: writing into them changes the network. Assigning a key
+    (``params["1.W"] = new``) copies ``new`` into the existing array after checking its
+    shape, so the network changes then too.
+    """
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        self._arrays = {f"{t}.{name}": arr
+                        for t, layer in enumerate(layers, 1)
+                        for name, arr in layer.params.items()}
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        try:
+            return self._arrays[key]
+        except KeyError:
+            raise KeyError(f"no parameter {key!r}; the parameters are {list(self._arrays)}") from None
+
+    def __setitem__(self, key: str, value) -> None:
+        target = self[key]
+        value = np.asarray(value)
+        if value.shape != target.shape:
+            raise ShapeError(f"parameter {key} has shape {target.shape}, got {value.shape}")
+        if value.dtype.kind not in "iuf":
+            raise DtypeError(f"parameter {key} must be real numbers, got dtype {value.dtype}")
+        np.copyto(target, value, casting="unsafe")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("parameters cannot be deleted from a network")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        return len(self._arrays)
+
+    def __repr__(self) -> str:
+        return "ParamDict({" + ", ".join(f"{k!r}: {v.shape}" for k, v in self._arrays.items()) + "})"
+
+
+@dataclass(frozen=True)
+class ForwardRecord:
+    """Everything one forward pass leaves for the backward: kept until the next forward."""
+
+    values: list[np.ndarray]        # z^0 … z^T
+    partials: list[LocalPartials]   # J^t, K^t for t = 1..T
+    kinks: dict[int, np.ndarray]    # t -> bool (B, N_{t-1}): inputs on a non-differentiable point
+    loss: float
+
+
+class Sequential:
+    """A chain of layers g^T ∘ … ∘ g^1 ending in a loss layer.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        The last must be a loss layer (SoftmaxCrossEntropy, NLLLoss, MSELoss) and no other
+        may be. Widths must agree where they are known (an Affine fixes them).
+
+    Examples
+    --------
+    >>> import msgpass as mp, numpy as np
+    >>> net = mp.Sequential([mp.Affine(4, 8, seed=0), mp.ReLU(), mp.Affine(8, 3, seed=1),
+    ...                      mp.SoftmaxCrossEntropy()])
+    >>> x = np.random.default_rng(0).standard_normal((5, 4))
+    >>> loss = net.forward(x, [0, 1, 2, 0, 1])
+    >>> trace = net.backward()
+    >>> trace.message(1).shape
+    (5, 4, 8)
+    """
+
+    def __init__(self, layers: Sequence[Layer]) -> None:
+        layers = list(layers)
+        if not layers:
+            raise ShapeError("a Sequential needs at least one layer (a loss layer)")
+        for t, layer in enumerate(layers, 1):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layer {t} is {layer!r}, not a msgpass layer")
+            if layer.is_loss and t != len(layers):
+                raise ShapeError(f"layer {t} ({layer.describe()}) is a loss layer; only the last "
+                                 f"layer (layer {len(layers)}) may be one")
+        if not layers[-1].is_loss:
+            raise ShapeError(f"the last layer must be a loss layer (SoftmaxCrossEntropy, NLLLoss "
+                             f"or MSELoss), got layer {len(layers)} ({layers[-1].describe()})")
+        width = None
+        for t, layer in enumerate(layers, 1):
+            try:
+                width = layer.output_width(width)
+            except ShapeError as err:
+                raise ShapeError(f"layer {t} ({layer.describe()}) {err}") from None
+        dtypes = {arr.dtype for layer in layers for arr in layer.params.values()}
+        if len(dtypes) > 1:
+            raise DtypeError(f"the layers' parameters mix dtypes {sorted(map(str, dtypes))}; "
+                             f"build them with one dtype or use net.astype(dtype)")
+        self.dtype = dtypes.pop() if dtypes else np.dtype(np.float64)
+        if self.dtype not in SUPPORTED_DTYPES:
+            raise DtypeError(f"parameters must be float64 or float32, got {self.dtype}")
+        self.layers = layers
+        self._record: ForwardRecord | None = None
+
+    # -- description ----------------------------------------------------------------------
+    @property
+    def T(self) -> int:
+        """Number of layers; layer T is the loss."""
+        return len(self.layers)
+
+    @property
+    def labels(self) -> list[str]:
+        """``labels[t-1]`` names layer t, e.g. ``"Affine(4→8)"``."""
+        return [layer.describe() for layer in self.layers]
+
+    @property
+    def params(self) -> ParamDict:
+        """Parameters ``"t.name" -> ndarray`` (the layers' own arrays, not copies)."""
+        return ParamDict(self.layers)
+
+    def __repr__(self) -> str:
+        return f"Sequential([{', '.join(self.labels)}])"
+
+    def astype(self, dtype) -> Sequential:
+        """A copy of the network with parameters in ``dtype`` (float64 or float32)."""
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise DtypeError(f"unknown dtype {dtype!r}; use float64 or float32") from None
+        if dt not in SUPPORTED_DTYPES:
+            raise DtypeError(f"dtype must be float64 or float32, got {dt}")
+        clone = Sequential([layer.astype(dt) for layer in self.layers])
+        clone.dtype = dt
+        return clone
+
+    # -- running --------------------------------------------------------------------------
+    def forward(self, x, target=None) -> float:
+        """Run the layers on a batch, keep z^t and the local partials, return the loss.
+
+        Parameters
+        ----------
+        x : array_like, shape (B, N_0) or (N_0,)
+            Converted to the network's dtype; never modified.
+        target : array_like
+            What the loss layer expects: labels (B,) or probability rows (B, K) for the
+            classification losses, values (B, N) for MSELoss.
+
+        Returns
+        -------
+        float
+            The batch-mean loss L.
+        """
+        if target is None:
+            raise ShapeError(f"net.forward(x, target) needs a target for the loss layer "
+                             f"(layer {self.T}, {self.layers[-1].describe()})")
+        z = as_batch(x, self.dtype)
+        values, saved = [z], []
+        for t, layer in enumerate(self.layers, 1):
+            z, s = run_layer(layer, t, z, target)
+            values.append(z)
+            saved.append(s)
+        partials = [layer.local_partials(s) for layer, s in zip(self.layers, saved)]
+        kinks = {t: mask for t, (layer, s) in enumerate(zip(self.layers, saved), 1)
+                 if (mask := layer.nondifferentiable(s)) is not None}
+        loss = float(np.mean(values[-1]))
+        self._record = ForwardRecord(values=values, partials=partials, kinks=kinks, loss=loss)
+        return loss
+
+    def predict(self, x) -> np.ndarray:
+        """The output of layer T−1 (the input to the loss), shape (B, N_{T-1})."""
+        z = as_batch(x, self.dtype)
+        for t, layer in enumerate(self.layers[:-1], 1):
+            z, _ = run_layer(layer, t, z)
+        return z
+
+    def backward(self, keep="all", chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Trace:
+        """Message passing from the loss down to the input, using the partials kept by the
+        last ``forward``. Calling it again gives the same result.
+
+        Parameters
+        ----------
+        keep : "all" (default), "sums", or a list of layer indices
+            Which message blocks to keep in the trace. Every message is computed either
+            way; "sums" keeps only node sums and gradients, a list keeps those layers' blocks.
+        chunk_bytes : int
+            Messages are written and summed in pieces of about this many bytes.
+
+        Returns
+        -------
+        Trace
+        """
+        if self._record is None:
+            raise StateError("net.backward() was called before net.forward(x, target): there "
+                             "are no local partials to send messages from yet")
+        record = self._record
+        result = pass_messages(record.partials, batch=record.values[0].shape[0],
+                               labels=self.labels, keep=keep, chunk_bytes=chunk_bytes)
+        grads = {f"{t}.{name}": result.grads[(t, name)]
+                 for t, layer in enumerate(self.layers, 1) for name in layer.params}
+        return Trace(labels=self.labels, values=record.values, partials=record.partials,
+                     blocks=result.blocks, sums=result.incoming, grads=grads, loss=record.loss,
+                     nondifferentiable=record.kinks)

@@ -1,0 +1,304 @@
+"""Structured local partials (DESIGN.md §2).
+
+A layer's forward pass returns its local partial derivatives as data of one named kind.
+Input partials ``J^t[n, n'] = ∂_n g^t_{n'}`` come in three kinds here:
+
+=========  =====================  ==========================  ===============================
+kind       example layers         stored as                   dense view (B, N_{t-1}, N_t)
+=========  =====================  ==========================  ===============================
+shared     Affine (J = W)         (N_{t-1}, N_t), once        broadcast over the batch
+diagonal   ReLU, Sigmoid, Tanh    (B, N)                      zero off the diagonal
+dense      Softmax, LogSoftmax,   (B, N_{t-1}, N_t)           itself
+           the loss layers
+=========  =====================  ==========================  ===============================
+
+Each kind can *send*: multiply its local partial by the sum arriving at each of its nodes,
+giving the message block ``δ^t_{n←n'} = J^t[n, n'] · S^{t+1}_{n'}`` in the kind's own storage
+(a diagonal layer stores only its N edges per sample; the off-diagonal non-edges are exact
+zeros that are never stored). Each kind can also give its dense view, computed by separate
+code, so that the verifier can check the recursion against it.
+
+Parameter partials ``K^t[i, n'] = ∂g^t_{n'} / ∂θ^t_i`` stay structured too: a weight matrix
+keeps the layer input x (``∂y_{n'}/∂W_{i,n'} = x_i``), never an (N_in·N_out × N_out) matrix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "InputPartials",
+    "Shared",
+    "Diagonal",
+    "Dense",
+    "ParamPartials",
+    "Outer",
+    "Elementwise",
+    "LocalPartials",
+]
+
+
+class InputPartials:
+    """Base of the input-partial kinds. Subclasses set ``kind`` and ``diagonal``.
+
+    Attributes
+    ----------
+    n_in, n_out : int
+        N_{t-1} and N_t, the widths of the layer's input and output.
+    diagonal : bool
+        True when node n' of the layer hears only from node n = n' (its message block is
+        stored as (B, N) and each destination node receives exactly one message).
+    """
+
+    kind: str = ""
+    diagonal: bool = False
+    n_in: int
+    n_out: int
+
+    def message_shape(self, batch: int) -> tuple[int, ...]:
+        """Storage shape of a message block for ``batch`` samples."""
+        if self.diagonal:
+            return (batch, self.n_in)
+        return (batch, self.n_in, self.n_out)
+
+    def send(self, arriving: np.ndarray, rows: slice, out: np.ndarray | None = None) -> np.ndarray:
+        """Messages for the samples ``rows``: local partial times the sum arriving at n'.
+
+        Parameters
+        ----------
+        arriving : ndarray, shape (b, N_t)
+            ``S^{t+1}`` for the samples in ``rows`` (b of them).
+        rows : slice
+            Which samples of the batch these are (per-sample partials are sliced by it).
+        out : ndarray, optional
+            Where to write the block, of shape ``message_shape(b)``.
+
+        Returns
+        -------
+        ndarray, shape ``message_shape(b)``
+        """
+        raise NotImplementedError
+
+    def dense(self) -> np.ndarray:
+        """The dense local partials, shape (B, N_{t-1}, N_t) (Shared gives (1, ...))."""
+        raise NotImplementedError
+
+    def magnitude(self) -> np.ndarray:
+        """Dense sizes of the terms each partial is formed from, shaped like ``dense()``: the
+        scale of its round-off. It is |J| unless an entry is a difference of larger terms
+        (Softmax's y_n'(δ − y_n) is formed from y_n'(δ + y_n))."""
+        return np.abs(self.dense())
+
+    def edges(self) -> np.ndarray:
+        """Boolean (N_{t-1}, N_t): which (n, n') pairs are edges of the graph."""
+        if self.diagonal:
+            return np.eye(self.n_in, dtype=bool)
+        return np.ones((self.n_in, self.n_out), dtype=bool)
+
+    def dense_messages(self, values: np.ndarray) -> np.ndarray:
+        """Expand a stored message block to its dense (B, N_{t-1}, N_t) form."""
+        if not self.diagonal:
+            return values
+        batch, n = values.shape
+        block = np.zeros((batch, n, n), dtype=values.dtype)
+        idx = np.arange(n)
+        block[:, idx, idx] = values
+        return block
+
+    @property
+    def dtype(self) -> np.dtype:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class Shared(InputPartials):
+    """The same local partial for every sample: ``J[n, n'] = matrix[n, n']``.
+
+    Parameters
+    ----------
+    matrix : ndarray, shape (N_{t-1}, N_t)
+    """
+
+    matrix: np.ndarray
+    kind = "shared"
+
+    @property
+    def n_in(self) -> int:  # type: ignore[override]
+        return self.matrix.shape[0]
+
+    @property
+    def n_out(self) -> int:  # type: ignore[override]
+        return self.matrix.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.matrix.dtype
+
+    def send(self, arriving, rows, out=None):
+        # δ_b[n, n'] = W[n, n'] · S_b[n']: W with column n' scaled by what arrived at n'.
+        return np.multiply(self.matrix[None, :, :], arriving[:, None, :], out=out)
+
+    def dense(self):
+        return self.matrix[None, :, :].copy()
+
+
+@dataclass(frozen=True, eq=False)
+class Diagonal(InputPartials):
+    """Elementwise layers: ``J_b[n, n'] = values[b, n]`` if n = n', else an exact zero.
+
+    Parameters
+    ----------
+    values : ndarray, shape (B, N)
+    """
+
+    values: np.ndarray
+    kind = "diagonal"
+    diagonal = True
+
+    @property
+    def n_in(self) -> int:  # type: ignore[override]
+        return self.values.shape[1]
+
+    @property
+    def n_out(self) -> int:  # type: ignore[override]
+        return self.values.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    def send(self, arriving, rows, out=None):
+        # One edge per node: δ_b[n ← n] = g'(z_b[n]) · S_b[n].
+        return np.multiply(self.values[rows], arriving, out=out)
+
+    def dense(self):
+        # Built by different code from dense_messages, so the two can check each other.
+        identity = np.eye(self.n_in, dtype=self.values.dtype)
+        return self.values[:, :, None] * identity[None, :, :]
+
+
+@dataclass(frozen=True, eq=False)
+class Dense(InputPartials):
+    """A full Jacobian per sample: ``J_b[n, n'] = values[b, n, n']``.
+
+    Parameters
+    ----------
+    values : ndarray, shape (B, N_{t-1}, N_t)
+    terms : ndarray of the same shape, optional
+        Sizes of the terms each entry is formed from, when an entry is a difference of
+        larger terms (see ``magnitude``); None means |values|.
+    """
+
+    values: np.ndarray
+    terms: np.ndarray | None = None
+    kind = "dense"
+
+    @property
+    def n_in(self) -> int:  # type: ignore[override]
+        return self.values.shape[1]
+
+    @property
+    def n_out(self) -> int:  # type: ignore[override]
+        return self.values.shape[2]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    def send(self, arriving, rows, out=None):
+        return np.multiply(self.values[rows], arriving[:, None, :], out=out)
+
+    def dense(self):
+        return self.values.copy()
+
+    def magnitude(self):
+        return np.abs(self.values) if self.terms is None else self.terms
+
+
+class ParamPartials:
+    """Base of the parameter-partial kinds ``K[i, n'] = ∂g_{n'}/∂θ_i``."""
+
+    kind: str = ""
+
+    def gradient(self, arriving: np.ndarray) -> np.ndarray:
+        """``∂L/∂θ_i = Σ_b Σ_{n'} K_b[i, n'] · S_b[n']``, shaped like the parameter."""
+        raise NotImplementedError
+
+    def per_sample(self, arriving: np.ndarray) -> np.ndarray:
+        """The same without the sum over samples: shape (B, *parameter shape)."""
+        raise NotImplementedError
+
+    def absolute(self) -> ParamPartials:
+        """The same kind with |K| in place of K (for round-off magnitudes)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class Outer(ParamPartials):
+    """A weight matrix W (N_in, N_out) with ``∂y_{n'}/∂W_{i,n'} = x_i`` (other columns 0).
+
+    Parameters
+    ----------
+    inputs : ndarray, shape (B, N_in)
+        The layer input x of each sample.
+    """
+
+    inputs: np.ndarray
+    kind = "outer"
+
+    def gradient(self, arriving):
+        # Only column n' of W reaches output n', so Σ_{n'} collapses to x_i · S[n'].
+        return self.inputs.T @ arriving
+
+    def per_sample(self, arriving):
+        return self.inputs[:, :, None] * arriving[:, None, :]
+
+    def absolute(self):
+        return Outer(np.abs(self.inputs))
+
+
+@dataclass(frozen=True, eq=False)
+class Elementwise(ParamPartials):
+    """A parameter vector θ (N,) with ``∂y_{n'}/∂θ_{n'} = factor[b, n']`` (bias: factor 1).
+
+    Parameters
+    ----------
+    factor : ndarray of shape (B, N), or None for a factor of exactly 1 (a bias)
+    width : int
+        N, needed when ``factor`` is None.
+    """
+
+    factor: np.ndarray | None
+    width: int
+    kind = "elementwise"
+
+    def gradient(self, arriving):
+        if self.factor is None:
+            return arriving.sum(axis=0)
+        return (self.factor * arriving).sum(axis=0)
+
+    def per_sample(self, arriving):
+        if self.factor is None:
+            return arriving.copy()
+        return self.factor * arriving
+
+    def absolute(self):
+        return Elementwise(None if self.factor is None else np.abs(self.factor), self.width)
+
+
+@dataclass(frozen=True, eq=False)
+class LocalPartials:
+    """What one layer's forward pass leaves for the message pass.
+
+    Attributes
+    ----------
+    inputs : InputPartials
+        ``J^t``, structured.
+    params : dict of str to ParamPartials
+        ``K^t`` for each named parameter of the layer (empty for parameterless layers).
+    """
+
+    inputs: InputPartials
+    params: dict[str, ParamPartials] = field(default_factory=dict)

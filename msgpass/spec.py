@@ -1,0 +1,72 @@
+"""A compact architecture spec: ``"4-8-relu-3-sce"``.
+
+Tokens are separated by ``-`` (or ``,``). The first is the input width. Every later integer k
+adds ``Affine(previous width, k)``; names add layers: ``relu``, ``sigmoid``, ``tanh``,
+``softmax``, ``logsoftmax``; the last token must be a loss: ``sce`` (SoftmaxCrossEntropy),
+``nll`` (NLLLoss, put ``logsoftmax`` before it) or ``mse`` (MSELoss).
+
+Examples: ``784-100-relu-10-sce`` (the textbook's two-layer net), ``4-16-tanh-16-sigmoid-2-mse``,
+``6-10-logsoftmax-nll``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from .errors import SpecError
+from .layers import (
+    Affine, LogSoftmax, MSELoss, NLLLoss, ReLU, Sigmoid, Softmax, SoftmaxCrossEntropy, Tanh,
+)
+from .network import Sequential
+
+__all__ = ["build_network", "DEFAULT_SPEC"]
+
+DEFAULT_SPEC = "6-16-relu-12-tanh-12-sigmoid-8-logsoftmax-8-sce"
+
+ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax,
+               "logsoftmax": LogSoftmax}
+LOSSES = {"sce": SoftmaxCrossEntropy, "nll": NLLLoss, "mse": MSELoss}
+
+
+def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> Sequential:
+    """Build a Sequential from a spec string (see the module docstring).
+
+    The t-th Affine layer is initialised with seed ``seed + t`` (t counted from 1 over the
+    whole network), so every layer differs and the whole network is reproducible.
+    """
+    tokens = [tok for tok in re.split(r"[-,\s]+", spec.strip().lower()) if tok]
+    if len(tokens) < 2:
+        raise SpecError(f"spec {spec!r} is too short: give the input width, layers and a loss, "
+                        f"e.g. '4-8-relu-3-sce'")
+    if not tokens[0].isdigit() or int(tokens[0]) < 1:
+        raise SpecError(f"spec {spec!r} must start with the input width (a positive integer), "
+                        f"got {tokens[0]!r}")
+    if tokens[-1] not in LOSSES:
+        raise SpecError(f"spec {spec!r} must end in a loss ({', '.join(LOSSES)}), "
+                        f"got {tokens[-1]!r}")
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise SpecError(f"unknown dtype {dtype!r}; use float64 or float32") from None
+    width = int(tokens[0])
+    layers = []
+    for position, tok in enumerate(tokens[1:], 2):
+        t = len(layers) + 1
+        if tok.isdigit():
+            if int(tok) < 1:
+                raise SpecError(f"spec {spec!r}: token {position} ({tok!r}) must be a positive width")
+            layers.append(Affine(width, int(tok), seed=seed + t, dtype=dt))
+            width = int(tok)
+        elif tok in ACTIVATIONS:
+            layers.append(ACTIVATIONS[tok]())
+        elif tok in LOSSES:
+            if position != len(tokens):
+                raise SpecError(f"spec {spec!r}: the loss {tok!r} must be the last token")
+            layers.append(LOSSES[tok]())
+        else:
+            raise SpecError(
+                f"spec {spec!r}: token {position} ({tok!r}) is not a width or a layer; known "
+                f"layers: {', '.join([*ACTIVATIONS, *LOSSES])}")
+    return Sequential(layers)

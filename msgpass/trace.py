@@ -1,0 +1,85 @@
+"""What one forward + message backward leaves behind, for verification, drawing and study."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import StateError
+from .messages import MessageBlock
+from .partials import LocalPartials
+
+__all__ = ["Trace"]
+
+
+@dataclass(frozen=True)
+class Trace:
+    """A finished message pass.
+
+    Attributes
+    ----------
+    labels : list of str
+        ``labels[t-1]`` describes layer t, e.g. ``"Affine(4→8)"``.
+    values : list of ndarray
+        Forward values z^0 = x, z^1, …, z^T; z^t has shape (B, N_t), z^T the per-sample loss.
+    partials : list of LocalPartials
+        ``partials[t-1]``: the structured local partials of layer t.
+    blocks : dict of int to MessageBlock
+        The kept message blocks (all by default).
+    grads : dict of str to ndarray
+        Parameter gradients, keyed like ``net.params`` ("t.name").
+    loss : float
+        The batch-mean loss L.
+    nondifferentiable : dict of int to bool ndarray
+        For each layer with kinks (ReLU), a (B, N_{t-1}) mask of the inputs that sat exactly
+        on a non-differentiable point, where the layer's documented convention was used.
+    """
+
+    labels: list[str]
+    values: list[np.ndarray]
+    partials: list[LocalPartials]
+    blocks: dict[int, MessageBlock]
+    sums: dict[int, np.ndarray]
+    grads: dict[str, np.ndarray]
+    loss: float
+    nondifferentiable: dict[int, np.ndarray]
+
+    @property
+    def T(self) -> int:
+        """Number of layers (the loss layer is layer T)."""
+        return len(self.labels)
+
+    @property
+    def batch(self) -> int:
+        return self.values[0].shape[0]
+
+    def _check_t(self, t: int, top: int) -> int:
+        if not isinstance(t, (int, np.integer)) or not 1 <= t <= top:
+            raise IndexError(f"layer index must be 1..{top}, got {t!r}")
+        return int(t)
+
+    def block(self, t: int) -> MessageBlock:
+        """The structured message block of layer t (diagonal layers store only edges)."""
+        t = self._check_t(t, self.T)
+        if t not in self.blocks:
+            kept = sorted(self.blocks) or "none"
+            raise StateError(
+                f"the messages of layer {t} ({self.labels[t - 1]}) were computed but not kept "
+                f"(kept: {kept}); call net.backward(keep='all') or keep=[{t}, ...]")
+        return self.blocks[t]
+
+    def message(self, t: int) -> np.ndarray:
+        """All messages ``δ^t_{n←n'}`` of layer t, dense: shape (B, N_{t-1}, N_t)."""
+        return self.block(t).dense()
+
+    def incoming(self, t: int) -> np.ndarray:
+        """``S^t_n = Σ_{n'} δ^t_{n←n'}`` of shape (B, N_{t-1}): the sum arriving at the nodes
+        of layer t−1, equal to ∂L/∂z^{t-1}. t = T+1 gives 1/B, the sum arriving at the loss."""
+        return self.sums[self._check_t(t, self.T + 1)]
+
+    def value(self, t: int) -> np.ndarray:
+        """Forward value z^t, shape (B, N_t), t = 0..T."""
+        if not isinstance(t, (int, np.integer)) or not 0 <= t <= self.T:
+            raise IndexError(f"value index must be 0..{self.T}, got {t!r}")
+        return self.values[int(t)]

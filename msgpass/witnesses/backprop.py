@@ -1,0 +1,76 @@
+"""Standard backprop: each layer's classic ``backward(saved, dout)``, chained from the loss down.
+
+It never forms a message and never reads a layer's local partials; it shares with the
+message path only the layers' forward computation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..checks import as_batch
+from ..layers.base import run_layer
+
+__all__ = ["backprop", "BackpropResult"]
+
+
+@dataclass(frozen=True)
+class BackpropResult:
+    """Result of standard backprop.
+
+    Attributes
+    ----------
+    loss : float
+        The batch-mean loss.
+    grads : dict of str to ndarray
+        ``∂L/∂θ`` keyed like ``net.params``.
+    dz : list of ndarray
+        ``dz[t]`` = ∂L/∂z^t of shape (B, N_t), for t = 0..T−1.
+    """
+
+    loss: float
+    grads: dict[str, np.ndarray]
+    dz: list[np.ndarray]
+
+    def incoming(self, t: int) -> np.ndarray:
+        """∂L/∂z^{t-1} (B, N_{t-1}), the quantity the message sum S^t must equal; t = 1..T."""
+        if not 1 <= t <= len(self.dz):
+            raise IndexError(f"layer index must be 1..{len(self.dz)}, got {t!r}")
+        return self.dz[t - 1]
+
+
+def backprop(net, x, target) -> BackpropResult:
+    """Gradients of the batch-mean loss by standard backprop (vector–Jacobian products).
+
+    Parameters
+    ----------
+    net : Sequential
+    x : array_like, shape (B, N_0)
+    target : array_like
+        As for ``net.forward``.
+
+    Returns
+    -------
+    BackpropResult
+    """
+    layers = net.layers
+    z = as_batch(x, net.dtype)
+    saved = []
+    for t, layer in enumerate(layers, 1):
+        z, s = run_layer(layer, t, z, target)
+        saved.append(s)
+    loss = float(np.mean(z))
+
+    grads: dict[str, np.ndarray] = {}
+    dz: list[np.ndarray] = [None] * len(layers)  # type: ignore[list-item]
+    dout = 1.0  # ∂L/∂L; the loss layer's backward supplies the 1/B of the mean
+    for t in range(len(layers), 0, -1):
+        dout, dparams = layers[t - 1].backward(saved[t - 1], dout)
+        for name, grad in dparams.items():
+            grads[f"{t}.{name}"] = grad
+        dz[t - 1] = dout
+    ordered = {f"{t}.{name}": grads[f"{t}.{name}"]
+               for t, layer in enumerate(layers, 1) for name in layer.params}
+    return BackpropResult(loss=loss, grads=ordered, dz=dz)
