@@ -19,6 +19,7 @@ import msgpass as mp
 from msgpass.testing import random_batch, random_network
 from msgpass.verify import path_magnitudes
 
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", type=int, default=600)

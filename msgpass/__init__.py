@@ -7,11 +7,26 @@
 
 from .compare import Tolerance, compare
 from .errors import (
-    DtypeError, InputValueError, MsgpassError, NonFiniteError, ShapeError, SpecError, StateError,
+    DtypeError,
+    InputValueError,
+    MsgpassError,
+    NonFiniteError,
+    ShapeError,
+    SpecError,
+    StateError,
 )
 from .layers import (
-    Affine, Layer, LogSoftmax, LossLayer, MSELoss, NLLLoss, ReLU, Sigmoid, Softmax,
-    SoftmaxCrossEntropy, Tanh,
+    Affine,
+    Layer,
+    LogSoftmax,
+    LossLayer,
+    MSELoss,
+    NLLLoss,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    SoftmaxCrossEntropy,
+    Tanh,
 )
 from .messages import MessageBlock
 from .network import Sequential

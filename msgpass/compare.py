@@ -62,7 +62,7 @@ TOL_F32_BACKPROP = Tolerance(1e-4, 1e-1, 0.0,
 # The numerical witness runs in float64 on the same (exactly upcast) parameters, so the gap
 # is the float32 pass's own round-off through the forward and backward chains.
 TOL_F32_NUMERIC = Tolerance(1e-3, 1e-1, 0.0,
-                            "float32 pass against a float64 witness: forward and backward round-off")
+                            "float32 pass vs a float64 witness: forward and backward round-off")
 TOL_F32_RECURSION = Tolerance(2 * np.finfo(np.float32).eps, 0.0, 0.0,
                               "one product per message, rounded once on each side")
 

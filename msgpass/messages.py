@@ -184,8 +184,8 @@ def pass_messages(
         where = first_nonfinite(sums)
         if where is not None:
             raise NonFiniteError(
-                f"layer {t} ({_label(labels, t)}) sent non-finite messages: the sum arriving at node "
-                f"{where[1]} of sample {where[0]} is {sums[where]}")
+                f"layer {t} ({_label(labels, t)}) sent non-finite messages: the sum arriving "
+                f"at node {where[1]} of sample {where[0]} is {sums[where]}")
         if kept is not None:
             blocks[t] = MessageBlock(t, layout, kept)
         incoming[t] = sums

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
+
 import numpy as np
 
 from .checks import as_batch
@@ -27,7 +28,7 @@ class ParamDict(MutableMapping):
     shape, so the network changes then too.
     """
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
+    def __init__(self, layers: Sequence[Layer], dtype=None) -> None:
         self._arrays = {f"{t}.{name}": arr
                         for t, layer in enumerate(layers, 1)
                         for name, arr in layer.params.items()}
@@ -36,7 +37,8 @@ class ParamDict(MutableMapping):
         try:
             return self._arrays[key]
         except KeyError:
-            raise KeyError(f"no parameter {key!r}; the parameters are {list(self._arrays)}") from None
+            raise KeyError(
+                f"no parameter {key!r}; the parameters are {list(self._arrays)}") from None
 
     def __setitem__(self, key: str, value) -> None:
         target = self[key]
@@ -57,7 +59,8 @@ class ParamDict(MutableMapping):
         return len(self._arrays)
 
     def __repr__(self) -> str:
-        return "ParamDict({" + ", ".join(f"{k!r}: {v.shape}" for k, v in self._arrays.items()) + "})"
+        shapes = ", ".join(f"{k!r}: {v.shape}" for k, v in self._arrays.items())
+        return f"ParamDict({{{shapes}}})"
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class Sequential:
     layers : sequence of Layer
         The last must be a loss layer (SoftmaxCrossEntropy, NLLLoss, MSELoss) and no other
         may be. Widths must agree where they are known (an Affine fixes them).
+    dtype : float64 or float32, optional
+        The precision of every computation. By default that of the parameters (float64 for
+        a network without any); given, it must agree with them.
 
     Examples
     --------
@@ -91,7 +97,7 @@ class Sequential:
     (5, 4, 8)
     """
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
+    def __init__(self, layers: Sequence[Layer], dtype=None) -> None:
         layers = list(layers)
         if not layers:
             raise ShapeError("a Sequential needs at least one layer (a loss layer)")
@@ -114,9 +120,17 @@ class Sequential:
         if len(dtypes) > 1:
             raise DtypeError(f"the layers' parameters mix dtypes {sorted(map(str, dtypes))}; "
                              f"build them with one dtype or use net.astype(dtype)")
-        self.dtype = dtypes.pop() if dtypes else np.dtype(np.float64)
+        inferred = dtypes.pop() if dtypes else np.dtype(np.float64)
+        try:
+            self.dtype = inferred if dtype is None else np.dtype(dtype)
+        except TypeError:
+            raise DtypeError(f"unknown dtype {dtype!r}; use float64 or float32") from None
         if self.dtype not in SUPPORTED_DTYPES:
-            raise DtypeError(f"parameters must be float64 or float32, got {self.dtype}")
+            raise DtypeError(f"a network computes in float64 or float32, got {self.dtype}")
+        has_params = any(layer.params for layer in layers)
+        if has_params and inferred != self.dtype:
+            raise DtypeError(f"dtype={self.dtype} was asked for, but the parameters are "
+                             f"{inferred}; build them with that dtype or use net.astype")
         self.layers = layers
         self._record: ForwardRecord | None = None
 
@@ -147,9 +161,7 @@ class Sequential:
             raise DtypeError(f"unknown dtype {dtype!r}; use float64 or float32") from None
         if dt not in SUPPORTED_DTYPES:
             raise DtypeError(f"dtype must be float64 or float32, got {dt}")
-        clone = Sequential([layer.astype(dt) for layer in self.layers])
-        clone.dtype = dt
-        return clone
+        return Sequential([layer.astype(dt) for layer in self.layers], dtype=dt)
 
     # -- running --------------------------------------------------------------------------
     def forward(self, x, target=None) -> float:
@@ -177,8 +189,8 @@ class Sequential:
             z, s = run_layer(layer, t, z, target)
             values.append(z)
             saved.append(s)
-        partials = [layer.local_partials(s) for layer, s in zip(self.layers, saved)]
-        kinks = {t: mask for t, (layer, s) in enumerate(zip(self.layers, saved), 1)
+        partials = [layer.local_partials(s) for layer, s in zip(self.layers, saved, strict=True)]
+        kinks = {t: mask for t, (layer, s) in enumerate(zip(self.layers, saved, strict=True), 1)
                  if (mask := layer.nondifferentiable(s)) is not None}
         loss = float(np.mean(values[-1]))
         self._record = ForwardRecord(values=values, partials=partials, kinks=kinks, loss=loss)

@@ -17,7 +17,15 @@ import numpy as np
 
 from .errors import SpecError
 from .layers import (
-    Affine, LogSoftmax, MSELoss, NLLLoss, ReLU, Sigmoid, Softmax, SoftmaxCrossEntropy, Tanh,
+    Affine,
+    LogSoftmax,
+    MSELoss,
+    NLLLoss,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    SoftmaxCrossEntropy,
+    Tanh,
 )
 from .network import Sequential
 
@@ -56,7 +64,8 @@ def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> S
         t = len(layers) + 1
         if tok.isdigit():
             if int(tok) < 1:
-                raise SpecError(f"spec {spec!r}: token {position} ({tok!r}) must be a positive width")
+                raise SpecError(
+                    f"spec {spec!r}: token {position} ({tok!r}) must be a positive width")
             layers.append(Affine(width, int(tok), seed=seed + t, dtype=dt))
             width = int(tok)
         elif tok in ACTIVATIONS:
@@ -69,4 +78,4 @@ def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> S
             raise SpecError(
                 f"spec {spec!r}: token {position} ({tok!r}) is not a width or a layer; known "
                 f"layers: {', '.join([*ACTIVATIONS, *LOSSES])}")
-    return Sequential(layers)
+    return Sequential(layers, dtype=dt)

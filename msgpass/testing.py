@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from .layers import (
-    Affine, LogSoftmax, MSELoss, NLLLoss, ReLU, Sigmoid, Softmax, SoftmaxCrossEntropy, Tanh,
+    Affine,
+    LogSoftmax,
+    MSELoss,
+    NLLLoss,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    SoftmaxCrossEntropy,
+    Tanh,
 )
 from .network import Sequential
 
@@ -34,7 +42,7 @@ def random_network(rng: np.random.Generator, *, max_depth: int = 6, max_width: i
     loss = LOSSES[int(rng.integers(len(LOSSES)))]
     layers += {"sce": [SoftmaxCrossEntropy()], "nll": [LogSoftmax(), NLLLoss()],
                "mse": [MSELoss()]}[loss]
-    return Sequential(layers), n0
+    return Sequential(layers, dtype=dtype), n0
 
 
 def random_batch(net: Sequential, n_in: int, batch: int, rng: np.random.Generator):

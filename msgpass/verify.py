@@ -119,7 +119,8 @@ class Report:
             if c.note:
                 status += f" [{c.note}]"
             lines.append(f"{shown_part:<12} {about[:26]:<26} {c.claim[:40]:<40} "
-                         f"{_fmt(res.max_abs):>9} {_fmt(res.max_rel):>9} {c.tol.rtol:>8.0e}  {status}")
+                         f"{_fmt(res.max_abs):>9} {_fmt(res.max_rel):>9} "
+                         f"{c.tol.rtol:>8.0e}  {status}")
         lines.append("")
         if self.kinks:
             for k in self.kinks:
@@ -154,7 +155,8 @@ class Report:
                 "max_abs": _num(c.result.max_abs), "max_rel": _num(c.result.max_rel),
                 "compared": c.result.compared, "skipped": c.result.skipped,
                 "worst_index": list(c.result.worst) if c.result.worst else None,
-                "rtol": c.tol.rtol, "floor": c.tol.floor, "atol": c.tol.atol, "tolerance_reason": c.tol.reason,
+                "rtol": c.tol.rtol, "floor": c.tol.floor, "atol": c.tol.atol,
+                "tolerance_reason": c.tol.reason,
                 "note": c.note or None,
             } for c in self.checks],
             "nondifferentiable": [{"t": k.t, "layer": k.layer, "count": len(k.points),
@@ -201,7 +203,8 @@ def verify(net, x, target, *, numeric: bool = True,
     report.batch = trace.batch
     tols = tolerances_for(net.dtype)
     ref = backprop(net, x, target)
-    num = numeric_witness(net, x, target, max_entries=numeric_entries, seed=seed) if numeric else None
+    num = (numeric_witness(net, x, target, max_entries=numeric_entries, seed=seed)
+           if numeric else None)
     magnitude, grad_magnitude = path_magnitudes(trace)
     add = report.checks.append
 

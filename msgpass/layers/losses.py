@@ -25,12 +25,14 @@ def class_target(target, x: np.ndarray) -> np.ndarray:
     batch, classes = x.shape
     t = np.asarray(target)
     if t.dtype.kind not in "biuf":
-        raise DtypeError(f"target must be integer labels or numeric one-hot rows, got dtype {t.dtype}")
+        raise DtypeError(
+            f"target must be integer labels or numeric one-hot rows, got dtype {t.dtype}")
     if t.shape == (batch,):
         if t.dtype.kind == "f":
             if not np.all(np.isfinite(t)) or np.any(t != np.round(t)):
                 bad = int(np.flatnonzero(~np.isfinite(t) | (t != np.round(t)))[0])
-                raise InputValueError(f"label of sample {bad} is {t[bad]!r}; labels must be integers")
+                raise InputValueError(
+                    f"label of sample {bad} is {float(t[bad]):g}; labels must be integers")
         labels = t.astype(np.int64)
         out_of_range = (labels < 0) | (labels >= classes)
         if out_of_range.any():

@@ -79,7 +79,7 @@ def _run_tail(layers, t: int, z: np.ndarray, target) -> tuple[np.ndarray, list]:
 def _changed_rows(branches: list, base: list, batch: int) -> np.ndarray:
     """Bool (B,): samples where some layer's branch pattern differs from the base."""
     changed = np.zeros(batch, dtype=bool)
-    for now, then in zip(branches, base):
+    for now, then in zip(branches, base, strict=True):
         if now is not None:
             changed |= np.any((now != then).reshape(batch, -1), axis=1)
     return changed

@@ -1,0 +1,7 @@
+"""``python -m msgpass`` is the ``msgpass`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,123 @@
+"""Messages equal standard backprop and central differences on random networks built from
+every layer kind (hypothesis draws the seed of msgpass.testing.random_network), plus a sweep of
+the edge shapes: batch 1, width 1, no hidden layer, a wide layer."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import msgpass as mp
+from msgpass.compare import (
+    TOL_F32_BACKPROP,
+    TOL_F32_NUMERIC,
+    TOL_F64_BACKPROP,
+    TOL_F64_NUMERIC,
+    compare,
+)
+from msgpass.testing import random_batch, random_network
+from msgpass.verify import path_magnitudes
+
+seeds = st.integers(min_value=0, max_value=2**32 - 1)
+
+
+def build(seed, *, max_depth=6, max_width=32, max_batch=16, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    net, n_in = random_network(rng, max_depth=max_depth, max_width=max_width, dtype=dtype)
+    x, target = random_batch(net, n_in, int(rng.integers(1, max_batch + 1)), rng)
+    return net, x, target
+
+
+def assert_matches_backprop(net, x, target, tol):
+    net.forward(x, target)
+    trace = net.backward()
+    ref = mp.backprop(net, x, target)
+    sums_m, grads_m = path_magnitudes(trace)
+    for t in range(1, net.T + 1):
+        res = compare(trace.incoming(t), ref.incoming(t), tol, magnitude=sums_m[t])
+        assert res.ok, f"S^{t} of {net}: {res}"
+    for key, grad in trace.grads.items():
+        res = compare(grad, ref.grads[key], tol, magnitude=grads_m[key])
+        assert res.ok, f"{key} of {net}: {res}"
+    return trace
+
+
+@given(seeds)
+@settings(max_examples=150)
+def test_float64_sums_and_gradients_equal_backprop(seed):
+    net, x, target = build(seed)
+    assert_matches_backprop(net, x, target, TOL_F64_BACKPROP)
+
+
+@given(seeds)
+@settings(max_examples=100)
+def test_float32_sums_and_gradients_equal_backprop(seed):
+    net, x, target = build(seed, dtype=np.float32)
+    trace = assert_matches_backprop(net, x, target, TOL_F32_BACKPROP)
+    assert all(g.dtype == np.float32 for g in trace.grads.values())
+
+
+@given(seeds)
+@settings(max_examples=40)
+def test_float64_gradients_equal_central_differences(seed):
+    net, x, target = build(seed, max_width=12, max_batch=8)
+    net.forward(x, target)
+    trace = net.backward()
+    num = mp.numeric_witness(net, x, target)
+    sums_m, grads_m = path_magnitudes(trace)
+    compared = total = 0
+    on_kink = 0   # inputs exactly on a kink are rightly excluded; they don't make the test vacuous
+    for t in range(1, net.T + 1):
+        on_kink += int(trace.nondifferentiable.get(t, np.zeros(0, bool)).sum())
+        tol = TOL_F64_NUMERIC.with_atol(num.roundoff_tails)
+        res = compare(trace.incoming(t), num.tails[t], tol, include=~num.straddles[t],
+                      magnitude=sums_m[t])
+        assert res.ok, f"S^{t} of {net}: {res}"
+        compared, total = compared + res.compared, total + num.tails[t].size
+    for key, grad in trace.grads.items():
+        tol = TOL_F64_NUMERIC.with_atol(num.roundoff_params)
+        res = compare(grad, num.grads[key], tol, include=~num.straddles[key],
+                      magnitude=grads_m[key])
+        assert res.ok, f"{key} of {net}: {res}"
+        compared, total = compared + res.compared, total + grad.size
+    assert compared >= 0.95 * (total - on_kink), "too many stencils straddled a kink"
+
+
+@given(seeds)
+@settings(max_examples=25)
+def test_verify_holds_on_random_networks(seed):
+    net, x, target = build(seed, max_width=12, max_batch=8)
+    report = mp.verify(net, x, target)
+    assert report.ok, str(report)
+
+
+@given(seeds)
+@settings(max_examples=25)
+def test_verify_holds_in_float32(seed):
+    net, x, target = build(seed, max_width=12, max_batch=8, dtype=np.float32)
+    report = mp.verify(net, x, target)
+    assert report.ok, str(report)
+    assert all(c.tol.rtol in (TOL_F32_BACKPROP.rtol, TOL_F32_NUMERIC.rtol) or c.witness == "partials"
+               for c in report.checks)
+
+
+EDGE_SPECS = [
+    "1-1-sce",                          # width 1 everywhere
+    "3-sce",                            # no hidden layer: the loss alone, T = 1
+    "4-mse",
+    "5-logsoftmax-nll",
+    "2-1-sigmoid-1-tanh-1-relu-1-mse",  # a width-1 chain
+    "8-256-relu-256-tanh-10-sce",       # wide layers
+    "3-4-relu-4-relu-4-relu-4-relu-4-relu-4-sce",   # depth 11
+]
+
+
+@pytest.mark.parametrize("spec", EDGE_SPECS)
+@pytest.mark.parametrize("batch", [1, 5])
+def test_edge_shapes_verify(spec, batch):
+    net = mp.build_network(spec, seed=3)
+    rng = np.random.default_rng(batch)
+    n_in = int(spec.split("-")[0])
+    x, target = random_batch(net, n_in, batch, rng)
+    report = mp.verify(net, x, target, numeric_entries=200)
+    assert report.ok, str(report)

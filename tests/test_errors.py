@@ -1,0 +1,110 @@
+"""Bad input gets a clear error naming the layer and the expected vs given value."""
+
+import numpy as np
+import pytest
+
+import msgpass as mp
+
+
+def net():
+    return mp.Sequential([mp.Affine(4, 5, seed=0), mp.ReLU(), mp.Affine(5, 3, seed=1),
+                          mp.SoftmaxCrossEntropy()])
+
+
+X = np.random.default_rng(0).standard_normal((2, 4))
+
+
+@pytest.mark.parametrize("x, error, pattern", [
+    (np.zeros((2, 3)), mp.ShapeError, r"layer 1 \(Affine\(4→5\)\): expected input of shape \(B, 4\), got \(2, 3\)"),
+    (np.zeros((2, 4, 1)), mp.ShapeError, r"input x must have shape \(B, N\) or \(N,\), got \(2, 4, 1\)"),
+    (np.zeros((0, 4)), mp.ShapeError, r"input x is empty"),
+    (np.array([[1.0, np.nan, 0, 0]]), mp.InputValueError, r"input x contains nan at sample 0, feature 1"),
+    (np.array([[1.0, 0, 0, np.inf]]), mp.InputValueError, r"contains inf at sample 0, feature 3"),
+    (np.array([["a", "b", "c", "d"]]), mp.DtypeError, r"must hold real numbers.*got dtype <U1"),
+    (np.array([[1 + 1j, 0, 0, 0]]), mp.DtypeError, r"got dtype complex128"),
+    (np.array([[True, False, True, False]]), mp.DtypeError, r"got dtype bool"),
+])
+def test_bad_input(x, error, pattern):
+    with pytest.raises(error, match=pattern):
+        net().forward(x, [0] * len(x))
+
+
+@pytest.mark.parametrize("target, error, pattern", [
+    ([0, 3], mp.InputValueError, r"layer 4 \(SoftmaxCrossEntropy\): label of sample 1 is 3; expected 0\.\.2"),
+    ([0, -1], mp.InputValueError, r"label of sample 1 is -1"),
+    ([0, 1, 2], mp.ShapeError, r"layer 4 \(SoftmaxCrossEntropy\): target must be labels of shape \(2,\) or one-hot rows of shape \(2, 3\), got \(3,\)"),
+    (np.zeros((2, 4)), mp.ShapeError, r"got \(2, 4\)"),
+    ([0.5, 1.0], mp.InputValueError, r"label of sample 0 is 0\.5; labels must be integers"),
+    ([[1, 0, 0], [0.5, 0.2, 0.2]], mp.InputValueError, r"sample 1 is not a probability row"),
+    (["a", "b"], mp.DtypeError, r"target must be integer labels"),
+    (None, mp.ShapeError, r"needs a target for the loss layer \(layer 4, SoftmaxCrossEntropy\)"),
+])
+def test_bad_target(target, error, pattern):
+    with pytest.raises(error, match=pattern):
+        net().forward(X, target)
+
+
+def test_bad_mse_target():
+    mse = mp.Sequential([mp.Affine(4, 2, seed=0), mp.MSELoss()])
+    with pytest.raises(mp.ShapeError, match=r"layer 2 \(MSELoss\): target must have the shape of the input \(2, 2\), got \(2, 3\)"):
+        mse.forward(X, np.zeros((2, 3)))
+    with pytest.raises(mp.InputValueError, match=r"target contains NaN or Inf at sample 1, node 0"):
+        mse.forward(X, np.array([[0.0, 0.0], [np.nan, 0.0]]))
+
+
+def test_backward_before_forward():
+    with pytest.raises(mp.StateError, match=r"backward\(\) was called before net\.forward"):
+        net().backward()
+
+
+def test_nonfinite_output_names_the_layer_and_the_cause():
+    bad = net()
+    bad.params["3.W"][0, 0] = np.nan
+    with pytest.raises(mp.NonFiniteError, match=r"layer 3 \(Affine\(5→3\)\) produced nan .* parameter\(s\) W hold NaN"):
+        bad.forward(np.ones((2, 4)), [0, 1])
+    huge = mp.Sequential([mp.Affine(4, 3, seed=0, scale=1e308), mp.SoftmaxCrossEntropy()])
+    with pytest.raises(mp.NonFiniteError, match=r"layer 1 .* overflowed"):
+        huge.forward(np.full((1, 4), 1e10), [0])
+
+
+@pytest.mark.parametrize("layers, pattern", [
+    ([], r"at least one layer"),
+    ([mp.Affine(4, 3), mp.ReLU()], r"the last layer must be a loss layer .* got layer 2 \(ReLU\)"),
+    ([mp.MSELoss(), mp.Affine(4, 3), mp.MSELoss()], r"layer 1 \(MSELoss\) is a loss layer"),
+    ([mp.Affine(4, 3), mp.Affine(4, 3), mp.MSELoss()], r"layer 2 \(Affine\(4→3\)\) expects 4 inputs but receives 3"),
+])
+def test_bad_construction(layers, pattern):
+    with pytest.raises(mp.ShapeError, match=pattern):
+        mp.Sequential(layers)
+
+
+def test_mixed_dtypes_and_bad_layer_sizes():
+    with pytest.raises(mp.DtypeError, match="mix dtypes"):
+        mp.Sequential([mp.Affine(4, 3, dtype=np.float32), mp.Affine(3, 2), mp.MSELoss()])
+    with pytest.raises(mp.DtypeError, match="parameters are float32"):
+        mp.Sequential([mp.Affine(4, 3, dtype=np.float32), mp.MSELoss()], dtype="float64")
+    with pytest.raises(mp.ShapeError, match="n_out must be a positive integer, got 0"):
+        mp.Affine(4, 0)
+    with pytest.raises(TypeError, match="layer 1 is 'relu', not a msgpass layer"):
+        mp.Sequential(["relu", mp.MSELoss()])
+
+
+@pytest.mark.parametrize("spec, pattern", [
+    ("4-xx-sce", r"token 2 \('xx'\) is not a width or a layer"),
+    ("4-3-relu", r"must end in a loss"),
+    ("relu-3-sce", r"must start with the input width"),
+    ("4-sce-3-sce", r"the loss 'sce' must be the last token"),
+    ("4", r"too short"),
+])
+def test_bad_spec(spec, pattern):
+    with pytest.raises(mp.SpecError, match=pattern):
+        mp.build_network(spec)
+
+
+def test_errors_are_catchable_as_builtin_kinds():
+    with pytest.raises(ValueError):
+        net().forward(np.zeros((2, 3)), [0, 1])
+    with pytest.raises(TypeError):
+        net().forward(np.array([["a"] * 4]), [0])
+    with pytest.raises(RuntimeError):
+        net().backward()

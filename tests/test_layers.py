@@ -1,0 +1,133 @@
+"""Each layer on its own: known values, its dense partials against a finite-difference Jacobian
+of its forward, its classic backward against dout·Jᵀ, and the conventions at kinks."""
+
+import numpy as np
+import pytest
+
+import msgpass as mp
+
+rng = np.random.default_rng(0)
+# A layer's partials against a float64 central difference of its own forward at h = 1e-6:
+# error ≈ h²·f'''/6 + u/h ≈ 1e-10 for these smooth, O(1) functions.
+TOL_LAYER_FD = 1e-7
+
+HIDDEN = [mp.ReLU(), mp.Sigmoid(), mp.Tanh(), mp.Softmax(), mp.LogSoftmax(),
+          mp.Affine(5, 3, seed=4)]
+
+
+def finite_difference_jacobian(layer, x, target=None, h=1e-6):
+    """(B, N_in, N_out) by central differences of layer.forward, one input at a time."""
+    def f(z):
+        return (layer.forward(z, target) if layer.is_loss else layer.forward(z))[0]
+    out = f(x)
+    jac = np.zeros((x.shape[0], x.shape[1], out.shape[1]))
+    for n in range(x.shape[1]):
+        up, down = x.copy(), x.copy()
+        up[:, n] += h
+        down[:, n] -= h
+        jac[:, n, :] = (f(up) - f(down)) / (2 * h)
+    return jac
+
+
+@pytest.mark.parametrize("layer", HIDDEN, ids=lambda layer: layer.describe())
+def test_partials_match_finite_differences_of_the_forward(layer):
+    x = rng.standard_normal((4, 5)) + 0.1  # away from ReLU's kink
+    _, saved = layer.forward(x)
+    dense = layer.local_partials(saved).inputs.dense()
+    jac = finite_difference_jacobian(layer, x)
+    np.testing.assert_allclose(np.broadcast_to(dense, jac.shape), jac, atol=TOL_LAYER_FD)
+
+
+@pytest.mark.parametrize("loss, target", [
+    (mp.SoftmaxCrossEntropy(), np.array([0, 2, 4, 1])),
+    (mp.NLLLoss(), np.array([3, 2, 0, 1])),
+    (mp.MSELoss(), rng.standard_normal((4, 5))),
+], ids=["sce", "nll", "mse"])
+def test_loss_partials_match_finite_differences(loss, target):
+    x = rng.standard_normal((4, 5))
+    if isinstance(loss, mp.NLLLoss):
+        x = mp.LogSoftmax().forward(x)[0]
+    _, saved = loss.forward(x, target)
+    dense = loss.local_partials(saved).inputs.dense()
+    np.testing.assert_allclose(dense, finite_difference_jacobian(loss, x, target),
+                               atol=TOL_LAYER_FD)
+
+
+@pytest.mark.parametrize("layer", HIDDEN, ids=lambda layer: layer.describe())
+def test_classic_backward_is_dout_times_partials_transposed(layer):
+    x = rng.standard_normal((3, 5)) + 0.1
+    out, saved = layer.forward(x)
+    dout = rng.standard_normal(out.shape)
+    dx, _ = layer.backward(saved, dout)
+    dense = np.broadcast_to(layer.local_partials(saved).inputs.dense(), (3, 5, out.shape[1]))
+    np.testing.assert_allclose(dx, np.einsum("bno,bo->bn", dense, dout), rtol=1e-12, atol=1e-15)
+
+
+def test_known_values():
+    x = np.array([[-2.0, 0.0, 3.0]])
+    assert np.array_equal(mp.ReLU().forward(x)[0], [[0.0, 0.0, 3.0]])
+    np.testing.assert_allclose(mp.Sigmoid().forward(x)[0], 1 / (1 + np.exp(-x)), rtol=1e-15)
+    assert mp.Sigmoid().forward(np.array([[0.0]]))[0][0, 0] == 0.5
+    np.testing.assert_allclose(mp.Softmax().forward(x)[0].sum(), 1.0, rtol=1e-15)
+    affine = mp.Affine(3, 2, seed=1)
+    affine.params["b"][:] = [1.0, -1.0]
+    np.testing.assert_array_equal(affine.forward(x)[0], x @ affine.W + affine.b)
+
+
+def test_sigmoid_saturates_without_overflow():
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        y, saved = mp.Sigmoid().forward(np.array([[-1000.0, 1000.0]]))
+    assert y[0, 0] == 0.0 and y[0, 1] == 1.0
+    assert np.all(np.isfinite(mp.Sigmoid().local_partials(saved).inputs.dense()))
+
+
+def test_relu_kink_convention_is_the_same_in_partials_and_backward():
+    x = np.array([[0.0, -1.0, 2.0]])
+    relu = mp.ReLU()
+    _, saved = relu.forward(x)
+    partial = relu.local_partials(saved).inputs.values
+    dx, _ = relu.backward(saved, np.ones((1, 3)))
+    assert partial[0, 0] == 0.0 and dx[0, 0] == 0.0   # ReLU'(0) = 0 in both
+    np.testing.assert_array_equal(partial, dx)
+    np.testing.assert_array_equal(relu.nondifferentiable(saved), [[True, False, False]])
+
+
+def test_logits_of_magnitude_1e4_stay_finite_and_exact():
+    logits = np.array([[1e4, 0.0, -1e4]])
+    np.testing.assert_array_equal(mp.Softmax().forward(logits)[0], [[1.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(mp.LogSoftmax().forward(logits)[0], [[0.0, -1e4, -2e4]])
+    sce = mp.SoftmaxCrossEntropy()
+    loss, saved = sce.forward(logits, [1])
+    assert loss[0, 0] == 1e4                        # −log softmax = 1e4 − 0
+    dx, _ = sce.backward(saved)
+    np.testing.assert_array_equal(dx, [[1.0, -1.0, 0.0]])   # y − t
+    for layer in (mp.Softmax(), mp.LogSoftmax()):
+        _, s = layer.forward(logits)
+        assert np.all(np.isfinite(layer.local_partials(s).inputs.dense()))
+
+
+@pytest.mark.parametrize("head", [
+    [mp.SoftmaxCrossEntropy()], [mp.LogSoftmax(), mp.NLLLoss()], [mp.Softmax(), mp.MSELoss()],
+], ids=["sce", "logsoftmax-nll", "softmax-mse"])
+def test_logits_1e4_through_a_network_verify(head):
+    net = mp.Sequential([mp.Affine(3, 4, seed=0, scale=1e4), *head])
+    x = rng.standard_normal((4, 3))
+    assert np.abs(net.layers[0].forward(x)[0]).max() > 1e3   # the logits really are huge
+    target = rng.standard_normal((4, 4)) if isinstance(head[-1], mp.MSELoss) else [0, 1, 2, 3]
+    report = mp.verify(net, x, target)
+    assert report.ok, str(report)
+
+
+def test_classification_targets_as_labels_or_one_hot_agree():
+    x = rng.standard_normal((3, 4))
+    labels = np.array([0, 3, 1])
+    for loss in (mp.SoftmaxCrossEntropy(), mp.NLLLoss()):
+        a, _ = loss.forward(x, labels)
+        b, _ = loss.forward(x, np.eye(4)[labels])
+        np.testing.assert_array_equal(a, b)
+
+
+def test_affine_initialisation_is_seeded():
+    np.testing.assert_array_equal(mp.Affine(4, 3, seed=7).W, mp.Affine(4, 3, seed=7).W)
+    assert not np.array_equal(mp.Affine(4, 3, seed=7).W, mp.Affine(4, 3, seed=8).W)
+    np.testing.assert_array_equal(mp.Affine(4, 3).W, mp.Affine(4, 3, seed=0).W)

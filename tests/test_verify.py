@@ -1,0 +1,187 @@
+"""Test the tester: planted wrong rules make verify fail at the right step, name the culprit
+layer and say which witness disagrees; a NaN anywhere never yields ok."""
+
+import json
+
+import numpy as np
+import pytest
+
+import msgpass as mp
+from msgpass.partials import Dense, Diagonal, LocalPartials, Outer, Shared
+
+rng = np.random.default_rng(5)
+X = rng.standard_normal((4, 5))
+LABELS = np.array([0, 2, 1, 3])
+
+
+class ScaledAffine(mp.Affine):
+    """J = 1.001·W: a wrong input partial."""
+
+    def local_partials(self, saved):
+        right = super().local_partials(saved)
+        return LocalPartials(Shared(right.inputs.matrix * 1.001), right.params)
+
+
+class ScaledTanh(mp.Tanh):
+    def local_partials(self, saved):
+        return LocalPartials(Diagonal(super().local_partials(saved).inputs.values * 1.001))
+
+
+class TransposedLogSoftmax(mp.LogSoftmax):
+    """J transposed: δ_{nn'} − p_{n'} instead of δ_{nn'} − p_n."""
+
+    def local_partials(self, saved):
+        return LocalPartials(Dense(super().local_partials(saved).inputs.values.transpose(0, 2, 1)))
+
+
+class ScaledLoss(mp.SoftmaxCrossEntropy):
+    def local_partials(self, saved):
+        return LocalPartials(Dense(super().local_partials(saved).inputs.values * 1.001))
+
+
+class WrongWeightPartials(mp.Affine):
+    """K for W built from 1.001·x: the input partials are right, the parameter ones wrong."""
+
+    def local_partials(self, saved):
+        right = super().local_partials(saved)
+        return LocalPartials(right.inputs, {**right.params, "W": Outer(saved.x * 1.001)})
+
+
+class WrongClassicTanh(mp.Tanh):
+    """Right partials, wrong classic backward: the backprop witness itself is off."""
+
+    def backward(self, saved, dout):
+        dx, grads = super().backward(saved, dout)
+        return dx * 1.001, grads
+
+
+class NaNPartialReLU(mp.ReLU):
+    def local_partials(self, saved):
+        values = super().local_partials(saved).inputs.values.copy()
+        values[0, 0] = np.nan
+        return LocalPartials(Diagonal(values))
+
+
+class NaNClassicSigmoid(mp.Sigmoid):
+    def backward(self, saved, dout):
+        dx, grads = super().backward(saved, dout)
+        dx = dx.copy()
+        dx[0, 0] = np.nan
+        return dx, grads
+
+
+def network(*, first=mp.Affine, middle=mp.Tanh, head=mp.LogSoftmax, loss=mp.SoftmaxCrossEntropy,
+            activation=mp.ReLU):
+    # t: 1 Affine, 2 activation, 3 Affine, 4 middle, 5 Affine, 6 head, 7 loss
+    return mp.Sequential([first(5, 6, seed=1), activation(), mp.Affine(6, 6, seed=2), middle(),
+                          mp.Affine(6, 4, seed=3), head(), loss()])
+
+
+def test_the_right_network_verifies():
+    report = mp.verify(network(), X, LABELS)
+    assert report.ok, str(report)
+    assert "VERIFIED" in str(report)
+
+
+@pytest.mark.parametrize("net, t, label", [
+    (network(first=ScaledAffine), 1, "Affine(5→6)"),
+    (network(middle=ScaledTanh), 4, "ScaledTanh"),
+    (network(head=TransposedLogSoftmax), 6, "TransposedLogSoftmax"),
+    (network(loss=ScaledLoss), 7, "ScaledLoss"),
+], ids=["affine x1.001", "tanh x1.001", "logsoftmax transposed", "loss x1.001"])
+def test_a_wrong_local_partial_fails_at_its_own_step(net, t, label):
+    report = mp.verify(net, X, LABELS)
+    assert not report.ok
+    bad = report.first_failure
+    assert bad.t == t and bad.layer == label
+    assert bad.part == ("base" if t == net.T else "step")
+    # every step above the culprit holds: the induction breaks exactly there
+    assert all(c.ok for c in report.checks if c.t is not None and c.t > t and c.part != "conclusion")
+    step_checks = {c.witness: c.ok for c in report.checks if c.t == t and c.part == bad.part}
+    assert step_checks == {"partials": True, "backprop": False, "numeric": False}
+    assert f"layer {t} ({label})" in report.verdict()
+    assert "local partials look wrong" in report.verdict()
+
+
+def test_a_wrong_parameter_partial_fails_in_the_conclusion_naming_the_parameter():
+    report = mp.verify(network(first=WrongWeightPartials), X, LABELS)
+    assert not report.ok
+    assert all(c.ok for c in report.checks if c.part != "conclusion")
+    failed = {c.layer for c in report.checks if not c.ok}
+    assert failed == {"1.W"}
+    assert "parameter 1.W" in report.verdict() and "parameter partials" in report.verdict()
+
+
+def test_a_wrong_classic_backward_is_blamed_on_backprop_not_on_the_messages():
+    report = mp.verify(network(middle=WrongClassicTanh), X, LABELS)
+    assert not report.ok
+    bad = report.first_failure
+    assert (bad.t, bad.witness) == (4, "backprop")
+    numeric_at_4 = [c for c in report.checks if c.t == 4 and c.witness == "numeric"]
+    assert numeric_at_4 and all(c.ok for c in numeric_at_4)
+    assert "classic backward" in report.verdict()
+
+
+def test_nan_in_a_local_partial_never_yields_ok():
+    report = mp.verify(network(activation=NaNPartialReLU), X, LABELS)
+    assert not report.ok
+    assert "layer 2 (NaNPartialReLU)" in report.verdict()
+    assert "non-finite" in report.verdict()
+    net = network(activation=NaNPartialReLU)
+    net.forward(X, LABELS)
+    with pytest.raises(mp.NonFiniteError, match="layer 2"):
+        net.backward()
+
+
+def test_nan_in_a_witness_never_yields_ok():
+    report = mp.verify(network(middle=NaNClassicSigmoid), X, LABELS)
+    assert not report.ok
+    assert report.first_failure.t == 4
+    assert report.first_failure.result.max_abs != report.first_failure.result.max_abs  # NaN
+
+
+def test_nan_compared_is_never_ok():
+    tol = mp.Tolerance(1.0, 0.0, 1.0, "as loose as it gets")
+    assert not mp.compare([1.0, np.nan], [1.0, 1.0], tol).ok
+    assert not mp.compare([1.0, np.inf], [1.0, np.inf], tol).ok
+    assert mp.compare([1.0, 2.0], [1.0, 2.0], tol).ok
+
+
+def test_relu_kinks_are_reported_and_do_not_break_the_proof():
+    net = mp.Sequential([mp.ReLU(), mp.Affine(3, 4, seed=0), mp.SoftmaxCrossEntropy()])
+    x = np.array([[0.0, 1.0, -2.0], [0.5, 0.0, 0.0]])
+    report = mp.verify(net, x, [1, 2])
+    assert report.ok, str(report)
+    assert len(report.kinks) == 1
+    kink = report.kinks[0]
+    assert (kink.t, kink.points) == (1, [(0, 0), (1, 1), (1, 2)])
+    assert "ReLU'(0) = 0" in kink.convention
+    assert "(b=0, n=0)" in str(report)
+    numeric_step_1 = next(c for c in report.checks if c.t == 1 and c.witness == "numeric")
+    assert numeric_step_1.result.skipped == 3      # the kinked entries, and only they
+
+
+def test_report_table_and_json():
+    net = network()
+    report = mp.verify(net, X, LABELS)
+    text = str(report)
+    for t in range(1, net.T):
+        assert f"step t={t}" in text
+    assert f"base t={net.T}" in text and "conclusion" in text and "tolerances:" in text
+    data = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert data["ok"] is True and data["first_failure"] is None
+    assert len(data["checks"]) == len(report.checks)
+    assert {"max_abs", "max_rel", "rtol", "floor", "atol", "tolerance_reason"} <= set(data["checks"][0])
+
+    broken = mp.verify(network(activation=NaNPartialReLU), X, LABELS).to_dict()
+    json.dumps(broken, allow_nan=False)
+    assert broken["ok"] is False
+
+
+def test_numeric_sampling_is_reported():
+    net = mp.build_network("30-40-tanh-3-sce", seed=0)
+    x = rng.standard_normal((2, 30))
+    report = mp.verify(net, x, [0, 1], numeric_entries=50)
+    assert report.ok
+    w1 = next(c for c in report.checks if c.layer == "1.W" and c.witness == "numeric")
+    assert w1.result.compared == 50 and "50 of 1200 sampled" in w1.note
