@@ -36,12 +36,12 @@ import argparse
 import gc
 import os
 import platform
-import re
 import time
 
 import numpy as np
 
 import msgpass as mp
+from msgpass.sampling import random_batch
 
 CHUNKS = {"64 KiB": 1 << 16, "256 KiB": 1 << 18, "1 MiB": 1 << 20, "4 MiB": 1 << 22,
           "16 MiB": 1 << 24, "none": 1 << 40}
@@ -105,11 +105,7 @@ def main() -> None:
     args = parser.parse_args()
 
     net = mp.build_network(args.arch, seed=0)
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((args.batch, int(re.split(r"[-,\s]+", args.arch.strip())[0])))
-    width = net.predict(x).shape[1]  # what the loss layer sees
-    target = (rng.standard_normal((args.batch, width)) if isinstance(net.layers[-1], mp.MSELoss)
-              else rng.integers(0, width, args.batch))  # integer labels for sce / nll
+    x, target = random_batch(net, args.batch, np.random.default_rng(0))
     net.forward(x, target)
     ops = floor_operands(net.backward())
     stored = sum(int(np.prod(s)) * np.dtype(d).itemsize for _, _, s, d in ops)

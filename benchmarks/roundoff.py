@@ -2,7 +2,7 @@
 
 The tolerances in msgpass/compare.py are derived from these numbers. Run:
 
-    python benchmarks/roundoff.py [--nets 300] [--seed 123]
+    python benchmarks/roundoff.py [--nets 600] [--seed 123]
 
 For random networks (depth ≤ 6, width ≤ 32, batch ≤ 16, every layer kind, every loss) it
 prints, per dtype, quantiles of  max|messages − backprop| / (u · M),  u the unit round-off
@@ -16,7 +16,7 @@ import argparse
 import numpy as np
 
 import msgpass as mp
-from msgpass.testing import random_batch, random_network
+from msgpass.sampling import random_batch, random_network
 from msgpass.verify import path_magnitudes
 
 
@@ -30,8 +30,8 @@ def main() -> None:
         u = np.finfo(dtype).eps / 2
         ratios = []
         for _ in range(args.nets):
-            net, n_in = random_network(rng, dtype=dtype)
-            x, target = random_batch(net, n_in, int(rng.integers(1, 17)), rng)
+            net = random_network(rng, dtype=dtype)
+            x, target = random_batch(net, int(rng.integers(1, 17)), rng)
             net.forward(x, target)
             trace = net.backward()
             ref = mp.backprop(net, x, target)

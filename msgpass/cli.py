@@ -14,6 +14,7 @@ import numpy as np
 
 from . import __version__
 from .errors import MsgpassError
+from .sampling import random_batch
 from .spec import DEFAULT_SPEC, build_network
 from .verify import DEFAULT_NUMERIC_ENTRIES, verify
 
@@ -22,21 +23,6 @@ class _OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):  # argparse prints usage + error; we want one line, exit 2
         self.exit(2, f"msgpass: error: {message} (see msgpass {self.prog.split()[-1]} --help)\n"
                   if " " in self.prog else f"msgpass: error: {message} (see msgpass --help)\n")
-
-
-def default_batch(net, batch: int, seed: int):
-    """A fixed, seeded batch for ``net``: standard normal inputs and matching targets."""
-    rng = np.random.default_rng(seed)
-    width = next((layer.n_in for layer in net.layers if hasattr(layer, "n_in")), None)
-    if width is None:
-        raise MsgpassError("the network has no Affine layer, so its input width is unknown")
-    x = rng.standard_normal((batch, width))
-    out_width = net.predict(x).shape[1]
-    if net.layers[-1].name == "MSELoss":
-        target = rng.standard_normal((batch, out_width))
-    else:
-        target = rng.integers(0, out_width, size=batch)
-    return x, target
 
 
 def _positive(text: str) -> int:
@@ -89,7 +75,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 def run_verify(args) -> int:
     net = build_network(args.arch, seed=args.seed, dtype=args.dtype)
-    x, target = default_batch(net, args.batch, args.seed)
+    x, target = random_batch(net, args.batch, np.random.default_rng(args.seed))
     report = verify(net, x, target, numeric=not args.no_numeric,
                     numeric_entries=args.numeric_entries, seed=args.seed)
     if args.json:
@@ -104,12 +90,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        parser.print_help()
+        print("msgpass: error: choose a command: verify (see msgpass --help)", file=sys.stderr)
         return 2
     try:
         return run_verify(args)
     except MsgpassError as err:
         print(f"msgpass: error: {err}", file=sys.stderr)
+        return 2
+    except MemoryError as err:
+        print(f"msgpass: error: not enough memory for this network and batch ({err})",
+              file=sys.stderr)
         return 2
 
 

@@ -1,17 +1,21 @@
 """How two arrays are compared, and the tolerances they are held to (with their reasons).
 
-An entry passes when
+The relative error of an entry is
 
-    |a − b| ≤ rtol · max(|a|, |b|, floor · M) + atol,
+    |a − b| / max(|a|, |b|, floor · M, atol / rtol),
 
-and its relative error is reported as ``|a − b| / max(|a|, |b|, floor · M)``. ``M`` is the
-entry's *path magnitude* (msgpass.verify.path_magnitudes): the same sum with every local
-partial replaced by its absolute value, i.e. what the entry would be if nothing cancelled.
-Round-off in either summation order is a few u·M, so an entry far below its own M is "near
-zero" — it is the result of cancellation, and its relative error says nothing about
-correctness. (Where no M is given, the largest magnitude in the arrays stands in for it.)
-``atol`` covers known absolute round-off (the numerical witness's u·|L|/h). Any NaN or Inf
-in either array fails the comparison.
+and an entry passes when that is at most ``rtol``: the reported maximum relative error and the
+verdict always agree. ``M`` is the entry's *path magnitude* (msgpass.verify.path_magnitudes):
+the same sum with every local partial replaced by the size of its terms, i.e. what the entry
+would be if nothing cancelled. Round-off in either summation order is a few u·M, so an entry
+far below its own M is "near zero": it is the result of cancellation, and its relative error
+says nothing about correctness. (Where no M is given, the largest magnitude in the arrays
+stands in for it.) ``atol / rtol`` is the *noise level* of a witness that cannot resolve
+smaller values (the numerical one: u·|L|/h); it is 0 for exact-order comparisons.
+
+A comparison in which no entry rises above the noise level, or in which every entry was left
+out, is *inconclusive*: it passes nothing and fails nothing, and says so. Any NaN or Inf in
+either array fails.
 
 The float constants below come from ``python benchmarks/roundoff.py --nets 3000 --seed 7``
 (3000 random networks of depth ≤ 6, width ≤ 32, batch ≤ 16, every layer kind and loss):
@@ -30,7 +34,7 @@ __all__ = ["Tolerance", "Comparison", "compare", "tolerances_for"]
 
 @dataclass(frozen=True)
 class Tolerance:
-    """``|a − b| ≤ rtol · max(|a|, |b|, floor · scale) + atol``, with the reason for it."""
+    """``|a − b| ≤ rtol · max(|a|, |b|, floor · M, atol / rtol)``, with the reason for it."""
 
     rtol: float
     floor: float
@@ -78,13 +82,18 @@ def tolerances_for(dtype) -> dict[str, Tolerance]:
 
 @dataclass(frozen=True)
 class Comparison:
-    """Outcome of comparing ``a`` (the message side) with ``b`` (a witness)."""
+    """Outcome of comparing ``a`` (the message side) with ``b`` (a witness).
+
+    ``ok`` is True when every compared entry's relative error is at most rtol; a comparison
+    that compared nothing above the witness's noise level is ``inconclusive`` (and ok).
+    """
 
     max_abs: float
     max_rel: float
     ok: bool
     compared: int
-    skipped: int
+    excluded: int
+    inconclusive: bool
     worst: tuple[int, ...] | None  # index of the entry with the largest relative error
 
 
@@ -97,32 +106,38 @@ def compare(a, b, tol: Tolerance, include: np.ndarray | None = None,
     a, b : array_like of one shape
     tol : Tolerance
     include : bool array of that shape, optional
-        Entries to compare (others are counted as skipped), e.g. to leave out a numerical
+        Entries to compare (others are counted as excluded), e.g. to leave out a numerical
         estimate whose stencil straddled a kink.
     magnitude : array of that shape, optional
         Per-entry size that round-off is proportional to (the path magnitude M); the floor
-        is ``tol.floor · magnitude``. Without it, ``tol.floor · scale``.
+        is ``tol.floor · magnitude``. Without it, ``tol.floor`` times the largest |a|, |b|.
     """
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
-        return Comparison(np.inf, np.inf, False, 0, 0, None)
+        return Comparison(np.inf, np.inf, False, 0, 0, False, None)
     mask = np.ones(a.shape, dtype=bool) if include is None else np.asarray(include, dtype=bool)
-    skipped = int(mask.size - mask.sum())
+    excluded = int(mask.size - mask.sum())
     if not mask.any():
-        return Comparison(0.0, 0.0, True, 0, skipped, None)
+        return Comparison(0.0, 0.0, True, 0, excluded, True, None)
     av, bv = a[mask], b[mask]
     if not (np.all(np.isfinite(av)) and np.all(np.isfinite(bv))):
-        return Comparison(np.nan, np.nan, False, int(mask.sum()), skipped, None)
+        return Comparison(np.nan, np.nan, False, int(mask.sum()), excluded, False, None)
     diff = np.abs(av - bv)
+    size = np.maximum(np.abs(av), np.abs(bv))
     if magnitude is None:
-        size = max(float(np.max(np.abs(av))), float(np.max(np.abs(bv))))
+        floor = tol.floor * float(size.max())
     else:
-        size = np.broadcast_to(np.asarray(magnitude, dtype=np.float64), a.shape)[mask]
-    denom = np.maximum(np.maximum(np.abs(av), np.abs(bv)), tol.floor * size)
+        floor = tol.floor * np.broadcast_to(np.asarray(magnitude, dtype=np.float64), a.shape)[mask]
+    noise = tol.atol / tol.rtol if tol.rtol > 0 else 0.0
+    denom = np.maximum(np.maximum(size, floor), noise)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.where(diff == 0, 0.0, diff / np.where(denom == 0, 1.0, denom))
-    ok = bool(np.all(diff <= tol.rtol * denom + tol.atol))
+    rel = np.where((denom == 0) & (diff > 0), np.inf, rel)
     k = int(np.argmax(rel))
+    ok = bool(rel[k] <= tol.rtol)
+    # Nothing above the witness's noise, and not simply equal: the witness could not tell.
+    inconclusive = bool(ok and noise > 0 and np.all(size <= noise) and np.any(diff > 0))
     worst = tuple(int(i) for i in np.argwhere(mask)[k])
-    return Comparison(float(diff.max()), float(rel[k]), ok, int(mask.sum()), skipped, worst)
+    return Comparison(float(diff.max()), float(rel[k]), ok, int(mask.sum()), excluded,
+                      inconclusive, worst)

@@ -10,6 +10,7 @@ import numpy as np
 
 from .checks import as_batch
 from .errors import DtypeError, ShapeError, StateError
+from .layers.affine import Affine
 from .layers.base import Layer, run_layer
 from .messages import DEFAULT_CHUNK_BYTES, pass_messages
 from .partials import LocalPartials
@@ -28,7 +29,7 @@ class ParamDict(MutableMapping):
     shape, so the network changes then too.
     """
 
-    def __init__(self, layers: Sequence[Layer], dtype=None) -> None:
+    def __init__(self, layers: Sequence[Layer], dtype=None, input_width: int | None = None) -> None:
         self._arrays = {f"{t}.{name}": arr
                         for t, layer in enumerate(layers, 1)
                         for name, arr in layer.params.items()}
@@ -84,6 +85,9 @@ class Sequential:
     dtype : float64 or float32, optional
         The precision of every computation. By default that of the parameters (float64 for
         a network without any); given, it must agree with them.
+    input_width : int, optional
+        N_0. By default the first Affine's n_in (None if the network has no Affine); given,
+        the layers must agree with it and every input is checked against it.
 
     Examples
     --------
@@ -97,7 +101,7 @@ class Sequential:
     (5, 4, 8)
     """
 
-    def __init__(self, layers: Sequence[Layer], dtype=None) -> None:
+    def __init__(self, layers: Sequence[Layer], dtype=None, input_width: int | None = None) -> None:
         layers = list(layers)
         if not layers:
             raise ShapeError("a Sequential needs at least one layer (a loss layer)")
@@ -110,12 +114,18 @@ class Sequential:
         if not layers[-1].is_loss:
             raise ShapeError(f"the last layer must be a loss layer (SoftmaxCrossEntropy, NLLLoss "
                              f"or MSELoss), got layer {len(layers)} ({layers[-1].describe()})")
-        width = None
+        if input_width is not None and (not isinstance(input_width, (int, np.integer))
+                                        or input_width < 1):
+            raise ShapeError(f"input_width must be a positive integer, got {input_width!r}")
+        width = input_width
         for t, layer in enumerate(layers, 1):
             try:
                 width = layer.output_width(width)
             except ShapeError as err:
                 raise ShapeError(f"layer {t} ({layer.describe()}) {err}") from None
+        if input_width is None:  # the first width a layer fixes; only Affine changes widths
+            input_width = next((layer.n_in for layer in layers if isinstance(layer, Affine)), None)
+        self.input_width = None if input_width is None else int(input_width)
         dtypes = {arr.dtype for layer in layers for arr in layer.params.values()}
         if len(dtypes) > 1:
             raise DtypeError(f"the layers' parameters mix dtypes {sorted(map(str, dtypes))}; "
@@ -161,7 +171,8 @@ class Sequential:
             raise DtypeError(f"unknown dtype {dtype!r}; use float64 or float32") from None
         if dt not in SUPPORTED_DTYPES:
             raise DtypeError(f"dtype must be float64 or float32, got {dt}")
-        return Sequential([layer.astype(dt) for layer in self.layers], dtype=dt)
+        return Sequential([layer.astype(dt) for layer in self.layers], dtype=dt,
+                          input_width=self.input_width)
 
     # -- running --------------------------------------------------------------------------
     def forward(self, x, target=None) -> float:
@@ -183,7 +194,7 @@ class Sequential:
         if target is None:
             raise ShapeError(f"net.forward(x, target) needs a target for the loss layer "
                              f"(layer {self.T}, {self.layers[-1].describe()})")
-        z = as_batch(x, self.dtype)
+        z = self._input(x)
         values, saved = [z], []
         for t, layer in enumerate(self.layers, 1):
             z, s = run_layer(layer, t, z, target)
@@ -196,9 +207,16 @@ class Sequential:
         self._record = ForwardRecord(values=values, partials=partials, kinks=kinks, loss=loss)
         return loss
 
+    def _input(self, x) -> np.ndarray:
+        z = as_batch(x, self.dtype)
+        if self.input_width is not None and z.shape[1] != self.input_width:
+            raise ShapeError(f"input x must have shape (B, {self.input_width}) for "
+                             f"{self.labels[0]} (layer 1), got {z.shape}")
+        return z
+
     def predict(self, x) -> np.ndarray:
         """The output of layer T−1 (the input to the loss), shape (B, N_{T-1})."""
-        z = as_batch(x, self.dtype)
+        z = self._input(x)
         for t, layer in enumerate(self.layers[:-1], 1):
             z, _ = run_layer(layer, t, z)
         return z

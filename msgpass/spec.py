@@ -5,7 +5,7 @@ adds ``Affine(previous width, k)``; names add layers: ``relu``, ``sigmoid``, ``t
 ``softmax``, ``logsoftmax``; the last token must be a loss: ``sce`` (SoftmaxCrossEntropy),
 ``nll`` (NLLLoss, put ``logsoftmax`` before it) or ``mse`` (MSELoss).
 
-Examples: ``784-100-relu-10-sce`` (the textbook's two-layer net), ``4-16-tanh-16-sigmoid-2-mse``,
+Examples: ``784-50-relu-10-sce`` (the textbook's two-layer net), ``4-16-tanh-16-sigmoid-2-mse``,
 ``6-10-logsoftmax-nll``.
 """
 
@@ -44,7 +44,9 @@ def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> S
     The t-th Affine layer is initialised with seed ``seed + t`` (t counted from 1 over the
     whole network), so every layer differs and the whole network is reproducible.
     """
-    tokens = [tok for tok in re.split(r"[-,\s]+", spec.strip().lower()) if tok]
+    tokens = re.split(r"\s*[-,]\s*", spec.strip().lower())
+    if "" in tokens:
+        raise SpecError(f"spec {spec!r} has an empty token; join the parts with single '-'")
     if len(tokens) < 2:
         raise SpecError(f"spec {spec!r} is too short: give the input width, layers and a loss, "
                         f"e.g. '4-8-relu-3-sce'")
@@ -73,9 +75,12 @@ def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> S
         elif tok in LOSSES:
             if position != len(tokens):
                 raise SpecError(f"spec {spec!r}: the loss {tok!r} must be the last token")
+            if tok == "nll" and tokens[position - 2] != "logsoftmax":
+                raise SpecError(f"spec {spec!r}: nll takes log-probabilities; put logsoftmax "
+                                f"right before it (e.g. 4-3-logsoftmax-nll)")
             layers.append(LOSSES[tok]())
         else:
             raise SpecError(
                 f"spec {spec!r}: token {position} ({tok!r}) is not a width or a layer; known "
                 f"layers: {', '.join([*ACTIVATIONS, *LOSSES])}")
-    return Sequential(layers, dtype=dt)
+    return Sequential(layers, dtype=dt, input_width=int(tokens[0]))

@@ -63,6 +63,7 @@ class Report:
     batch: int
     dtype: str
     loss: float
+    numeric: bool = True
     checks: list[Check] = field(default_factory=list)
     kinks: list[KinkReport] = field(default_factory=list)
     error: str = ""
@@ -75,16 +76,33 @@ class Report:
     def first_failure(self) -> Check | None:
         return next((c for c in self.checks if not c.ok), None)
 
+    @property
+    def inconclusive(self) -> list[Check]:
+        """Checks whose witness could not resolve the values (they neither pass nor fail)."""
+        return [c for c in self.checks if c.result.inconclusive]
+
     def verdict(self) -> str:
         if self.error:
             return f"FAILED: {self.error}"
         bad = self.first_failure
-        if bad is None:
-            return ("VERIFIED: every message sum equals backprop's gradient and the numerical "
-                    "one, at every step, and so do the parameter gradients")
-        where = (f"the conclusion, parameter {bad.layer}" if bad.part == "conclusion"
-                 else f"step t={bad.t}, layer {bad.t} ({bad.layer})")
-        return f"FAILED at {where}: {bad.claim} does not hold{self._diagnosis(bad)}"
+        if bad is not None:
+            where = (f"the conclusion, parameter {bad.layer}" if bad.part == "conclusion"
+                     else f"step t={bad.t}, layer {bad.t} ({bad.layer})")
+            return f"FAILED at {where}: {bad.claim} does not hold{self._diagnosis(bad)}"
+        numeric = [c for c in self.checks if c.witness == "numeric"]
+        unresolved = [c for c in numeric if c.result.inconclusive]
+        witnesses = "standard backprop's"
+        if numeric and len(unresolved) < len(numeric):
+            witnesses += " and the numerical ones"
+        text = (f"VERIFIED: at every step the message sums equal {witnesses}, and so do the "
+                f"parameter gradients")
+        if not numeric:
+            text += " (numerical witness not run)"
+        elif unresolved:
+            where = ", ".join(_where(c) for c in unresolved)
+            text += (f"; the numerical witness was inconclusive at {where} (its round-off is "
+                     f"larger than the values there)")
+        return text
 
     def _diagnosis(self, bad: Check) -> str:
         same = {c.witness: c.ok for c in self.checks if c.part == bad.part and c.t == bad.t
@@ -100,27 +118,25 @@ class Report:
         return ""
 
     def __str__(self) -> str:
-        lines = [f"msgpass verify: {' → '.join(self.network)}",
+        lines = [f"Induction proof for {' → '.join(self.network)}",
                  f"batch {self.batch}, {self.dtype}, loss {self.loss:.6g}, T = {len(self.network)}",
                  ""]
-        head = f"{'part':<12} {'about':<26} {'claim':<40} {'max abs':>9} {'max rel':>9} " \
-               f"{'rtol':>8}  result"
+        head = (f"{'part':<12} {'about':<22} {'claim':<36} {'max abs':>9} {'max rel':>9} "
+                f"{'rtol':>7}  result")
         lines += [head, "-" * len(head)]
         previous = None
         for c in self.checks:
             part = c.part if c.part in ("forward", "conclusion") else f"{c.part} t={c.t}"
             shown_part = part if part != previous else ""
             previous = part
-            about = c.layer if c.part == "conclusion" else (c.layer if shown_part else "")
+            about = c.layer if (shown_part or c.part == "conclusion") else ""
             res = c.result
-            status = "ok" if c.ok else "FAIL"
-            if res.skipped:
-                status += f" ({res.compared} compared, {res.skipped} skipped)"
+            status = "FAIL" if not c.ok else ("inconclusive" if res.inconclusive else "ok")
             if c.note:
                 status += f" [{c.note}]"
-            lines.append(f"{shown_part:<12} {about[:26]:<26} {c.claim[:40]:<40} "
+            lines.append(f"{shown_part:<12} {about[:22]:<22} {c.claim[:36]:<36} "
                          f"{_fmt(res.max_abs):>9} {_fmt(res.max_rel):>9} "
-                         f"{c.tol.rtol:>8.0e}  {status}")
+                         f"{c.tol.rtol:>7.0e}  {status}")
         lines.append("")
         if self.kinks:
             for k in self.kinks:
@@ -131,8 +147,15 @@ class Report:
                              f"convention: {k.convention}")
         else:
             lines.append("non-differentiable points: none met")
-        lines.append("tolerances: " + "; ".join(sorted({f"{c.witness} rtol {c.tol.rtol:.0e} "
-                                                        f"({c.tol.reason})" for c in self.checks})))
+        lines.append("max rel = |a - b| / max(|a|, |b|, floor·M, noise); M = the entry's "
+                     "path magnitude")
+        for witness in ("partials", "backprop", "numeric"):
+            tols = [c.tol for c in self.checks if c.witness == witness]
+            if tols:
+                noise = max(t.atol / t.rtol for t in tols)
+                extra = f", noise up to {noise:.1e}" if noise > 0 else ""
+                lines.append(f"  {witness}: rtol {tols[0].rtol:.0e}, floor {tols[0].floor:g}·M"
+                             f"{extra} ({tols[0].reason})")
         lines.append(self.verdict())
         return "\n".join(lines)
 
@@ -146,16 +169,18 @@ class Report:
             "batch": self.batch,
             "dtype": self.dtype,
             "loss": _num(self.loss),
+            "numeric": self.numeric,
             "error": self.error or None,
             "first_failure": None if bad is None else {"part": bad.part, "t": bad.t,
                                                        "layer": bad.layer, "claim": bad.claim},
             "checks": [{
                 "part": c.part, "t": c.t, "layer": c.layer, "claim": c.claim,
-                "witness": c.witness, "ok": c.ok,
+                "witness": c.witness, "ok": c.ok, "inconclusive": c.result.inconclusive,
                 "max_abs": _num(c.result.max_abs), "max_rel": _num(c.result.max_rel),
-                "compared": c.result.compared, "skipped": c.result.skipped,
+                "compared": c.result.compared, "excluded": c.result.excluded,
                 "worst_index": list(c.result.worst) if c.result.worst else None,
-                "rtol": c.tol.rtol, "floor": c.tol.floor, "atol": c.tol.atol,
+                "rtol": c.tol.rtol, "floor": c.tol.floor,
+                "noise": c.tol.atol / c.tol.rtol if c.tol.rtol else 0.0,
                 "tolerance_reason": c.tol.reason,
                 "note": c.note or None,
             } for c in self.checks],
@@ -163,6 +188,10 @@ class Report:
                                    "points": [list(p) for p in k.points],
                                    "convention": k.convention} for k in self.kinks],
         }
+
+
+def _where(c: Check) -> str:
+    return c.layer if c.part == "conclusion" else f"step t={c.t}"
 
 
 def _num(v: float) -> float | None:
@@ -194,7 +223,7 @@ def verify(net, x, target, *, numeric: bool = True,
     loss = net.forward(x, target)
     labels = net.labels
     T = net.T
-    report = Report(network=labels, batch=0, dtype=str(net.dtype), loss=loss)
+    report = Report(network=labels, batch=0, dtype=str(net.dtype), loss=loss, numeric=numeric)
     try:
         trace = net.backward(keep="all")
     except NonFiniteError as err:
@@ -230,7 +259,7 @@ def verify(net, x, target, *, numeric: bool = True,
             tol = tols["numeric"].with_atol(num.roundoff_tails)
             add(Check(part, t, label, f"S^{t} = ∂G_{t}/∂z^{t - 1} (numeric)", "numeric",
                       compare(trace.incoming(t), num.tails[t], tol, include=~num.straddles[t],
-                              magnitude=magnitude[t]), tol, _straddle_note(num.straddles[t])))
+                              magnitude=magnitude[t]), tol, _numeric_note(num.straddles[t])))
 
     for key, grad in trace.grads.items():
         t = int(key.split(".")[0])
@@ -240,10 +269,7 @@ def verify(net, x, target, *, numeric: bool = True,
         if num is not None:
             tol = tols["numeric"].with_atol(num.roundoff_params)
             include = num.evaluated[key] & ~num.straddles[key]
-            note = _straddle_note(num.straddles[key])
-            if not num.evaluated[key].all():
-                note = (note + "; " if note else "") + \
-                    f"{int(num.evaluated[key].sum())} of {grad.size} sampled"
+            note = _numeric_note(num.straddles[key], num.evaluated[key])
             add(Check("conclusion", t, key, f"∂L/∂{key} (numeric)", "numeric",
                       compare(grad, num.grads[key], tol, include=include,
                               magnitude=grad_magnitude[key]), tol, note))
@@ -256,9 +282,13 @@ def verify(net, x, target, *, numeric: bool = True,
     return report
 
 
-def _straddle_note(mask: np.ndarray) -> str:
-    n = int(mask.sum())
-    return f"{n} stencil(s) straddle a kink" if n else ""
+def _numeric_note(straddles: np.ndarray, evaluated: np.ndarray | None = None) -> str:
+    notes = []
+    if evaluated is not None and not evaluated.all():
+        notes.append(f"sampled {int(evaluated.sum())} of {evaluated.size}")
+    if straddles.any():
+        notes.append(f"{int(straddles.sum())} left out: stencil straddles a kink")
+    return "; ".join(notes)
 
 
 def path_magnitudes(trace) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]]:

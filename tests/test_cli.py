@@ -52,6 +52,20 @@ def test_bad_usage_is_one_line_and_exit_2(argv, pattern):
     assert "Traceback" not in proc.stderr
 
 
-def test_no_command_prints_help_and_exits_2(capsys):
+def test_no_command_is_one_line_and_exit_2(capsys):
     assert main([]) == 2
-    assert "verify" in capsys.readouterr().out
+    assert capsys.readouterr().err.strip() == (
+        "msgpass: error: choose a command: verify (see msgpass --help)")
+
+
+@pytest.mark.parametrize("spec", ["3-sce", "4-relu-sce", "3-tanh-mse", "5-logsoftmax-nll"])
+def test_specs_without_an_affine_know_their_input_width(spec, capsys):
+    assert main(["verify", "--arch", spec, "--batch", "2"]) == 0
+
+
+def test_out_of_memory_is_one_line_and_exit_2():
+    proc = subprocess.run([sys.executable, "-m", "msgpass", "verify", "--arch",
+                           "99999999999-3-sce"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert "not enough memory" in proc.stderr

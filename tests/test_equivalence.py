@@ -15,7 +15,7 @@ from msgpass.compare import (
     TOL_F64_NUMERIC,
     compare,
 )
-from msgpass.testing import random_batch, random_network
+from msgpass.sampling import random_batch, random_network
 from msgpass.verify import path_magnitudes
 
 seeds = st.integers(min_value=0, max_value=2**32 - 1)
@@ -23,8 +23,8 @@ seeds = st.integers(min_value=0, max_value=2**32 - 1)
 
 def build(seed, *, max_depth=6, max_width=32, max_batch=16, dtype=np.float64):
     rng = np.random.default_rng(seed)
-    net, n_in = random_network(rng, max_depth=max_depth, max_width=max_width, dtype=dtype)
-    x, target = random_batch(net, n_in, int(rng.integers(1, max_batch + 1)), rng)
+    net = random_network(rng, max_depth=max_depth, max_width=max_width, dtype=dtype)
+    x, target = random_batch(net, int(rng.integers(1, max_batch + 1)), rng)
     return net, x, target
 
 
@@ -89,6 +89,7 @@ def test_verify_holds_on_random_networks(seed):
     net, x, target = build(seed, max_width=12, max_batch=8)
     report = mp.verify(net, x, target)
     assert report.ok, str(report)
+    assert all(c.ok == (c.result.max_rel <= c.tol.rtol) for c in report.checks)
 
 
 @given(seeds)
@@ -116,8 +117,6 @@ EDGE_SPECS = [
 @pytest.mark.parametrize("batch", [1, 5])
 def test_edge_shapes_verify(spec, batch):
     net = mp.build_network(spec, seed=3)
-    rng = np.random.default_rng(batch)
-    n_in = int(spec.split("-")[0])
-    x, target = random_batch(net, n_in, batch, rng)
+    x, target = random_batch(net, batch, np.random.default_rng(batch))
     report = mp.verify(net, x, target, numeric_entries=200)
     assert report.ok, str(report)

@@ -15,7 +15,7 @@ X = np.random.default_rng(0).standard_normal((2, 4))
 
 
 @pytest.mark.parametrize("x, error, pattern", [
-    (np.zeros((2, 3)), mp.ShapeError, r"layer 1 \(Affine\(4→5\)\): expected input of shape \(B, 4\), got \(2, 3\)"),
+    (np.zeros((2, 3)), mp.ShapeError, r"input x must have shape \(B, 4\) for Affine\(4→5\) \(layer 1\), got \(2, 3\)"),
     (np.zeros((2, 4, 1)), mp.ShapeError, r"input x must have shape \(B, N\) or \(N,\), got \(2, 4, 1\)"),
     (np.zeros((0, 4)), mp.ShapeError, r"input x is empty"),
     (np.array([[1.0, np.nan, 0, 0]]), mp.InputValueError, r"input x contains nan at sample 0, feature 1"),
@@ -37,6 +37,7 @@ def test_bad_input(x, error, pattern):
     ([0.5, 1.0], mp.InputValueError, r"label of sample 0 is 0\.5; labels must be integers"),
     ([[1, 0, 0], [0.5, 0.2, 0.2]], mp.InputValueError, r"sample 1 is not a probability row"),
     (["a", "b"], mp.DtypeError, r"target must be integer labels"),
+    ([True, False], mp.DtypeError, r"got dtype bool"),
     (None, mp.ShapeError, r"needs a target for the loss layer \(layer 4, SoftmaxCrossEntropy\)"),
 ])
 def test_bad_target(target, error, pattern):
@@ -95,6 +96,8 @@ def test_mixed_dtypes_and_bad_layer_sizes():
     ("relu-3-sce", r"must start with the input width"),
     ("4-sce-3-sce", r"the loss 'sce' must be the last token"),
     ("4", r"too short"),
+    ("4--3-sce", r"empty token"),
+    ("4-3-nll", r"put logsoftmax right before it"),
 ])
 def test_bad_spec(spec, pattern):
     with pytest.raises(mp.SpecError, match=pattern):
@@ -108,3 +111,18 @@ def test_errors_are_catchable_as_builtin_kinds():
         net().forward(np.array([["a"] * 4]), [0])
     with pytest.raises(RuntimeError):
         net().backward()
+
+
+def test_declared_input_width_is_checked():
+    net = mp.Sequential([mp.Tanh(), mp.MSELoss()], input_width=3)
+    with pytest.raises(mp.ShapeError, match=r"input x must have shape \(B, 3\) for Tanh \(layer 1\), got \(2, 4\)"):
+        net.forward(np.zeros((2, 4)), np.zeros((2, 4)))
+    with pytest.raises(mp.ShapeError, match="expects 4 inputs but receives 3"):
+        mp.Sequential([mp.Affine(4, 2), mp.MSELoss()], input_width=3)
+    assert mp.Sequential([mp.ReLU(), mp.Affine(4, 2), mp.MSELoss()]).input_width == 4
+
+
+def test_a_layer_checks_its_own_input_width_too():
+    """Inside a network whose layers were changed after construction, Affine still says so."""
+    with pytest.raises(mp.ShapeError, match=r"expected input of shape \(B, 4\), got \(2, 3\)"):
+        mp.Affine(4, 5).forward(np.zeros((2, 3)))

@@ -24,7 +24,7 @@ def class_target(target, x: np.ndarray) -> np.ndarray:
     (B, K) array in x's dtype. Raises with the expected vs given shape or value."""
     batch, classes = x.shape
     t = np.asarray(target)
-    if t.dtype.kind not in "biuf":
+    if t.dtype.kind not in "biuf" or (t.dtype.kind == "b" and t.ndim == 1):
         raise DtypeError(
             f"target must be integer labels or numeric one-hot rows, got dtype {t.dtype}")
     if t.shape == (batch,):

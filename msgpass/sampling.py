@@ -1,9 +1,10 @@
-"""Helpers for tests and studies: one builder of random networks over every layer kind."""
+"""Seeded random networks and batches, for the CLI's default batch, tests and studies."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .errors import ShapeError
 from .layers import (
     Affine,
     LogSoftmax,
@@ -24,11 +25,11 @@ LOSSES = ("sce", "nll", "mse")
 
 
 def random_network(rng: np.random.Generator, *, max_depth: int = 6, max_width: int = 32,
-                   dtype=np.float64) -> tuple[Sequential, int]:
+                   dtype=np.float64) -> Sequential:
     """A random chain of 1..max_depth hidden layers (Affine or any activation) and a random
     loss (SoftmaxCrossEntropy, LogSoftmax+NLLLoss, or MSELoss).
 
-    Returns the network and its input width.
+    The network knows its input width (``net.input_width``).
     """
     width = int(rng.integers(1, max_width + 1))
     n0, layers = width, []
@@ -42,12 +43,16 @@ def random_network(rng: np.random.Generator, *, max_depth: int = 6, max_width: i
     loss = LOSSES[int(rng.integers(len(LOSSES)))]
     layers += {"sce": [SoftmaxCrossEntropy()], "nll": [LogSoftmax(), NLLLoss()],
                "mse": [MSELoss()]}[loss]
-    return Sequential(layers, dtype=dtype), n0
+    return Sequential(layers, dtype=dtype, input_width=n0)
 
 
-def random_batch(net: Sequential, n_in: int, batch: int, rng: np.random.Generator):
-    """Standard normal inputs (batch, n_in) and a matching target for the net's loss."""
-    x = rng.standard_normal((batch, n_in))
+def random_batch(net: Sequential, batch: int, rng: np.random.Generator):
+    """Standard normal inputs (batch, N_0) and a matching target for the net's loss: labels
+    for the classification losses, standard normal values for MSELoss."""
+    if net.input_width is None:
+        raise ShapeError(f"{net} does not know its input width; build it with "
+                         f"Sequential(layers, input_width=N_0)")
+    x = rng.standard_normal((batch, net.input_width))
     width = net.predict(x).shape[1]
     if isinstance(net.layers[-1], MSELoss):
         return x, rng.standard_normal((batch, width))
