@@ -142,6 +142,8 @@ class Sequential:
             raise DtypeError(f"dtype={self.dtype} was asked for, but the parameters are "
                              f"{inferred}; build them with that dtype or use net.astype")
         self.layers = layers
+        self.spec: str | None = None   # set by build_network: the spec and seed it came from
+        self.seed: int | None = None
         self._record: ForwardRecord | None = None
 
     # -- description ----------------------------------------------------------------------
@@ -161,7 +163,8 @@ class Sequential:
         return ParamDict(self.layers)
 
     def __repr__(self) -> str:
-        return f"Sequential([{', '.join(self.labels)}])"
+        made = f"  # build_network({self.spec!r}, seed={self.seed})" if self.spec else ""
+        return f"Sequential([{', '.join(self.labels)}]){made}"
 
     def astype(self, dtype) -> Sequential:
         """A copy of the network with parameters in ``dtype`` (float64 or float32)."""

@@ -1,49 +1,43 @@
-"""Seeded random networks and batches, for the CLI's default batch, tests and studies."""
+"""Seeded random networks and batches, for the CLI's default batch, tests and studies.
+
+A random network is drawn as a spec string (msgpass.spec) and built from it, so any network a
+test or study finds can be rebuilt with ``build_network(spec, seed)`` or checked with
+``msgpass verify --arch SPEC --seed SEED``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 from .errors import ShapeError
-from .layers import (
-    Affine,
-    LogSoftmax,
-    MSELoss,
-    NLLLoss,
-    ReLU,
-    Sigmoid,
-    Softmax,
-    SoftmaxCrossEntropy,
-    Tanh,
-)
+from .layers import MSELoss
 from .network import Sequential
+from .spec import ACTIVATIONS, build_network
 
-__all__ = ["random_network", "random_batch", "ACTIVATIONS", "LOSSES"]
+__all__ = ["random_spec", "random_network", "random_batch"]
 
-ACTIVATIONS = (ReLU, Sigmoid, Tanh, Softmax, LogSoftmax)
-LOSSES = ("sce", "nll", "mse")
+_HEADS = ("sce", "logsoftmax-nll", "mse")
+
+
+def random_spec(rng: np.random.Generator, *, max_depth: int = 6, max_width: int = 32) -> str:
+    """A random chain spec: input width, 0..max_depth−1 hidden layers (an Affine of random
+    width or any activation), and a random loss head (sce, logsoftmax-nll or mse)."""
+    names = list(ACTIVATIONS)
+    tokens = [str(int(rng.integers(1, max_width + 1)))]
+    for _ in range(int(rng.integers(0, max_depth))):
+        if rng.random() < 0.5:
+            tokens.append(str(int(rng.integers(1, max_width + 1))))
+        else:
+            tokens.append(names[int(rng.integers(len(names)))])
+    tokens.append(_HEADS[int(rng.integers(len(_HEADS)))])
+    return "-".join(tokens)
 
 
 def random_network(rng: np.random.Generator, *, max_depth: int = 6, max_width: int = 32,
                    dtype=np.float64) -> Sequential:
-    """A random chain of 1..max_depth hidden layers (Affine or any activation) and a random
-    loss (SoftmaxCrossEntropy, LogSoftmax+NLLLoss, or MSELoss).
-
-    The network knows its input width (``net.input_width``).
-    """
-    width = int(rng.integers(1, max_width + 1))
-    n0, layers = width, []
-    for _ in range(int(rng.integers(0, max_depth))):
-        if rng.random() < 0.5:
-            new = int(rng.integers(1, max_width + 1))
-            layers.append(Affine(width, new, seed=int(rng.integers(2**31)), dtype=dtype))
-            width = new
-        else:
-            layers.append(ACTIVATIONS[int(rng.integers(len(ACTIVATIONS)))]())
-    loss = LOSSES[int(rng.integers(len(LOSSES)))]
-    layers += {"sce": [SoftmaxCrossEntropy()], "nll": [LogSoftmax(), NLLLoss()],
-               "mse": [MSELoss()]}[loss]
-    return Sequential(layers, dtype=dtype, input_width=n0)
+    """``build_network(random_spec(rng, ...), seed=...)``; ``net.spec`` says which."""
+    spec = random_spec(rng, max_depth=max_depth, max_width=max_width)
+    return build_network(spec, seed=int(rng.integers(2**31)), dtype=dtype)
 
 
 def random_batch(net: Sequential, batch: int, rng: np.random.Generator):

@@ -41,8 +41,9 @@ LOSSES = {"sce": SoftmaxCrossEntropy, "nll": NLLLoss, "mse": MSELoss}
 def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> Sequential:
     """Build a Sequential from a spec string (see the module docstring).
 
-    The t-th Affine layer is initialised with seed ``seed + t`` (t counted from 1 over the
-    whole network), so every layer differs and the whole network is reproducible.
+    The Affine at layer t is initialised with seed ``seed + t``, so every layer differs and
+    the whole network is reproducible. The network remembers its spec and seed
+    (``net.spec``, ``net.seed``).
     """
     tokens = re.split(r"\s*[-,]\s*", spec.strip().lower())
     if "" in tokens:
@@ -83,4 +84,6 @@ def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> S
             raise SpecError(
                 f"spec {spec!r}: token {position} ({tok!r}) is not a width or a layer; known "
                 f"layers: {', '.join([*ACTIVATIONS, *LOSSES])}")
-    return Sequential(layers, dtype=dt, input_width=int(tokens[0]))
+    net = Sequential(layers, dtype=dt, input_width=int(tokens[0]))
+    net.spec, net.seed = "-".join(tokens), seed
+    return net

@@ -36,7 +36,7 @@ def test_verify_without_numeric(capsys):
 
 @pytest.mark.parametrize("argv, pattern", [
     (["verify", "--arch", "4-xx-sce"], "token 2 ('xx') is not a width or a layer"),
-    (["verify", "--batch", "0"], "argument --batch: expected a positive integer, got 0"),
+    (["verify", "--batch", "0"], "argument --batch: expected a positive integer, got '0'"),
     (["verify", "--batch", "-1"], "argument --batch"),
     (["verify", "--dtype", "float16"], "argument --dtype: invalid choice"),
     (["verify", "--bogus"], "unrecognized arguments: --bogus"),
