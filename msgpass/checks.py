@@ -7,7 +7,7 @@ import numpy as np
 
 from .errors import DtypeError, InputValueError, ShapeError
 
-__all__ = ["as_batch", "first_nonfinite"]
+__all__ = ["as_array", "as_batch", "first_nonfinite"]
 
 
 def first_nonfinite(a: np.ndarray) -> tuple[int, ...] | None:
@@ -18,15 +18,23 @@ def first_nonfinite(a: np.ndarray) -> tuple[int, ...] | None:
     return tuple(int(i) for i in np.argwhere(bad)[0])
 
 
+def as_array(obj, what: str) -> np.ndarray:
+    """``np.asarray`` with a clear error for ragged nested lists and other non-arrays."""
+    try:
+        return np.asarray(obj)
+    except (ValueError, TypeError) as err:
+        raise ShapeError(f"{what} is not a rectangular array ({err})") from None
+
+
 def as_batch(x, dtype: np.dtype, what: str = "input x") -> np.ndarray:
-    """Validate ``x`` and return it as a (B, N) array of ``dtype`` (a new array if converted;
-    never the caller's array modified).
+    """Validate ``x`` and return it as a new (B, N) array of ``dtype``: always a copy, so that
+    what the network records is never changed by (or changes) the caller's array.
 
     A 1-D x of length N is one sample and becomes (1, N).
     Raises DtypeError for non-numeric data, ShapeError for other ranks or an empty batch,
     InputValueError for NaN or Inf.
     """
-    a = np.asarray(x)
+    a = as_array(x, what)
     if a.dtype.kind not in "iuf":
         raise DtypeError(f"{what} must hold real numbers (integer or float), got dtype {a.dtype}")
     if a.ndim == 1:
@@ -35,7 +43,7 @@ def as_batch(x, dtype: np.dtype, what: str = "input x") -> np.ndarray:
         raise ShapeError(f"{what} must have shape (B, N) or (N,), got {a.shape}")
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ShapeError(f"{what} is empty: shape {a.shape}")
-    a = a.astype(dtype, copy=False)
+    a = a.astype(dtype, copy=True)
     where = first_nonfinite(a)
     if where is not None:
         raise InputValueError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from . import __version__
 from .errors import MsgpassError
 from .sampling import random_batch
-from .spec import DEFAULT_SPEC, build_network
+from .spec import DEFAULT_SPEC, build_network, message_count
 from .verify import DEFAULT_NUMERIC_ENTRIES, verify
 
 
@@ -69,7 +70,20 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: do not guess
+        return 1 << 62
+
+
 def run_verify(args) -> int:
+    need = message_count(args.arch, args.batch) * np.dtype(args.dtype).itemsize
+    have = _physical_memory()
+    if need > have:
+        raise MsgpassError(f"verifying {args.arch!r} at batch {args.batch} keeps about "
+                           f"{need / 2**30:.3g} GiB of messages, more than this machine's "
+                           f"{have / 2**30:.3g} GiB; use a smaller batch or network")
     net = build_network(args.arch, seed=args.seed, dtype=args.dtype)
     x, target = random_batch(net, args.batch, np.random.default_rng(args.seed))
     report = verify(net, x, target, numeric=not args.no_numeric,

@@ -10,8 +10,10 @@ the same sum with every local partial replaced by the size of its terms, i.e. wh
 would be if nothing cancelled. Round-off in either summation order is a few u·M, so an entry
 far below its own M is "near zero": it is the result of cancellation, and its relative error
 says nothing about correctness. (Where no M is given, the largest magnitude in the arrays
-stands in for it.) ``atol / rtol`` is the *noise level* of a witness that cannot resolve
-smaller values (the numerical one: u·|L|/h); it is 0 for exact-order comparisons.
+stands in for it.) ``atol`` is a witness's own absolute round-off (for the numerical one,
+32·u·max(1, |ℓ|)/h, measured: see msgpass.witnesses.numeric.ROUNDOFF_FACTOR) and
+``atol / rtol`` its *noise level*: entries below it can be checked only to ``atol``, not to
+``rtol`` relative. It is 0 for the other witnesses.
 
 A comparison in which no entry rises above the noise level, or in which every entry was left
 out, is *inconclusive*: it passes nothing and fails nothing, and says so. Any NaN or Inf in
@@ -50,10 +52,10 @@ class Tolerance:
 # entry at the floor (1/100 of its M) is off by ≤ 7.5e-14 relative: 13x inside the 1e-12.
 TOL_F64_BACKPROP = Tolerance(1e-12, 1e-2, 0.0,
                              "float64 sums in another order: measured <= 6.8·u·M")
-# Five-point central differences at h = 1e-4: truncation ≈ 3e-18·f⁽⁵⁾, round-off ≈ 2e-12·|L|
-# (the latter also enters as atol, computed per run from the loss).
+# Five-point central differences at h = 2⁻¹³: truncation ≈ 7e-18·f⁽⁵⁾; round-off enters as
+# atol, computed per run from the loss.
 TOL_F64_NUMERIC = Tolerance(1e-6, 1e-2, 0.0,
-                            "5-point stencil, h = 1e-4: truncation ~1e-17, round-off ~1e-12·|L|")
+                            "5-point stencil, h = 2^-13: truncation ~1e-17, round-off as atol")
 # A message is one product J·S; the structured send and the dense view each round it once.
 TOL_F64_RECURSION = Tolerance(2 * np.finfo(np.float64).eps, 0.0, 0.0,
                               "one product per message, rounded once on each side")

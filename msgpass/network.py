@@ -53,6 +53,10 @@ class ParamDict(MutableMapping):
     def __delitem__(self, key: str) -> None:
         raise TypeError("parameters cannot be deleted from a network")
 
+    def copy(self) -> dict[str, np.ndarray]:
+        """A plain dict of copies of the arrays: a snapshot that later training won't change."""
+        return {k: v.copy() for k, v in self._arrays.items()}
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._arrays)
 
@@ -194,6 +198,7 @@ class Sequential:
         float
             The batch-mean loss L.
         """
+        self._record = None  # a forward that fails must not leave the last batch to backward
         if target is None:
             raise ShapeError(f"net.forward(x, target) needs a target for the loss layer "
                              f"(layer {self.T}, {self.layers[-1].describe()})")

@@ -151,9 +151,13 @@ class Diagonal(InputPartials):
     Parameters
     ----------
     values : ndarray, shape (B, N)
+    terms : ndarray of the same shape, optional
+        Sizes of the terms each entry is formed from, when it is a difference of larger
+        terms (Tanh's 1 − y² is formed from 1 and y²); None means |values|.
     """
 
     values: np.ndarray
+    terms: np.ndarray | None = None
     kind = "diagonal"
     diagonal = True
 
@@ -177,6 +181,10 @@ class Diagonal(InputPartials):
         # Built by different code from dense_messages, so the two can check each other.
         identity = np.eye(self.n_in, dtype=self.values.dtype)
         return self.values[:, :, None] * identity[None, :, :]
+
+    def magnitude(self):
+        sizes = np.abs(self.values) if self.terms is None else self.terms
+        return sizes[:, :, None] * np.eye(self.n_in, dtype=sizes.dtype)[None, :, :]
 
 
 @dataclass(frozen=True, eq=False)

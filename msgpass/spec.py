@@ -29,7 +29,7 @@ from .layers import (
 )
 from .network import Sequential
 
-__all__ = ["build_network", "DEFAULT_SPEC"]
+__all__ = ["build_network", "parse_spec", "message_count", "DEFAULT_SPEC"]
 
 DEFAULT_SPEC = "6-16-relu-12-tanh-12-sigmoid-8-logsoftmax-8-sce"
 
@@ -38,13 +38,8 @@ ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softma
 LOSSES = {"sce": SoftmaxCrossEntropy, "nll": NLLLoss, "mse": MSELoss}
 
 
-def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> Sequential:
-    """Build a Sequential from a spec string (see the module docstring).
-
-    The Affine at layer t is initialised with seed ``seed + t``, so every layer differs and
-    the whole network is reproducible. The network remembers its spec and seed
-    (``net.spec``, ``net.seed``).
-    """
+def parse_spec(spec: str) -> list[str]:
+    """Split and check a spec; returns its tokens (input width first, loss last)."""
     tokens = re.split(r"\s*[-,]\s*", spec.strip().lower())
     if "" in tokens:
         raise SpecError(f"spec {spec!r} has an empty token; join the parts with single '-'")
@@ -57,33 +52,59 @@ def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> S
     if tokens[-1] not in LOSSES:
         raise SpecError(f"spec {spec!r} must end in a loss ({', '.join(LOSSES)}), "
                         f"got {tokens[-1]!r}")
-    try:
-        dt = np.dtype(dtype)
-    except TypeError:
-        raise SpecError(f"unknown dtype {dtype!r}; use float64 or float32") from None
-    width = int(tokens[0])
-    layers = []
     for position, tok in enumerate(tokens[1:], 2):
-        t = len(layers) + 1
         if tok.isdigit():
             if int(tok) < 1:
                 raise SpecError(
                     f"spec {spec!r}: token {position} ({tok!r}) must be a positive width")
-            layers.append(Affine(width, int(tok), seed=seed + t, dtype=dt))
-            width = int(tok)
-        elif tok in ACTIVATIONS:
-            layers.append(ACTIVATIONS[tok]())
         elif tok in LOSSES:
             if position != len(tokens):
                 raise SpecError(f"spec {spec!r}: the loss {tok!r} must be the last token")
             if tok == "nll" and tokens[position - 2] != "logsoftmax":
                 raise SpecError(f"spec {spec!r}: nll takes log-probabilities; put logsoftmax "
                                 f"right before it (e.g. 4-3-logsoftmax-nll)")
-            layers.append(LOSSES[tok]())
-        else:
+        elif tok not in ACTIVATIONS:
             raise SpecError(
                 f"spec {spec!r}: token {position} ({tok!r}) is not a width or a layer; known "
                 f"layers: {', '.join([*ACTIVATIONS, *LOSSES])}")
+    return tokens
+
+
+def message_count(spec: str, batch: int) -> int:
+    """How many numbers the message blocks of a verification hold (stored edges plus the
+    dense views verify builds), for a batch of ``batch``: an estimate of its memory need."""
+    tokens = parse_spec(spec)
+    width, total = int(tokens[0]), 0
+    for tok in tokens[1:]:
+        out = int(tok) if tok.isdigit() else (1 if tok in LOSSES else width)
+        total += 3 * batch * width * out  # the block, the dense partials, the recursion check
+        width = out
+    return total
+
+
+def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> Sequential:
+    """Build a Sequential from a spec string (see the module docstring).
+
+    The Affine at layer t is initialised with seed ``seed + t``, so every layer differs and
+    the whole network is reproducible. The network remembers its spec and seed
+    (``net.spec``, ``net.seed``).
+    """
+    tokens = parse_spec(spec)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise SpecError(f"unknown dtype {dtype!r}; use float64 or float32") from None
+    width = int(tokens[0])
+    layers = []
+    for tok in tokens[1:]:
+        t = len(layers) + 1
+        if tok.isdigit():
+            layers.append(Affine(width, int(tok), seed=seed + t, dtype=dt))
+            width = int(tok)
+        elif tok in ACTIVATIONS:
+            layers.append(ACTIVATIONS[tok]())
+        else:
+            layers.append(LOSSES[tok]())
     net = Sequential(layers, dtype=dt, input_width=int(tokens[0]))
     net.spec, net.seed = "-".join(tokens), seed
     return net

@@ -86,8 +86,9 @@ class Report:
             return f"FAILED: {self.error}"
         bad = self.first_failure
         if bad is not None:
-            where = (f"the conclusion, parameter {bad.layer}" if bad.part == "conclusion"
-                     else f"step t={bad.t}, layer {bad.t} ({bad.layer})")
+            where = {"conclusion": f"the conclusion, parameter {bad.layer}",
+                     "forward": "the forward pass"}.get(
+                         bad.part, f"step t={bad.t}, layer {bad.t} ({bad.layer})")
             return f"FAILED at {where}: {bad.claim} does not hold{self._diagnosis(bad)}"
         numeric = [c for c in self.checks if c.witness == "numeric"]
         unresolved = [c for c in numeric if c.result.inconclusive]
@@ -100,19 +101,26 @@ class Report:
             text += " (numerical witness not run)"
         elif unresolved:
             where = ", ".join(_where(c) for c in unresolved)
-            text += (f"; the numerical witness was inconclusive at {where} (its round-off is "
-                     f"larger than the values there)")
+            text += (f"; the numerical witness was inconclusive at {where} (its round-off "
+                     f"allowance exceeds rtol times the values there)")
         return text
 
     def _diagnosis(self, bad: Check) -> str:
-        same = {c.witness: c.ok for c in self.checks if c.part == bad.part and c.t == bad.t
+        same = {c.witness: c for c in self.checks if c.part == bad.part and c.t == bad.t
                 and c.layer == bad.layer}
+        ok = {witness: c.ok for witness, c in same.items()}
         if bad.witness == "partials":
             return " (the stored messages do not follow the recursion)"
-        if same.get("backprop") is False and same.get("numeric") is True:
-            return (" (messages agree with the numerical gradient: the classic backward of "
-                    "this layer looks wrong)")
-        if same.get("backprop") is False and same.get("numeric") is False:
+        numeric = same.get("numeric")
+        if ok.get("backprop") is False and numeric is not None and numeric.ok:
+            # Only evidence if the numerical witness can see a gap of that size.
+            if bad.result.max_rel > numeric.tol.rtol and not numeric.result.inconclusive:
+                return (" (messages agree with the numerical gradient: the classic backward "
+                        "of this layer looks wrong)")
+            return (f" (messages and backprop differ by {bad.result.max_rel:.1e} relative, "
+                    f"less than the numerical witness resolves ({numeric.tol.rtol:.0e}): it "
+                    f"cannot tell which is wrong)")
+        if ok.get("backprop") is False and ok.get("numeric") is False:
             kind = "parameter partials" if bad.part == "conclusion" else "local partials"
             return f" (both witnesses disagree with the messages: its {kind} look wrong)"
         return ""
@@ -152,8 +160,9 @@ class Report:
         for witness in ("partials", "backprop", "numeric"):
             tols = [c.tol for c in self.checks if c.witness == witness]
             if tols:
-                noise = max(t.atol / t.rtol for t in tols)
-                extra = f", noise up to {noise:.1e}" if noise > 0 else ""
+                atol = max(t.atol for t in tols)
+                extra = (f", round-off allowance up to {atol:.1e} (noise level "
+                         f"{atol / tols[0].rtol:.1e})" if atol > 0 else "")
                 lines.append(f"  {witness}: rtol {tols[0].rtol:.0e}, floor {tols[0].floor:g}·M"
                              f"{extra} ({tols[0].reason})")
         lines.append(self.verdict())
@@ -220,16 +229,28 @@ def verify(net, x, target, *, numeric: bool = True,
     -------
     Report
     """
+    previous = net._record  # verify must not leave its batch behind in the caller's network
+    try:
+        return _verify(net, x, target, numeric, numeric_entries, seed)
+    finally:
+        net._record = previous
+
+
+def _verify(net, x, target, numeric, numeric_entries, seed) -> Report:
+    if numeric_entries is not None and (not isinstance(numeric_entries, (int, np.integer))
+                                        or numeric_entries < 1):
+        raise ValueError(f"numeric_entries must be a positive integer or None, "
+                         f"got {numeric_entries!r}")
     loss = net.forward(x, target)
     labels = net.labels
     T = net.T
-    report = Report(network=labels, batch=0, dtype=str(net.dtype), loss=loss, numeric=numeric)
+    report = Report(network=labels, batch=net._record.values[0].shape[0], dtype=str(net.dtype),
+                    loss=loss, numeric=numeric)
     try:
         trace = net.backward(keep="all")
     except NonFiniteError as err:
         report.error = str(err)
         return report
-    report.batch = trace.batch
     tols = tolerances_for(net.dtype)
     ref = backprop(net, x, target)
     num = (numeric_witness(net, x, target, max_entries=numeric_entries, seed=seed)

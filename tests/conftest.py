@@ -7,5 +7,4 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "msgpass", derandomize=True, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("thorough", parent=settings.get_profile("msgpass"), max_examples=500)
 settings.load_profile(os.environ.get("MSGPASS_HYPOTHESIS", "msgpass"))

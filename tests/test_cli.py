@@ -63,9 +63,14 @@ def test_specs_without_an_affine_know_their_input_width(spec, capsys):
     assert main(["verify", "--arch", spec, "--batch", "2"]) == 0
 
 
-def test_out_of_memory_is_one_line_and_exit_2():
-    proc = subprocess.run([sys.executable, "-m", "msgpass", "verify", "--arch",
-                           "99999999999-3-sce"], capture_output=True, text=True, timeout=120)
+@pytest.mark.parametrize("argv", [
+    ["--arch", "99999999999-3-sce"],
+    ["--arch", "4-99999999999999999999-sce"],
+    ["--batch", "100000000000"],
+])
+def test_more_than_the_machine_holds_is_one_line_and_exit_2(argv):
+    proc = subprocess.run([sys.executable, "-m", "msgpass", "verify", *argv],
+                          capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
-    assert "not enough memory" in proc.stderr
+    assert "GiB of messages, more than this machine's" in proc.stderr

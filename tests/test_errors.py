@@ -35,7 +35,7 @@ def test_bad_input(x, error, pattern):
     ([0, 1, 2], mp.ShapeError, r"layer 4 \(SoftmaxCrossEntropy\): target must be labels of shape \(2,\) or one-hot rows of shape \(2, 3\), got \(3,\)"),
     (np.zeros((2, 4)), mp.ShapeError, r"got \(2, 4\)"),
     ([0.5, 1.0], mp.InputValueError, r"label of sample 0 is 0\.5; labels must be integers"),
-    ([[1, 0, 0], [0.5, 0.2, 0.2]], mp.InputValueError, r"sample 1 is not a probability row"),
+    ([[1, 0, 0], [0.5, -0.2, 0.2]], mp.InputValueError, r"must be non-negative .* sample 1, class 1 is -0\.2"),
     (["a", "b"], mp.DtypeError, r"target must be integer labels"),
     ([True, False], mp.DtypeError, r"got dtype bool"),
     (None, mp.ShapeError, r"needs a target for the loss layer \(layer 4, SoftmaxCrossEntropy\)"),

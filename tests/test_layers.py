@@ -131,3 +131,13 @@ def test_affine_initialisation_is_seeded():
     np.testing.assert_array_equal(mp.Affine(4, 3, seed=7).W, mp.Affine(4, 3, seed=7).W)
     assert not np.array_equal(mp.Affine(4, 3, seed=7).W, mp.Affine(4, 3, seed=8).W)
     np.testing.assert_array_equal(mp.Affine(4, 3).W, mp.Affine(4, 3, seed=0).W)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_soft_labels_with_any_row_sum_are_differentiated_correctly(dtype):
+    """p·Σt − t, not p − t: rows that do not sum to exactly 1 still verify."""
+    net = mp.Sequential([mp.Affine(4, 3, seed=0, dtype=dtype), mp.SoftmaxCrossEntropy()])
+    x = rng.standard_normal((2, 4))
+    soft = np.array([[0.3, 0.3, 0.4 + 9e-7], [0.2, 0.5, 1.3]])
+    report = mp.verify(net, x, soft)
+    assert report.ok, str(report)

@@ -196,3 +196,12 @@ def test_astype_copies_and_converts():
     assert not np.all(net.params["1.W"] == 0.0)
     with pytest.raises(mp.DtypeError, match="float64 or float32"):
         net.astype("int32")
+
+
+def test_stored_messages_and_sums_are_read_only(run):
+    _, _, _, trace = run
+    for t in (1, 2, 4):
+        with pytest.raises(ValueError, match="read-only"):
+            trace.block(t).values[0, 0] = 1.0
+        with pytest.raises(ValueError, match="read-only"):
+            trace.incoming(t)[0, 0] = 1.0

@@ -45,10 +45,14 @@ class Affine(Layer):
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(
             0 if seed is None else seed)
         std = 1.0 / np.sqrt(self.n_in) if scale is None else float(scale)
-        self.params = {
-            "W": (std * rng.standard_normal((self.n_in, self.n_out))).astype(dtype),
-            "b": np.zeros(self.n_out, dtype=dtype),
-        }
+        try:
+            self.params = {
+                "W": (std * rng.standard_normal((self.n_in, self.n_out))).astype(dtype),
+                "b": np.zeros(self.n_out, dtype=dtype),
+            }
+        except (MemoryError, ValueError) as err:  # numpy: "array is too big" and the like
+            raise ShapeError(f"Affine({n_in}→{n_out}): cannot allocate its weights ({err})") \
+                from None
 
     @property
     def W(self) -> np.ndarray:

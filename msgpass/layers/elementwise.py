@@ -53,8 +53,8 @@ class ReLU(Layer):
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     # Two branches so that exp never overflows: for x < 0 use e^x / (1 + e^x).
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+    e = np.exp(-np.abs(x))  # float64 for integer x, float32 stays float32
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 class Sigmoid(Layer):
@@ -66,7 +66,7 @@ class Sigmoid(Layer):
 
     def local_partials(self, saved):
         y = saved.out
-        return LocalPartials(Diagonal(y * (1 - y)))
+        return LocalPartials(Diagonal(y * (1 - y), terms=y * (1 + y)))  # y − y² from y and y²
 
     def backward(self, saved, dout):
         dx = dout * (1.0 - saved.out) * saved.out
@@ -81,7 +81,8 @@ class Tanh(Layer):
         return out, OutputSaved(out=out)
 
     def local_partials(self, saved):
-        return LocalPartials(Diagonal(1 - saved.out * saved.out))
+        square = saved.out * saved.out
+        return LocalPartials(Diagonal(1 - square, terms=1 + square))  # 1 − y² from 1 and y²
 
     def backward(self, saved, dout):
         dx = dout * (1.0 - saved.out**2)
