@@ -15,6 +15,7 @@ from .errors import (
     SpecError,
     StateError,
 )
+from .graph import Graph, GraphTrace, Node, copy, exp, log, maximum, relu, sigmoid, tanh
 from .layers import (
     Affine,
     Layer,
@@ -42,6 +43,7 @@ __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",
     "NLLLoss", "MSELoss", "Layer", "LossLayer",
     "Sequential", "Trace", "MessageBlock", "build_network", "DEFAULT_SPEC",
+    "Graph", "GraphTrace", "Node", "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",
     "Shared", "Diagonal", "Dense", "Outer", "Elementwise", "LocalPartials",
     "backprop", "numeric_gradients", "numeric_witness", "verify", "Report",
     "Tolerance", "compare",

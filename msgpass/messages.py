@@ -129,6 +129,7 @@ def pass_messages(
     labels: Sequence[str] | None = None,
     keep: str | Iterable[int] = "all",
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    seed: np.ndarray | None = None,
 ) -> MessagePass:
     """Run the message recursion from the loss (t = T) down to the input (t = 1).
 
@@ -145,6 +146,9 @@ def pass_messages(
         gradients), or those of the listed layers. Every message is computed either way.
     chunk_bytes : int
         Messages are computed and summed this many bytes of samples at a time.
+    seed : ndarray of shape (B, N_T), optional
+        What arrives at the top layer's nodes from above. Default: 1/B per sample, the
+        batch mean over a loss layer (N_T = 1). A graph's layered view passes its own.
 
     Raises
     ------
@@ -154,7 +158,10 @@ def pass_messages(
     T = len(partials)
     wanted = _wanted(keep, T)
     dtype = partials[-1].inputs.dtype
-    arriving = np.full((batch, 1), 1.0 / batch, dtype=dtype)  # S^{T+1} = ∂L/∂ℓ_b
+    if seed is None:
+        arriving = np.full((batch, 1), 1.0 / batch, dtype=dtype)  # S^{T+1} = ∂L/∂ℓ_b
+    else:
+        arriving = np.asarray(seed, dtype=dtype)
     incoming = {T + 1: arriving}
     blocks: dict[int, MessageBlock] = {}
     grads: dict[tuple[int, str], np.ndarray] = {}

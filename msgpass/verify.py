@@ -24,7 +24,7 @@ from .compare import Comparison, Tolerance, compare, tolerances_for
 from .errors import NonFiniteError
 from .witnesses import backprop, numeric_witness
 
-__all__ = ["verify", "Report", "Check", "DEFAULT_NUMERIC_ENTRIES"]
+__all__ = ["verify", "verify_graph", "Report", "Check", "DEFAULT_NUMERIC_ENTRIES"]
 
 DEFAULT_NUMERIC_ENTRIES = 1000  # per parameter array; larger arrays get a seeded sample
 
@@ -46,10 +46,28 @@ class Check:
     def ok(self) -> bool:
         return self.result.ok
 
+    @property
+    def where(self) -> str:
+        """Where in the proof the claim sits, e.g. "step t=3, layer 3 (ReLU)" or "node mul1"."""
+        if self.part == "conclusion":
+            return f"the conclusion, parameter {self.layer}"
+        if self.part == "forward":
+            return "the forward pass"
+        if self.t is None:
+            return f"{self.part} {self.layer}"
+        return f"step t={self.t}, layer {self.t} ({self.layer})"
+
+    @property
+    def column(self) -> str:
+        """The table's "part" column."""
+        if self.part in ("forward", "conclusion") or self.t is None:
+            return self.part
+        return f"{self.part} t={self.t}"
+
 
 @dataclass(frozen=True)
 class KinkReport:
-    t: int
+    t: int | None  # the layer index, or None for a graph node
     layer: str
     points: list[tuple[int, int]]  # (sample, node) pairs, all of them
     convention: str
@@ -67,6 +85,7 @@ class Report:
     checks: list[Check] = field(default_factory=list)
     kinks: list[KinkReport] = field(default_factory=list)
     error: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -86,15 +105,15 @@ class Report:
             return f"FAILED: {self.error}"
         bad = self.first_failure
         if bad is not None:
-            where = {"conclusion": f"the conclusion, parameter {bad.layer}",
-                     "forward": "the forward pass"}.get(
-                         bad.part, f"step t={bad.t}, layer {bad.t} ({bad.layer})")
-            return f"FAILED at {where}: {bad.claim} does not hold{self._diagnosis(bad)}"
+            return f"FAILED at {bad.where}: {bad.claim} does not hold{self._diagnosis(bad)}"
         numeric = [c for c in self.checks if c.witness == "numeric"]
         unresolved = [c for c in numeric if c.result.inconclusive]
-        witnesses = "standard backprop's"
+        names = ["standard backprop's"]
         if numeric and len(unresolved) < len(numeric):
-            witnesses += " and the numerical ones"
+            names.append("the numerical ones")
+        if any(c.witness == "pathsum" for c in self.checks):
+            names.append("the path sums")
+        witnesses = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
         text = (f"VERIFIED: at every step the message sums equal {witnesses}, and so do the "
                 f"parameter gradients")
         if not numeric:
@@ -129,20 +148,20 @@ class Report:
         lines = [f"Induction proof for {' → '.join(self.network)}",
                  f"batch {self.batch}, {self.dtype}, loss {self.loss:.6g}, T = {len(self.network)}",
                  ""]
-        head = (f"{'part':<12} {'about':<22} {'claim':<36} {'max abs':>9} {'max rel':>9} "
+        head = (f"{'part':<12} {'about':<22} {'claim':<40} {'max abs':>9} {'max rel':>9} "
                 f"{'rtol':>7}  result")
         lines += [head, "-" * len(head)]
         previous = None
         for c in self.checks:
-            part = c.part if c.part in ("forward", "conclusion") else f"{c.part} t={c.t}"
-            shown_part = part if part != previous else ""
-            previous = part
+            part = c.column
+            shown_part = part if (part, c.layer) != previous else ""
+            previous = (part, c.layer)
             about = c.layer if (shown_part or c.part == "conclusion") else ""
             res = c.result
             status = "FAIL" if not c.ok else ("inconclusive" if res.inconclusive else "ok")
             if c.note:
                 status += f" [{c.note}]"
-            lines.append(f"{shown_part:<12} {about[:22]:<22} {c.claim[:36]:<36} "
+            lines.append(f"{shown_part:<12} {about[:22]:<22} {c.claim[:40]:<40} "
                          f"{_fmt(res.max_abs):>9} {_fmt(res.max_rel):>9} "
                          f"{c.tol.rtol:>7.0e}  {status}")
         lines.append("")
@@ -150,14 +169,15 @@ class Report:
             for k in self.kinks:
                 shown = ", ".join(f"(b={b}, n={n})" for b, n in k.points[:5])
                 more = f" and {len(k.points) - 5} more" if len(k.points) > 5 else ""
-                lines.append(f"non-differentiable points: layer {k.t} ({k.layer}): "
+                place = f"layer {k.t} ({k.layer})" if k.t is not None else f"node {k.layer}"
+                lines.append(f"non-differentiable points: {place}: "
                              f"{len(k.points)} input(s) exactly on the kink: {shown}{more}; "
                              f"convention: {k.convention}")
         else:
             lines.append("non-differentiable points: none met")
         lines.append("max rel = |a - b| / max(|a|, |b|, floor·M, noise); M = the entry's "
                      "path magnitude")
-        for witness in ("partials", "backprop", "numeric"):
+        for witness in ("partials", "backprop", "numeric", "pathsum"):
             tols = [c.tol for c in self.checks if c.witness == witness]
             if tols:
                 atol = max(t.atol for t in tols)
@@ -165,6 +185,7 @@ class Report:
                          f"{atol / tols[0].rtol:.1e})" if atol > 0 else "")
                 lines.append(f"  {witness}: rtol {tols[0].rtol:.0e}, floor {tols[0].floor:g}·M"
                              f"{extra} ({tols[0].reason})")
+        lines.extend(self.notes)
         lines.append(self.verdict())
         return "\n".join(lines)
 
@@ -180,6 +201,7 @@ class Report:
             "loss": _num(self.loss),
             "numeric": self.numeric,
             "error": self.error or None,
+            "notes": list(self.notes),
             "first_failure": None if bad is None else {"part": bad.part, "t": bad.t,
                                                        "layer": bad.layer, "claim": bad.claim},
             "checks": [{
@@ -200,7 +222,9 @@ class Report:
 
 
 def _where(c: Check) -> str:
-    return c.layer if c.part == "conclusion" else f"step t={c.t}"
+    if c.part == "conclusion":
+        return c.layer
+    return f"step t={c.t}" if c.t is not None else f"{c.part} {c.layer}"
 
 
 def _num(v: float) -> float | None:
@@ -211,9 +235,12 @@ def _fmt(v: float) -> str:
     return f"{v:.1e}" if math.isfinite(v) else str(v)
 
 
-def verify(net, x, target, *, numeric: bool = True,
+def verify(net, x=None, target=None, *, numeric: bool = True,
            numeric_entries: int | None = DEFAULT_NUMERIC_ENTRIES, seed: int = 0) -> Report:
     """Walk the induction on one batch and measure every step.
+
+    ``verify(graph, output)`` (or ``verify(graph, output, seed_array)``) verifies a Graph
+    instead: see ``verify_graph``.
 
     Parameters
     ----------
@@ -229,6 +256,8 @@ def verify(net, x, target, *, numeric: bool = True,
     -------
     Report
     """
+    if hasattr(net, "evaluate") and hasattr(net, "nodes"):  # a Graph
+        return verify_graph(net, x, target, numeric=numeric)
     previous = net._record  # verify must not leave its batch behind in the caller's network
     try:
         return _verify(net, x, target, numeric, numeric_entries, seed)
@@ -333,3 +362,109 @@ def path_magnitudes(trace) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]
         partial = trace.partials[int(t) - 1].params[name].absolute()
         grads[key] = partial.gradient(sums[int(t) + 1].astype(dtype))
     return sums, grads
+
+
+def graph_path_magnitudes(trace) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """``path_magnitudes`` for a graph: M_v = Σ over consumers w of |J_{w,v}| · M_w, M at the
+    output = |seed|; plain numpy over the dense partials, not the message code."""
+    graph = trace.graph
+    sums = {name: np.zeros_like(trace.values[name]) for name in trace.order}
+    sums[trace.output] = np.abs(trace.seed)
+    for name in reversed(trace.order):
+        node = graph.nodes[name]
+        for slot, source in enumerate(node.inputs):
+            jac = trace.partials[name].inputs[slot].magnitude()
+            sums[source] = sums[source] + (jac * sums[name][:, None, :]).sum(axis=2)
+    grads = {}
+    for key in trace.grads:
+        holder, pname = key.rsplit(".", 1)
+        grads[key] = trace.partials[holder].params[pname].absolute().gradient(sums[holder])
+    return sums, grads
+
+
+def verify_graph(graph, output, seed=None, *, numeric: bool = True,
+                 path_limit: int | None = None) -> Report:
+    """The induction on a graph, node by node in reverse topological order.
+
+    For each node v (the output first, as the base case): the messages v sends to its inputs
+    follow the recursion δ_{u→v} = J_{v,u} · S_v; and S_v, everything that arrived at v,
+    equals standard backprop's ∂F/∂v, the numerical derivative of the graph's tail at v, the
+    layered view's sum, and, for inputs and parameter holders, the path sum (when the paths
+    can be enumerated). Conclusion: every parameter gradient against the witnesses.
+    """
+    from .witnesses.graph import graph_backprop, graph_numeric
+    from .witnesses.pathsum import DEFAULT_PATH_LIMIT, PathSumTooLarge, path_sum
+
+    name = getattr(output, "name", output)
+    try:
+        trace = graph.backward(name, seed=seed)
+    except NonFiniteError as err:
+        return Report(network=[name], batch=0, dtype="float64", loss=float("nan"),
+                      numeric=numeric, error=str(err))
+    value = trace.values[name]
+    report = Report(network=[f"{n}: {graph.nodes[n].op.describe()}" if graph.nodes[n].op
+                             else f"{n}: {graph.nodes[n].kind}" for n in trace.order],
+                    batch=value.shape[0], dtype="float64",
+                    loss=float(np.sum(trace.seed * value)), numeric=numeric)
+    tols = tolerances_for(np.float64)
+    ref = graph_backprop(graph, name, seed=seed)
+    num = graph_numeric(graph, name, seed=seed) if numeric else None
+    layered = trace.layered
+    magnitude, grad_magnitude = graph_path_magnitudes(trace)
+    try:
+        paths = path_sum(trace, limit=path_limit or DEFAULT_PATH_LIMIT)
+    except PathSumTooLarge as err:
+        paths = None
+        report.notes.append(f"path sum: not enumerated: {err}")
+    else:
+        report.notes.append("path sum: " + ", ".join(f"{n} {c:,} path(s)"
+                                                      for n, c in paths.paths.items()))
+    add = report.checks.append
+    for v in reversed(trace.order):
+        node = graph.nodes[v]
+        if node.kind == "constant":
+            continue
+        part = "base" if v == name else "node"
+        arrived = trace.sums[v]
+        for edge in trace.edge_list:
+            if edge.destination != v:
+                continue
+            expected = trace.partials[v].inputs[edge.slot].dense() * arrived[:, None, :]
+            add(Check(part, None, v, f"δ {edge.source}→{v} = J · S_{v}", "partials",
+                      compare(edge.dense(), expected, tols["recursion"]), tols["recursion"]))
+        if v == name:
+            continue  # S at the output is the seed, by definition
+        m = magnitude[v]
+        add(Check(part, None, v, f"S_{v} = ∂F/∂{v} (backprop)", "backprop",
+                  compare(arrived, ref.nodes[v], tols["backprop"], magnitude=m),
+                  tols["backprop"]))
+        add(Check(part, None, v, f"S_{v} = layered view", "backprop",
+                  compare(arrived, layered.node_sum(v), tols["backprop"], magnitude=m),
+                  tols["backprop"]))
+        if num is not None:
+            tol = tols["numeric"].with_atol(num.roundoff)
+            add(Check(part, None, v, f"S_{v} = ∂F/∂{v} (numeric tail)", "numeric",
+                      compare(arrived, num.nodes[v], tol, include=~num.straddles[v],
+                              magnitude=m), tol, _numeric_note(num.straddles[v])))
+        if paths is not None and v in paths.nodes:
+            add(Check(part, None, v, f"S_{v} = sum over {paths.paths[v]:,} path(s)", "pathsum",
+                      compare(arrived, paths.nodes[v], tols["backprop"], magnitude=m),
+                      tols["backprop"]))
+    for key, grad in trace.grads.items():
+        m = grad_magnitude[key]
+        add(Check("conclusion", None, key, f"∂F/∂{key} (backprop)", "backprop",
+                  compare(grad, ref.params[key], tols["backprop"], magnitude=m),
+                  tols["backprop"]))
+        if num is not None:
+            tol = tols["numeric"].with_atol(num.roundoff)
+            add(Check("conclusion", None, key, f"∂F/∂{key} (numeric)", "numeric",
+                      compare(grad, num.params[key], tol, include=~num.straddles[key],
+                              magnitude=m), tol, _numeric_note(num.straddles[key])))
+        if paths is not None and key in paths.params:
+            add(Check("conclusion", None, key, f"∂F/∂{key} (path sum)", "pathsum",
+                      compare(grad, paths.params[key], tols["backprop"], magnitude=m),
+                      tols["backprop"]))
+    for v, mask in trace.nondifferentiable.items():
+        report.kinks.append(KinkReport(None, v, [(int(b), int(n)) for b, n in np.argwhere(mask)],
+                                       graph.nodes[v].op.kink_convention))
+    return report

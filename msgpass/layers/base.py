@@ -59,6 +59,18 @@ class Layer:
     def backward(self, saved: Any, dout: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         raise NotImplementedError
 
+    def __call__(self, node, target=None):
+        """``layer(node)``: this layer as a node of the node's graph (msgpass.graph).
+        For a loss layer, pass the target: ``mp.MSELoss()(y, target=t)``."""
+        apply = getattr(node, "_apply_layer", None)
+        if apply is None:
+            raise TypeError(f"{self.describe()} is called on a graph node; to run it on an "
+                            f"array use .forward(x), or put it in a Sequential")
+        if self.is_loss and target is None:
+            raise ShapeError(f"{self.describe()} as a graph node needs its target: "
+                             f"{self.name}()(node, target=...)")
+        return apply(self, target)
+
     # -- facts about the function, used by verification and the numeric witness ----------
     def nondifferentiable(self, saved: Any) -> np.ndarray | None:
         """Boolean (B, N_in): inputs sitting exactly on a point where the layer has no

@@ -1,0 +1,383 @@
+"""Graph: a directed acyclic graph of nodes, built by name or from Python expressions.
+
+>>> import msgpass as mp
+>>> g = mp.Graph()
+>>> x, y = g.input("x", 3.0), g.input("y", -4.0)
+>>> f = (x + mp.sigmoid(y)) / (mp.sigmoid(x) + (x + y) ** 2)
+>>> trace = g.backward(f)
+>>> round(float(trace.value(f)), 5)
+1.54563
+
+Every node holds a (B, N) array: an input given as a scalar is (1, 1), a vector of length N is
+(1, N), a 2-D array (B, N) is a batch. ``trace.value`` and ``trace.grad`` give arrays back in the
+shape the inputs were given in.
+
+This module builds graphs and evaluates them forward (the witnesses use that too); the message
+pass lives in msgpass.graph.backward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..checks import as_array, first_nonfinite
+from ..errors import DtypeError, InputValueError, MsgpassError, NonFiniteError, ShapeError, StateError
+from ..layers import ReLU, Sigmoid, Tanh
+from .ops import Add, Div, Exp, Identity, LayerOp, Log, Max, Mul, Op, Pow, Reciprocal, Scale, Sub
+
+__all__ = ["Graph", "Node", "Evaluation", "sigmoid", "tanh", "relu", "exp", "log", "maximum",
+           "copy"]
+
+
+class Node:
+    """A node of a Graph, and a handle for writing expressions with Python operators.
+
+    Attributes
+    ----------
+    name : str
+    op : Op or None
+        None for an input (or a constant).
+    inputs : list of str
+        The names of the nodes it reads, in order.
+    """
+
+    __array_ufunc__ = None  # so that numpy_array + node asks the node, not numpy
+
+    def __init__(self, graph: Graph, name: str, op: Op | None, inputs: Sequence[str],
+                 kind: str) -> None:
+        self.graph = graph
+        self.name = name
+        self.op = op
+        self.inputs = list(inputs)
+        self.kind = kind  # "input", "constant" or "op"
+
+    def __repr__(self) -> str:
+        what = self.op.describe() if self.op is not None else self.kind
+        return f"<node {self.name}: {what}({', '.join(self.inputs)})>"
+
+    def named(self, name: str) -> Node:
+        """Give the node a name of your choosing (before anything refers to it by name)."""
+        self.graph._rename(self, name)
+        return self
+
+    # -- expressions ---------------------------------------------------------------------
+    def _binary(self, other, op_cls, reverse=False) -> Node:
+        if isinstance(other, Node):
+            a, b = (other, self) if reverse else (self, other)
+            return self.graph.node(op_cls(), a, b)
+        constant = _constant(other)
+        if op_cls is Add:
+            return self.graph.node(Scale(1.0, constant), self)
+        if op_cls is Mul:
+            return self.graph.node(Scale(constant, 0.0), self)
+        if op_cls is Sub:
+            op = Scale(-1.0, constant) if reverse else Scale(1.0, -constant)
+            return self.graph.node(op, self)
+        if op_cls is Div:
+            if reverse:
+                return self.graph.node(Reciprocal(constant), self)
+            return self.graph.node(Scale(1.0, 0.0, divisor=constant), self)
+        if op_cls is Max:
+            return self.graph.node(Max(), self, self.graph.constant(constant))
+        raise TypeError(f"unsupported constant operand {other!r}")
+
+    def __add__(self, other):
+        return self._binary(other, Add)
+
+    def __radd__(self, other):
+        return self._binary(other, Add, reverse=True)
+
+    def __sub__(self, other):
+        return self._binary(other, Sub)
+
+    def __rsub__(self, other):
+        return self._binary(other, Sub, reverse=True)
+
+    def __mul__(self, other):
+        return self._binary(other, Mul)
+
+    def __rmul__(self, other):
+        return self._binary(other, Mul, reverse=True)
+
+    def __truediv__(self, other):
+        return self._binary(other, Div)
+
+    def __rtruediv__(self, other):
+        return self._binary(other, Div, reverse=True)
+
+    def __neg__(self):
+        return self.graph.node(Scale(-1.0, 0.0), self)
+
+    def __pos__(self):
+        return self
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Node):
+            raise TypeError(f"{self.name} ** node: only constant exponents are supported "
+                            f"(write exp(b * log(a)) for a variable one)")
+        return self.graph.node(Pow(float(exponent)), self)
+
+    def _apply_layer(self, layer, target=None) -> Node:
+        """``layer(node)``: a core layer as a node of this graph."""
+        return self.graph.node(LayerOp(layer, target), self)
+
+
+def _constant(value) -> np.ndarray:
+    a = as_array(value, "constant")
+    if a.dtype.kind not in "iuf":
+        raise DtypeError(f"a constant must be a real number or array, got {value!r}")
+    return a.astype(float)
+
+
+def _as_node_value(name: str, value) -> tuple[np.ndarray, tuple[int, ...]]:
+    a = as_array(value, f"value of {name!r}")
+    if a.dtype.kind not in "iuf":
+        raise DtypeError(f"value of {name!r} must be real numbers, got dtype {a.dtype}")
+    if a.ndim > 2:
+        raise ShapeError(f"value of {name!r} must be a scalar, a vector (N,) or a batch (B, N), "
+                         f"got shape {a.shape}")
+    if a.size == 0:
+        raise ShapeError(f"value of {name!r} is empty: shape {a.shape}")
+    shape = a.shape
+    a = a.astype(np.float64).reshape((1, -1) if a.ndim < 2 else a.shape)
+    where = first_nonfinite(a)
+    if where is not None:
+        raise InputValueError(f"value of {name!r} contains {a[where]} at sample {where[0]}, "
+                              f"entry {where[1]}; values must be finite")
+    return a, shape
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A forward pass: the nodes in topological order with their values and saved records."""
+
+    order: list[str]
+    values: dict[str, np.ndarray]
+    saved: dict[str, Any]
+
+
+class Graph:
+    """A directed acyclic graph of nodes (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[str, Node] = {}
+        self._values: dict[str, np.ndarray] = {}
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._counts: dict[str, int] = {}
+
+    # -- building -----------------------------------------------------------------------
+    def _fresh(self, stem: str) -> str:
+        while True:
+            self._counts[stem] = self._counts.get(stem, 0) + 1
+            name = f"{stem}{self._counts[stem]}"
+            if name not in self.nodes:
+                return name
+
+    def _add(self, node: Node) -> Node:
+        if node.name in self.nodes:
+            raise ShapeError(f"a node named {node.name!r} already exists in this graph")
+        self.nodes[node.name] = node
+        return node
+
+    def _rename(self, node: Node, name: str) -> None:
+        if name == node.name:
+            return
+        if name in self.nodes:
+            raise ShapeError(f"a node named {name!r} already exists in this graph")
+        if any(node.name in other.inputs for other in self.nodes.values()):
+            raise StateError(f"node {node.name!r} is already used by name; name it when you "
+                             f"create it")
+        del self.nodes[node.name]
+        for table in (self._values, self._shapes):
+            if node.name in table:
+                table[name] = table.pop(node.name)
+        node.name = name
+        self.nodes[name] = node
+
+    def input(self, name: str, value=None) -> Node:
+        """A named input, with its value now or later (``set``)."""
+        node = self._add(Node(self, name, None, [], "input"))
+        if value is not None:
+            self.set(name, value)
+        return node
+
+    def constant(self, value, name: str | None = None) -> Node:
+        """A node with a fixed value: it receives messages but is not an input of ``grad``."""
+        node = self._add(Node(self, name or self._fresh("const"), None, [], "constant"))
+        self._values[node.name], self._shapes[node.name] = _as_node_value(node.name, value)
+        return node
+
+    def set(self, name: str, value) -> None:
+        """Give (or change) the value of an input."""
+        node = self[name]
+        if node.kind != "input":
+            raise StateError(f"{name!r} is not an input; only inputs take values")
+        self._values[name], self._shapes[name] = _as_node_value(name, value)
+
+    def node(self, op: Op, *inputs: Node | str, name: str | None = None) -> Node:
+        """A node computing ``op`` of ``inputs`` (nodes, or names of nodes that may be defined
+        later: a graph built by name can have cycles, which are caught when it runs)."""
+        if not isinstance(op, Op):
+            raise TypeError(f"{op!r} is not a graph op")
+        if len(inputs) != op.arity:
+            raise ShapeError(f"{op.describe()} takes {op.arity} input(s), got {len(inputs)}")
+        names = []
+        for item in inputs:
+            if isinstance(item, Node):
+                if item.graph is not self:
+                    raise StateError(f"node {item.name!r} belongs to another graph")
+                names.append(item.name)
+            elif isinstance(item, str):
+                names.append(item)
+            else:
+                raise TypeError(f"inputs of a node are nodes or node names, got {item!r}")
+        return self._add(Node(self, name or self._fresh(op.label), op, names, "op"))
+
+    def __getitem__(self, name: str) -> Node:
+        try:
+            return self.nodes[name]
+        except KeyError:
+            raise KeyError(f"no node named {name!r}; the nodes are {list(self.nodes)}") from None
+
+    def inputs(self) -> list[str]:
+        return [n for n, node in self.nodes.items() if node.kind == "input"]
+
+    def input_shape(self, name: str) -> tuple[int, ...]:
+        """The shape the input's value was given in."""
+        return self._shapes[name]
+
+    # -- order and evaluation -----------------------------------------------------------
+    def order(self, output: Node | str) -> list[str]:
+        """The ancestors of ``output`` (itself included) in a topological order.
+
+        Iterative depth-first search, so deep graphs do not hit Python's recursion limit.
+        Raises ShapeError for a reference to a missing node and for a cycle (naming it).
+        """
+        out = output.name if isinstance(output, Node) else output
+        self[out]  # noqa: B018 - raises a clear KeyError for an unknown output
+        state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+        order: list[str] = []
+        stack: list[tuple[str, int]] = [(out, 0)]
+        path: list[str] = []
+        while stack:
+            name, i = stack.pop()
+            if i == 0:
+                state[name] = 1
+                path.append(name)
+            node = self.nodes[name]
+            if i < len(node.inputs):
+                stack.append((name, i + 1))
+                child = node.inputs[i]
+                if child not in self.nodes:
+                    raise ShapeError(f"node {name!r} takes input {child!r}, but no node is "
+                                     f"named {child!r}")
+                if state.get(child) == 1:
+                    cycle = path[path.index(child):] + [child]
+                    raise ShapeError(f"the graph has a cycle: {' → '.join(reversed(cycle))}")
+                if child not in state:
+                    stack.append((child, 0))
+            else:
+                state[name] = 2
+                path.pop()
+                order.append(name)
+        return order
+
+    def evaluate(self, output: Node | str, overrides: dict[str, np.ndarray] | None = None,
+                 ops: dict[str, Op] | None = None) -> Evaluation:
+        """Forward values of ``output`` and its ancestors.
+
+        overrides : name -> (B, N) array
+            Use this value for the node instead of computing it (a "tail" evaluation).
+        ops : name -> Op
+            Use this op instead of the node's own (the numeric witness's float64 copies).
+        """
+        order = self.order(output)
+        overrides = overrides or {}
+        values: dict[str, np.ndarray] = {}
+        saved: dict[str, Any] = {}
+        for name in order:
+            node = self.nodes[name]
+            if name in overrides:
+                values[name] = overrides[name]
+                continue
+            if node.op is None:
+                if name not in self._values:
+                    raise StateError(f"input {name!r} has no value: give one with "
+                                     f"g.input({name!r}, value) or g.set({name!r}, value)")
+                values[name] = self._values[name]
+                continue
+            op = (ops or {}).get(name, node.op)
+            xs = [values[i] for i in node.inputs]
+            try:
+                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                    out, saved[name] = op.forward(*xs)
+            except MsgpassError as err:
+                raise type(err)(f"node {name!r} ({op.describe()}): {err}") from None
+            where = first_nonfinite(out)
+            if where is not None:
+                raise NonFiniteError(f"node {name!r} ({op.describe()}) produced {out[where]} at "
+                                     f"sample {where[0]}, entry {where[1]} from finite inputs")
+            values[name] = out
+        return Evaluation(order=order, values=values, saved=saved)
+
+    def backward(self, output: Node | str, seed=None, keep: str = "all"):
+        """Message passing from ``output`` back to the inputs; returns a GraphTrace.
+
+        seed : array like the output's value, optional
+            What arrives at the output from above: default ones, i.e. the gradient of
+            ``output.sum()``. Required to be given for nothing else.
+        """
+        from .backward import graph_backward  # the message code, kept out of this module
+        return graph_backward(self, output, seed=seed, keep=keep)
+
+    def __repr__(self) -> str:
+        return f"Graph({list(self.nodes)})"
+
+
+# -- functions on nodes -----------------------------------------------------------------
+def _node(x) -> Node:
+    if not isinstance(x, Node):
+        raise TypeError(f"expected a graph node, got {x!r}")
+    return x
+
+
+def sigmoid(x: Node) -> Node:
+    """σ(x) = 1 / (1 + e^{−x}) as a node (the core Sigmoid layer)."""
+    return _node(x)._apply_layer(Sigmoid())
+
+
+def tanh(x: Node) -> Node:
+    return _node(x)._apply_layer(Tanh())
+
+
+def relu(x: Node) -> Node:
+    return _node(x)._apply_layer(ReLU())
+
+
+def exp(x: Node) -> Node:
+    return _node(x).graph.node(Exp(), x)
+
+
+def log(x: Node) -> Node:
+    return _node(x).graph.node(Log(), x)
+
+
+def maximum(a, b) -> Node:
+    """Elementwise max of two nodes (or a node and a constant)."""
+    if isinstance(a, Node):
+        return a._binary(b, Max)
+    return _node(b)._binary(a, Max, reverse=True)
+
+
+def copy(x: Node, n: int = 2) -> tuple[Node, ...]:
+    """An explicit n-way split (the Y-splitter): n identity nodes reading x. The messages
+    that come back along the n branches are summed at x."""
+    node = _node(x)
+    if n < 1:
+        raise ShapeError(f"copy needs n ≥ 1 branches, got {n}")
+    return tuple(node.graph.node(Identity(), node, name=f"{node.name}.copy{i}")
+                 for i in range(n))

@@ -1,0 +1,425 @@
+"""Graph operations: nodes with any number of inputs (seed 001's multiply and add layers, seed
+003's gates, seed 000's Copy/Add/Max modules).
+
+Like a layer, an op is one class with three faces side by side:
+
+``forward(*xs) -> (out, saved)``
+    every x and out of shape (B, N); an input of width 1 is broadcast against width N;
+``local_partials(saved) -> OpPartials``
+    one structured InputPartials per input (the edge u_i → v), plus parameter partials;
+``backward(saved, dout) -> (dxs, dparams)``
+    the classic vector–Jacobian products, one per input, written from ``saved`` only.
+
+An input of the output's width gets diagonal partials; a width-1 input broadcast to width N
+gets a dense (B, 1, N) block: its single node sends to all N output nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputValueError, ShapeError
+from ..layers.base import Layer
+from ..partials import Dense, Diagonal, InputPartials, ParamPartials
+
+__all__ = [
+    "Op", "OpPartials", "Add", "Sub", "Mul", "Div", "Pow", "Exp", "Log", "Max", "Identity",
+    "Scale", "Reciprocal", "LayerOp",
+]
+
+
+@dataclass(frozen=True, eq=False)
+class OpPartials:
+    """Local partials of one op: ``inputs[i]`` for the edge from its i-th input."""
+
+    inputs: list[InputPartials]
+    params: dict[str, ParamPartials] = field(default_factory=dict)
+
+
+def edge_partial(values: np.ndarray, in_width: int, terms: np.ndarray | None = None):
+    """Elementwise ∂out_n/∂x_n of shape (B, N) as the right structured kind for an input of
+    width ``in_width``: diagonal if it has the output's width, a dense (B, 1, N) row if it is
+    a width-1 input broadcast to N."""
+    if values.shape[1] == in_width:
+        return Diagonal(values, terms)
+    return Dense(values[:, None, :], None if terms is None else terms[:, None, :])
+
+
+def unbroadcast(grad: np.ndarray, width: int) -> np.ndarray:
+    """Classic backward of a broadcast: a width-1 input collects the sum over the N outputs."""
+    return grad.sum(axis=1, keepdims=True) if grad.shape[1] != width else grad
+
+
+def _out_shape(op: Op, xs) -> tuple[int, int]:
+    batches = {x.shape[0] for x in xs}
+    widths = {x.shape[1] for x in xs} - {1}
+    if len(batches) > 1:
+        raise ShapeError(f"{op.label} needs inputs with one batch size, got shapes "
+                         f"{[x.shape for x in xs]}")
+    if len(widths) > 1:
+        raise ShapeError(f"{op.label} needs inputs of one width (or width 1, broadcast), got "
+                         f"shapes {[x.shape for x in xs]}")
+    return batches.pop(), widths.pop() if widths else 1
+
+
+class Op:
+    """Base class. ``arity`` inputs; ``params`` like a layer's (empty for most ops)."""
+
+    arity = 1
+    label = "op"  # short name, used in automatic node names and reports
+    couples_samples = False
+    kink_convention = ""
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+
+    def forward(self, *xs: np.ndarray) -> tuple[np.ndarray, Any]:
+        raise NotImplementedError
+
+    def local_partials(self, saved: Any) -> OpPartials:
+        raise NotImplementedError
+
+    def backward(self, saved: Any, dout: np.ndarray):
+        raise NotImplementedError
+
+    def nondifferentiable(self, saved: Any) -> np.ndarray | None:
+        """Bool (B, N_out): outputs computed at a point without a derivative (ties in Max)."""
+        return None
+
+    def branch(self, saved: Any) -> np.ndarray | None:
+        """Integer (B, N): which smooth piece each output is on (for the numeric witness)."""
+        return None
+
+    def describe(self) -> str:
+        return self.label
+
+    def astype(self, dtype) -> Op:
+        import copy
+        clone = copy.copy(self)
+        clone.params = {k: np.asarray(v, dtype=dtype).copy() for k, v in self.params.items()}
+        return clone
+
+
+@dataclass(frozen=True)
+class PairSaved:
+    a: np.ndarray
+    b: np.ndarray
+    width: int  # output width
+
+
+class Add(Op):
+    """``a + b``: passes the gradient through unchanged to both inputs."""
+
+    arity, label = 2, "add"
+
+    def forward(self, a, b):
+        _, width = _out_shape(self, (a, b))
+        return a + b, PairSaved(a, b, width)
+
+    def local_partials(self, saved):
+        ones = np.ones((saved.a.shape[0], saved.width), dtype=np.result_type(saved.a, saved.b))
+        return OpPartials([edge_partial(ones, saved.a.shape[1]),
+                           edge_partial(ones, saved.b.shape[1])])
+
+    def backward(self, saved, dout):
+        da = dout * 1
+        db = dout * 1
+        return [unbroadcast(da, saved.a.shape[1]), unbroadcast(db, saved.b.shape[1])], {}
+
+
+class Sub(Op):
+    """``a − b``."""
+
+    arity, label = 2, "sub"
+
+    def forward(self, a, b):
+        _, width = _out_shape(self, (a, b))
+        return a - b, PairSaved(a, b, width)
+
+    def local_partials(self, saved):
+        ones = np.ones((saved.a.shape[0], saved.width), dtype=np.result_type(saved.a, saved.b))
+        return OpPartials([edge_partial(ones, saved.a.shape[1]),
+                           edge_partial(-ones, saved.b.shape[1])])
+
+    def backward(self, saved, dout):
+        return [unbroadcast(dout, saved.a.shape[1]), unbroadcast(-dout, saved.b.shape[1])], {}
+
+
+class Mul(Op):
+    """``a · b``: each input receives the gradient times the *other* input (the swap)."""
+
+    arity, label = 2, "mul"
+
+    def forward(self, a, b):
+        _, width = _out_shape(self, (a, b))
+        return a * b, PairSaved(a, b, width)
+
+    def local_partials(self, saved):
+        shape = (saved.a.shape[0], saved.width)
+        da = np.broadcast_to(saved.b, shape)   # ∂(ab)/∂a = b
+        db = np.broadcast_to(saved.a, shape)   # ∂(ab)/∂b = a
+        return OpPartials([edge_partial(np.array(da), saved.a.shape[1]),
+                           edge_partial(np.array(db), saved.b.shape[1])])
+
+    def backward(self, saved, dout):
+        dx = dout * saved.b
+        dy = dout * saved.a
+        return [unbroadcast(dx, saved.a.shape[1]), unbroadcast(dy, saved.b.shape[1])], {}
+
+
+class Div(Op):
+    """``a / b``; b must be non-zero."""
+
+    arity, label = 2, "div"
+
+    def forward(self, a, b):
+        _, width = _out_shape(self, (a, b))
+        if np.any(b == 0):
+            bad = np.argwhere(b == 0)[0]
+            raise InputValueError(f"division by zero: the divisor is 0 at sample {bad[0]}, "
+                                  f"entry {bad[1]}")
+        return a / b, PairSaved(a, b, width)
+
+    def local_partials(self, saved):
+        shape = (saved.a.shape[0], saved.width)
+        a, b = np.broadcast_to(saved.a, shape), np.broadcast_to(saved.b, shape)
+        return OpPartials([edge_partial(np.array(1 / b), saved.a.shape[1]),
+                           edge_partial(np.array(-a / (b * b)), saved.b.shape[1])])
+
+    def backward(self, saved, dout):
+        da = dout / saved.b
+        db = -dout * saved.a / saved.b**2
+        return [unbroadcast(da, saved.a.shape[1]), unbroadcast(db, saved.b.shape[1])], {}
+
+
+class Max(Op):
+    """Elementwise ``max(a, b)``: the gradient is routed to the larger input.
+
+    At a tie (a = b) there is no derivative; the convention is to split it, ½ to each input,
+    in the local partials and the classic backward alike, and verify lists the tie.
+    """
+
+    arity, label = 2, "max"
+    kink_convention = "max at a tie sends half the gradient to each input"
+
+    def forward(self, a, b):
+        _, width = _out_shape(self, (a, b))
+        return np.maximum(a, b), PairSaved(a, b, width)
+
+    def _routing(self, saved):
+        shape = (saved.a.shape[0], saved.width)
+        a, b = np.broadcast_to(saved.a, shape), np.broadcast_to(saved.b, shape)
+        to_a = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).astype(a.dtype)
+        return to_a, 1 - to_a
+
+    def local_partials(self, saved):
+        to_a, to_b = self._routing(saved)
+        return OpPartials([edge_partial(to_a, saved.a.shape[1]),
+                           edge_partial(to_b, saved.b.shape[1])])
+
+    def backward(self, saved, dout):
+        shape = dout.shape
+        a, b = np.broadcast_to(saved.a, shape), np.broadcast_to(saved.b, shape)
+        da = dout * (a > b) + 0.5 * dout * (a == b)
+        db = dout * (b > a) + 0.5 * dout * (a == b)
+        return [unbroadcast(da, saved.a.shape[1]), unbroadcast(db, saved.b.shape[1])], {}
+
+    def nondifferentiable(self, saved):
+        shape = (saved.a.shape[0], saved.width)
+        return np.broadcast_to(saved.a, shape) == np.broadcast_to(saved.b, shape)
+
+    def branch(self, saved):
+        shape = (saved.a.shape[0], saved.width)
+        return np.sign(np.broadcast_to(saved.a, shape) - np.broadcast_to(saved.b, shape))
+
+
+@dataclass(frozen=True)
+class OneSaved:
+    x: np.ndarray
+    out: np.ndarray
+
+
+class Pow(Op):
+    """``x ** p`` for a constant exponent p; local partial ``p · x^(p−1)``."""
+
+    label = "pow"
+
+    def __init__(self, exponent: float) -> None:
+        super().__init__()
+        self.exponent = float(exponent)
+
+    def describe(self):
+        return f"pow({self.exponent:g})"
+
+    def forward(self, x):
+        if not float(self.exponent).is_integer() and np.any(x < 0):
+            bad = np.argwhere(x < 0)[0]
+            raise InputValueError(f"x ** {self.exponent:g} needs x ≥ 0 for a non-integer "
+                                  f"exponent, got {x[bad[0], bad[1]]:g} at sample {bad[0]}, "
+                                  f"entry {bad[1]}")
+        if self.exponent < 0 and np.any(x == 0):
+            raise InputValueError(f"x ** {self.exponent:g} is infinite at x = 0")
+        return x**self.exponent, OneSaved(x, None)
+
+    def local_partials(self, saved):
+        return OpPartials([Diagonal(self.exponent * saved.x ** (self.exponent - 1))])
+
+    def backward(self, saved, dout):
+        return [dout * self.exponent * saved.x ** (self.exponent - 1)], {}
+
+
+class Exp(Op):
+    """``e^x``; its own derivative."""
+
+    label = "exp"
+
+    def forward(self, x):
+        out = np.exp(x)
+        return out, OneSaved(x, out)
+
+    def local_partials(self, saved):
+        return OpPartials([Diagonal(saved.out.copy())])
+
+    def backward(self, saved, dout):
+        return [dout * saved.out], {}
+
+
+class Log(Op):
+    """``log x`` for x > 0; local partial ``1/x``."""
+
+    label = "log"
+
+    def forward(self, x):
+        if np.any(x <= 0):
+            bad = np.argwhere(x <= 0)[0]
+            raise InputValueError(f"log needs positive input, got {x[bad[0], bad[1]]:g} at "
+                                  f"sample {bad[0]}, entry {bad[1]}")
+        return np.log(x), OneSaved(x, None)
+
+    def local_partials(self, saved):
+        return OpPartials([Diagonal(1 / saved.x)])
+
+    def backward(self, saved, dout):
+        return [dout / saved.x], {}
+
+
+class Identity(Op):
+    """``y = x``: a pass-through (the layered view's filler, and each branch of a Copy)."""
+
+    label = "id"
+
+    def forward(self, x):
+        return x.copy(), OneSaved(x, None)
+
+    def local_partials(self, saved):
+        return OpPartials([Diagonal(np.ones_like(saved.x))])
+
+    def backward(self, saved, dout):
+        return [dout * 1], {}
+
+
+class Scale(Op):
+    """``a · x / d + c`` with constants a, d and c: how ``2 * x``, ``x / 3``, ``x + 1``,
+    ``1 - x`` and ``-x`` enter the graph (the constant is part of the op, not a node; x / 3
+    is computed as a division, exactly as written)."""
+
+    label = "scale"
+
+    def __init__(self, factor=1.0, shift=0.0, divisor=1.0) -> None:
+        super().__init__()
+        self.factor = np.asarray(factor, dtype=float)
+        self.shift = np.asarray(shift, dtype=float)
+        self.divisor = np.asarray(divisor, dtype=float)
+        if np.any(self.divisor == 0):
+            raise InputValueError("division by the constant 0")
+
+    def describe(self):
+        parts = []
+        for sign, value in (("×", self.factor), ("/", self.divisor)):
+            if value.ndim or value != 1:
+                parts.append(sign + (f"{float(value):g}" if not value.ndim else "array"))
+        if self.shift.ndim or self.shift != 0:
+            parts.append("+" + (f"{float(self.shift):g}" if not self.shift.ndim else "array"))
+        return "scale(" + " ".join(parts) + ")" if parts else "scale"
+
+    def forward(self, x):
+        return self.factor * x / self.divisor + self.shift, OneSaved(x, None)
+
+    def local_partials(self, saved):
+        slope = np.broadcast_to(self.factor / self.divisor, saved.x.shape)
+        return OpPartials([Diagonal(slope.astype(saved.x.dtype))])
+
+    def backward(self, saved, dout):
+        return [dout * self.factor / self.divisor], {}
+
+
+class Reciprocal(Op):
+    """``c / x`` for a constant c; local partial ``−c / x²``."""
+
+    label = "rdiv"
+
+    def __init__(self, numerator=1.0) -> None:
+        super().__init__()
+        self.numerator = np.asarray(numerator, dtype=float)
+
+    def forward(self, x):
+        if np.any(x == 0):
+            bad = np.argwhere(x == 0)[0]
+            raise InputValueError(f"division by zero: the divisor is 0 at sample {bad[0]}, "
+                                  f"entry {bad[1]}")
+        return self.numerator / x, OneSaved(x, None)
+
+    def local_partials(self, saved):
+        return OpPartials([Diagonal(-self.numerator / saved.x**2)])
+
+    def backward(self, saved, dout):
+        return [-dout * self.numerator / (saved.x * saved.x)], {}
+
+
+class LayerOp(Op):
+    """A core layer as a one-input node (with its target, for a loss layer)."""
+
+    def __init__(self, layer: Layer, target=None) -> None:
+        super().__init__()
+        self.layer = layer
+        self.target = target
+        self.params = layer.params  # the layer's own arrays
+        self.couples_samples = layer.couples_samples
+        self.kink_convention = layer.kink_convention
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return self.layer.name.lower()
+
+    def describe(self):
+        return self.layer.describe()
+
+    def forward(self, x):
+        if self.layer.is_loss:
+            return self.layer.forward(x, self.target)
+        return self.layer.forward(x)
+
+    def local_partials(self, saved):
+        local = self.layer.local_partials(saved)
+        return OpPartials([local.inputs], local.params)
+
+    def backward(self, saved, dout):
+        if self.layer.is_loss:
+            # In a graph the node is the per-sample loss ℓ_b with its own upstream dout_b;
+            # the layer's backward differentiates the batch mean (its 1/B), so scale by B.
+            dx, dparams = self.layer.backward(saved, dout * dout.shape[0])
+        else:
+            dx, dparams = self.layer.backward(saved, dout)
+        return [dx], dparams
+
+    def nondifferentiable(self, saved):
+        return self.layer.nondifferentiable(saved)
+
+    def branch(self, saved):
+        return self.layer.branch(saved)
+
+    def astype(self, dtype):
+        return LayerOp(self.layer.astype(dtype), self.target)
