@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from . import __version__
+from .demos import DEMOS, show
 from .errors import MsgpassError
 from .sampling import random_batch
 from .spec import DEFAULT_SPEC, build_network, message_count
@@ -67,7 +68,28 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-numeric", action="store_true",
                    help="skip the numerical witness (checks against backprop only)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    d = sub.add_parser("demo", help="print a textbook example's values and every message",
+                       description="Worked examples: " + ", ".join(DEMOS) + ".")
+    d.add_argument("name", nargs="?", help="which demo; leave out to list them")
+    d.add_argument("--verify", action="store_true", help="also print the induction proof")
     return parser
+
+
+def run_demo(args) -> int:
+    if args.name is None:
+        for name, demo in DEMOS.items():
+            print(f"{name:<16} {demo.title} ({demo.source})")
+        return 0
+    if args.name not in DEMOS:
+        raise MsgpassError(f"no demo named {args.name!r}; the demos are {', '.join(DEMOS)}")
+    print(show(args.name))
+    if args.verify:
+        graph, output = DEMOS[args.name].build()
+        report = verify(graph, output)
+        print()
+        print(report)
+        return 0 if report.ok else 1
+    return 0
 
 
 def _physical_memory() -> int:
@@ -100,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        print("msgpass: error: choose a command: verify (see msgpass --help)", file=sys.stderr)
+        print("msgpass: error: choose a command: verify or demo (see msgpass --help)",
+              file=sys.stderr)
         return 2
     try:
-        return run_verify(args)
+        return run_demo(args) if args.command == "demo" else run_verify(args)
     except MsgpassError as err:
         print(f"msgpass: error: {err}", file=sys.stderr)
         return 2

@@ -3,7 +3,20 @@
 from .backward import GraphEdge, GraphTrace, LayeredView, graph_backward, layered_view
 from .graph import Graph, Node, copy, exp, log, maximum, relu, sigmoid, tanh
 from .ops import (
-    Add, Div, Exp, Identity, LayerOp, Log, Max, Mul, Op, OpPartials, Pow, Reciprocal, Scale, Sub,
+    Add,
+    Div,
+    Exp,
+    Identity,
+    LayerOp,
+    Log,
+    Max,
+    Mul,
+    Op,
+    OpPartials,
+    Pow,
+    Reciprocal,
+    Scale,
+    Sub,
 )
 
 __all__ = [

@@ -25,7 +25,14 @@ from typing import Any
 import numpy as np
 
 from ..checks import as_array, first_nonfinite
-from ..errors import DtypeError, InputValueError, MsgpassError, NonFiniteError, ShapeError, StateError
+from ..errors import (
+    DtypeError,
+    InputValueError,
+    MsgpassError,
+    NonFiniteError,
+    ShapeError,
+    StateError,
+)
 from ..layers import ReLU, Sigmoid, Tanh
 from .ops import Add, Div, Exp, Identity, LayerOp, Log, Max, Mul, Op, Pow, Reciprocal, Scale, Sub
 
@@ -379,5 +386,5 @@ def copy(x: Node, n: int = 2) -> tuple[Node, ...]:
     node = _node(x)
     if n < 1:
         raise ShapeError(f"copy needs n ≥ 1 branches, got {n}")
-    return tuple(node.graph.node(Identity(), node, name=f"{node.name}.copy{i}")
-                 for i in range(n))
+    return tuple(node.graph.node(Identity(), node, name=node.graph._fresh(f"{node.name}.copy"))
+                 for _ in range(n))

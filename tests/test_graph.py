@@ -1,0 +1,246 @@
+"""Graphs: the textbook examples, fan-out, the layered view, errors that name the node, and
+graphs equal to chains."""
+
+import numpy as np
+import pytest
+
+import msgpass as mp
+from msgpass.demos import DEMOS
+from msgpass.graph import Identity
+from msgpass.witnesses.pathsum import PathSumTooLarge, count_paths, path_sum
+
+# Known values are products of a few float64 numbers: a few ulps, held to 1e-12 relative.
+TOL_KNOWN = 1e-12
+
+
+def grads(name):
+    graph, output = DEMOS[name].build()
+    trace = graph.backward(output)
+    return trace, {n: float(trace.grad(n)) for n in graph.inputs()}
+
+
+def test_apple():
+    trace, g = grads("apple")
+    assert float(trace.value("price")) == pytest.approx(220, rel=TOL_KNOWN)
+    assert g == pytest.approx({"apple": 2.2, "apple_num": 110, "tax": 200}, rel=TOL_KNOWN)
+
+
+def test_apples_and_oranges():
+    trace, g = grads("apple-orange")
+    assert float(trace.value("price")) == pytest.approx(715, rel=TOL_KNOWN)
+    assert g == pytest.approx({"apple": 2.2, "apple_num": 110, "orange": 3.3,
+                               "orange_num": 165, "tax": 650}, rel=TOL_KNOWN)
+
+
+def test_sigmoid_neuron():
+    trace, g = grads("sigmoid-neuron")
+    s = 1 / (1 + np.exp(-1.0))          # σ(2·(−1) + (−3)·(−2) − 3) = σ(1)
+    ds = s * (1 - s)
+    assert float(trace.value("f")) == pytest.approx(s, rel=TOL_KNOWN)
+    assert g == pytest.approx({"w0": -1 * ds, "x0": 2 * ds, "w1": -2 * ds, "x1": -3 * ds,
+                               "w2": ds}, rel=TOL_KNOWN)
+
+
+def test_staged_computation_against_the_quotient_rule():
+    trace, g = grads("staged")
+    x, y = 3.0, -4.0
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    num, den = x + sig(y), sig(x) + (x + y) ** 2
+    dnum_dx, dnum_dy = 1.0, sig(y) * (1 - sig(y))
+    dden_dx, dden_dy = sig(x) * (1 - sig(x)) + 2 * (x + y), 2 * (x + y)
+    assert float(trace.value("f")) == pytest.approx(num / den, rel=TOL_KNOWN)
+    assert g["x"] == pytest.approx((dnum_dx * den - num * dden_dx) / den**2, rel=TOL_KNOWN)
+    assert g["y"] == pytest.approx((dnum_dy * den - num * dden_dy) / den**2, rel=TOL_KNOWN)
+    # x branches three ways and y two: their sums collect every branch
+    assert len([e for e in trace.edges if e[0] == "x"]) == 3
+    assert len([e for e in trace.edges if e[0] == "y"]) == 2
+
+
+@pytest.mark.parametrize("name", list(DEMOS))
+def test_every_demo_verifies_with_all_witnesses(name):
+    graph, output = DEMOS[name].build()
+    report = mp.verify(graph, output)
+    assert report.ok, str(report)
+    witnesses = {c.witness for c in report.checks}
+    assert witnesses == {"partials", "backprop", "numeric", "pathsum"}
+    assert "the path sums" in report.verdict()
+
+
+def test_demo_command_prints_values_and_every_message(capsys):
+    from msgpass.cli import main
+    assert main(["demo", "apple"]) == 0
+    out = capsys.readouterr().out
+    assert "price → apple_price" in out and "δ = 1.1" in out
+    assert "∂price/∂tax" in out and "= 200" in out
+    assert main(["demo", "staged", "--verify"]) == 0
+    assert "VERIFIED" in capsys.readouterr().out
+    assert main(["demo"]) == 0
+    assert "sigmoid-neuron" in capsys.readouterr().out
+
+
+def test_fan_out_sums_the_messages_from_every_consumer():
+    g = mp.Graph()
+    x = g.input("x", 2.0)
+    f = (x * x + 3 * x + mp.exp(x)).named("f")
+    trace = g.backward(f)
+    arriving = [m for source, _, m in trace.edges if source == "x"]
+    assert len(arriving) == 4                       # x·x twice, 3x, e^x
+    assert float(trace.grad("x")) == sum(float(m.sum()) for m in arriving)
+    assert float(trace.grad("x")) == pytest.approx(2 * 2.0 + 3 + np.exp(2.0), rel=TOL_KNOWN)
+
+
+def test_explicit_copy_is_a_y_splitter():
+    g = mp.Graph()
+    x = g.input("x", [1.0, 2.0])
+    a, b, c = mp.copy(x, 3)
+    f = (a * b * c).named("f")
+    trace = g.backward(f)
+    assert [e[1] for e in trace.edges if e[0] == "x"] == ["x.copy3", "x.copy2", "x.copy1"]
+    assert isinstance(g["x.copy1"].op, Identity)
+    assert [n.name for n in mp.copy(x, 2)] == ["x.copy4", "x.copy5"]   # a second split
+    np.testing.assert_allclose(trace.grad("x"), 3 * np.array([1.0, 2.0]) ** 2, rtol=TOL_KNOWN)
+
+
+def test_max_routes_the_gradient_and_reports_ties():
+    g = mp.Graph()
+    a, b = g.input("a", [1.0, 5.0, 3.0]), g.input("b", [2.0, 4.0, 3.0])
+    f = mp.maximum(a, b).named("f")
+    trace = g.backward(f)
+    np.testing.assert_array_equal(trace.grad("a"), [0.0, 1.0, 0.5])   # tie: half each
+    np.testing.assert_array_equal(trace.grad("b"), [1.0, 0.0, 0.5])
+    report = mp.verify(g, f)
+    assert report.ok, str(report)
+    assert [(k.layer, k.points) for k in report.kinks] == [("f", [(0, 2)])]
+    assert "half the gradient" in report.kinks[0].convention
+
+
+def test_vectors_broadcast_a_width_one_node_to_all_entries():
+    g = mp.Graph()
+    v, s = g.input("v", [1.0, 2.0, 3.0]), g.input("s", 2.0)
+    f = (v * s).named("f")
+    trace = g.backward(f)
+    assert trace.message("s", "f").shape == (1, 1, 3)   # one node sending to three
+    assert float(trace.grad("s")) == 6.0
+    np.testing.assert_array_equal(trace.grad("v"), [2.0, 2.0, 2.0])
+    assert trace.grad("v").shape == (3,) and np.ndim(trace.grad("s")) == 0
+    assert mp.verify(g, f).ok
+
+
+def test_a_vector_output_takes_a_seed():
+    g = mp.Graph()
+    x = g.input("x", [1.0, 2.0])
+    f = (x * x).named("f")
+    np.testing.assert_array_equal(g.backward(f).grad("x"), [2.0, 4.0])          # Σ f
+    np.testing.assert_array_equal(g.backward(f, seed=[1.0, 0.0]).grad("x"), [2.0, 0.0])
+    with pytest.raises(mp.ShapeError, match="seed for the output 'f' must have its 2 entries"):
+        g.backward(f, seed=[1.0, 2.0, 3.0])
+
+
+def test_the_layered_view_carries_skip_edges_and_agrees():
+    graph, output = DEMOS["staged"].build()
+    trace = graph.backward(output)
+    view = trace.layered
+    assert [n for n, _ in view.levels[0]] == ["x", "y"]
+    carried = {n for level in view.levels for n, c in level if c}
+    assert "x" in carried                            # x skips to the level of num
+    for name in trace.order:
+        np.testing.assert_allclose(view.node_sum(name), trace.incoming(name), rtol=1e-12)
+    for level in range(1, view.depth + 1):
+        block = view.message(level)
+        assert block.shape[1:] == (sum(trace.values[n].shape[1] for n, _ in view.levels[level - 1]),
+                                   sum(trace.values[n].shape[1] for n, _ in view.levels[level]))
+
+
+def test_a_graph_of_layers_equals_the_chain():
+    """The same Affine-ReLU-Affine-SoftmaxCrossEntropy as a Sequential and as a graph."""
+    rng = np.random.default_rng(0)
+    x, labels = rng.standard_normal((5, 4)), np.array([0, 2, 1, 1, 0])
+    layers = [mp.Affine(4, 6, seed=1), mp.ReLU(), mp.Affine(6, 3, seed=2), mp.SoftmaxCrossEntropy()]
+    net = mp.Sequential(layers)
+    net.forward(x, labels)
+    chain = net.backward()
+    g = mp.Graph()
+    z = g.input("x", x)
+    loss = layers[3](layers[2](layers[1](layers[0](z))), target=labels).named("loss")
+    trace = g.backward(loss, seed=np.full((5, 1), 1 / 5))    # the batch mean's weights
+    np.testing.assert_allclose(trace.grad("x"), chain.incoming(1), rtol=1e-12, atol=1e-15)
+    for t, name in ((1, "affine1"), (3, "affine2")):
+        for p in ("W", "b"):
+            np.testing.assert_allclose(trace.grads[f"{name}.{p}"], chain.grads[f"{t}.{p}"],
+                                       rtol=1e-12, atol=1e-15)
+    report = mp.verify(g, loss, np.full((5, 1), 1 / 5))
+    assert report.ok, str(report)
+
+
+def test_path_counts_and_the_refusal_above_the_limit():
+    g = mp.Graph()
+    z = x = g.input("x", 0.5)
+    for _ in range(20):                    # each stage doubles the paths: a + b of the same z
+        z = (mp.tanh(z) + mp.sigmoid(z))
+    trace = g.backward(z)
+    assert count_paths(trace)["x"][0] == 2**20
+    with pytest.raises(PathSumTooLarge, match="1,048,576 paths") as err:
+        path_sum(trace)
+    assert err.value.count == 2**20
+    small = path_sum(trace, ["tanh19"])       # from near the top: 2 paths
+    assert small.paths == {"tanh19": 2}
+    report = mp.verify(g, z)
+    assert report.ok, str(report)
+    assert any("not enumerated" in note and "1,048,576" in note for note in report.notes)
+    del x
+
+
+@pytest.mark.parametrize("build, error, pattern", [
+    (lambda g: g.node(mp.graph.Add(), "a", "b", name="b") if g.input("a", 1.0) else None,
+     mp.ShapeError, r"cycle: b → b"),
+    (lambda g: (g.input("x") * 2).named("f"), mp.StateError, r"input 'x' has no value"),
+    (lambda g: (g.input("x", [1.0, 2.0, 3.0]) + g.input("y", [1.0, 2.0])).named("f"),
+     mp.ShapeError, r"node 'f' \(add\): add needs inputs of one width"),
+    (lambda g: mp.log(g.input("x", [1.0, -2.0])).named("f"), mp.InputValueError,
+     r"node 'f' \(log\): log needs positive input, got -2 at sample 0, entry 1"),
+    (lambda g: (g.input("x", 1.0) / g.input("y", 0.0)).named("f"), mp.InputValueError,
+     r"node 'f' \(div\): division by zero"),
+    (lambda g: g.node(mp.graph.Exp(), "nowhere", name="f"), mp.ShapeError,
+     r"node 'f' takes input 'nowhere', but no node is named 'nowhere'"),
+])
+def test_bad_graphs_name_the_node(build, error, pattern):
+    g = mp.Graph()
+    output = build(g)
+    with pytest.raises(error, match=pattern):
+        g.backward(output if output is not None else "b")
+
+
+def test_a_longer_cycle_is_named():
+    g = mp.Graph()
+    g.node(mp.graph.Exp(), "c", name="a")
+    g.node(mp.graph.Exp(), "a", name="b")
+    g.node(mp.graph.Exp(), "b", name="c")
+    with pytest.raises(mp.ShapeError, match=r"cycle: (a → b → c → a|b → c → a → b|c → a → b → c)"):
+        g.backward("c")
+
+
+def test_duplicate_names_and_foreign_nodes():
+    g = mp.Graph()
+    g.input("x", 1.0)
+    with pytest.raises(mp.ShapeError, match="a node named 'x' already exists"):
+        g.input("x", 2.0)
+    other = mp.Graph().input("y", 1.0)
+    with pytest.raises(mp.StateError, match="belongs to another graph"):
+        g["x"] + other
+
+
+def test_a_deep_graph_does_not_hit_the_recursion_limit():
+    g = mp.Graph()
+    z = g.input("x", 0.1)
+    for _ in range(3000):
+        z = z * 1.0001
+    trace = g.backward(z)
+    assert float(trace.grad("x")) == pytest.approx(1.0001**3000, rel=1e-9)
+
+
+def test_layers_on_arrays_point_to_forward():
+    with pytest.raises(TypeError, match="use .forward"):
+        mp.ReLU()(np.zeros(3))
+    g = mp.Graph()
+    with pytest.raises(mp.ShapeError, match="needs its target"):
+        mp.MSELoss()(g.input("y", 1.0))
