@@ -244,3 +244,26 @@ def test_layers_on_arrays_point_to_forward():
     g = mp.Graph()
     with pytest.raises(mp.ShapeError, match="needs its target"):
         mp.MSELoss()(g.input("y", 1.0))
+
+
+def test_constants_on_either_side_of_every_operator():
+    g = mp.Graph()
+    x = g.input("x", [1.5, -2.0])
+    v = np.array([1.5, -2.0])
+    cases = {
+        "x+2": (x + 2, v + 2, 1.0), "2+x": (2 + x, 2 + v, 1.0),
+        "x-2": (x - 2, v - 2, 1.0), "2-x": (2 - x, 2 - v, -1.0),
+        "x*3": (x * 3, v * 3, 3.0), "3*x": (3 * x, 3 * v, 3.0),
+        "x/4": (x / 4, v / 4, 0.25), "4/x": (4 / x, 4 / v, -4 / v**2),
+        "-x": (-x, -v, -1.0), "x**3": (x**3, v**3, 3 * v**2),
+        "arr+x": (np.array([1.0, 2.0]) + x, v + [1.0, 2.0], 1.0),
+        "max(x,0)": (mp.maximum(x, 0.0), np.maximum(v, 0), (v > 0) * 1.0),
+        "max(0,x)": (mp.maximum(0.0, x), np.maximum(v, 0), (v > 0) * 1.0),
+    }
+    for label, (node, value, slope) in cases.items():
+        trace = g.backward(node)
+        np.testing.assert_array_equal(trace.value(node), value, err_msg=label)
+        np.testing.assert_allclose(trace.grad("x"), np.broadcast_to(slope, (2,)),
+                                   rtol=TOL_KNOWN, err_msg=label)
+    with pytest.raises(TypeError, match="only constant exponents"):
+        x ** g.input("p", 2.0)

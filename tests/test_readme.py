@@ -25,3 +25,17 @@ def test_readme_opens_with_the_two_commands():
     assert "pytest" in first_blocks[1]
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert first_blocks[1].strip() in ci, ".ci/run must run the README's test command exactly"
+
+
+def test_graph_example_prints_the_numbers_it_states(capsys):
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Graphs beyond chains.*?```python\n(.*?)```", text, re.S).group(1)
+    namespace = {}
+    exec(compile("import msgpass as mp\n" + block, "README", "exec"), namespace)
+    assert "VERIFIED" in capsys.readouterr().out
+    trace, f = namespace["trace"], namespace["f"]
+    stated_value = re.search(r"trace.value\(f\)\s+# (\S+)", block).group(1)
+    stated_grads = re.search(r'trace.grad\("y"\) # (\S+), (\S+)', block).groups()
+    assert repr(float(trace.value(f))) == stated_value
+    assert (repr(float(trace.grad("x"))), repr(float(trace.grad("y")))) == stated_grads
+    assert "220 yen; gradients 2.2, 110 and 200" in text

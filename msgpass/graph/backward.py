@@ -130,7 +130,7 @@ class GraphTrace:
         if name in self.graph._shapes and self.graph.nodes[name].op is None:
             return array.reshape(self.graph.input_shape(name))
         if array.shape[0] == 1 and self._unbatched():
-            return array[0, 0] if array.shape[1] == 1 else array[0]
+            return array[0, 0:1].reshape(()) if array.shape[1] == 1 else array[0]
         return array
 
     def _unbatched(self) -> bool:
