@@ -8,6 +8,7 @@
 from .compare import Tolerance, compare
 from .errors import (
     DtypeError,
+    GraphError,
     InputValueError,
     MsgpassError,
     NonFiniteError,
@@ -48,5 +49,5 @@ __all__ = [
     "backprop", "numeric_gradients", "numeric_witness", "verify", "Report",
     "Tolerance", "compare",
     "MsgpassError", "ShapeError", "InputValueError", "DtypeError", "StateError",
-    "NonFiniteError", "SpecError",
+    "NonFiniteError", "SpecError", "GraphError",
 ]

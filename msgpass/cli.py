@@ -109,7 +109,7 @@ def run_verify(args) -> int:
     net = build_network(args.arch, seed=args.seed, dtype=args.dtype)
     x, target = random_batch(net, args.batch, np.random.default_rng(args.seed))
     report = verify(net, x, target, numeric=not args.no_numeric,
-                    numeric_entries=args.numeric_entries, seed=args.seed)
+                    numeric_entries=args.numeric_entries, numeric_seed=args.seed)
     if args.json:
         print(json.dumps({"arch": args.arch, "seed": args.seed, **report.to_dict()}, indent=2))
     else:

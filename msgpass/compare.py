@@ -78,6 +78,7 @@ def tolerances_for(dtype) -> dict[str, Tolerance]:
     if np.dtype(dtype) == np.float32:
         return {"backprop": TOL_F32_BACKPROP, "numeric": TOL_F32_NUMERIC,
                 "recursion": TOL_F32_RECURSION}
+    # The layered view and the path sum add the same terms in other orders, like backprop.
     return {"backprop": TOL_F64_BACKPROP, "numeric": TOL_F64_NUMERIC,
             "recursion": TOL_F64_RECURSION}
 

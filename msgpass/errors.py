@@ -33,3 +33,7 @@ class NonFiniteError(MsgpassError, FloatingPointError):
 
 class SpecError(MsgpassError, ValueError):
     """An architecture spec string could not be parsed."""
+
+
+class GraphError(MsgpassError, ValueError):
+    """A graph's structure is wrong: a cycle, a reference to a missing node, a duplicate name."""

@@ -86,6 +86,8 @@ class Report:
     kinks: list[KinkReport] = field(default_factory=list)
     error: str = ""
     notes: list[str] = field(default_factory=list)
+    suspects: dict[str, list[str]] = field(default_factory=dict)  # graph node -> its consumers
+    kind: str = "network"
 
     @property
     def ok(self) -> bool:
@@ -111,11 +113,14 @@ class Report:
         names = ["standard backprop's"]
         if numeric and len(unresolved) < len(numeric):
             names.append("the numerical ones")
+        if any(c.witness == "layered" for c in self.checks):
+            names.append("the layered view's")
         if any(c.witness == "pathsum" for c in self.checks):
             names.append("the path sums")
         witnesses = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
-        text = (f"VERIFIED: at every step the message sums equal {witnesses}, and so do the "
-                f"parameter gradients")
+        text = f"VERIFIED: at every step the message sums equal {witnesses}"
+        if any(c.part == "conclusion" for c in self.checks):
+            text += ", and so do the parameter gradients"
         if not numeric:
             text += " (numerical witness not run)"
         elif unresolved:
@@ -140,14 +145,23 @@ class Report:
                     f"less than the numerical witness resolves ({numeric.tol.rtol:.0e}): it "
                     f"cannot tell which is wrong)")
         if ok.get("backprop") is False and ok.get("numeric") is False:
+            if bad.layer in self.suspects:  # a graph node: its messages come from its consumers
+                return (f" (both witnesses disagree with the messages: the local partials of "
+                        f"{', '.join(self.suspects[bad.layer])} for their edge from "
+                        f"{bad.layer} look wrong)")
             kind = "parameter partials" if bad.part == "conclusion" else "local partials"
             return f" (both witnesses disagree with the messages: its {kind} look wrong)"
         return ""
 
     def __str__(self) -> str:
-        lines = [f"Induction proof for {' → '.join(self.network)}",
-                 f"batch {self.batch}, {self.dtype}, loss {self.loss:.6g}, T = {len(self.network)}",
-                 ""]
+        if self.kind == "graph":
+            lines = [f"Induction proof on a graph of {len(self.network)} nodes, in topological "
+                     f"order: {', '.join(self.network)}",
+                     f"batch {self.batch}, {self.dtype}, F = Σ seed·output = {self.loss:.6g}", ""]
+        else:
+            lines = [f"Induction proof for {' → '.join(self.network)}",
+                     f"batch {self.batch}, {self.dtype}, loss {self.loss:.6g}, "
+                     f"T = {len(self.network)}", ""]
         head = (f"{'part':<12} {'about':<22} {'claim':<40} {'max abs':>9} {'max rel':>9} "
                 f"{'rtol':>7}  result")
         lines += [head, "-" * len(head)]
@@ -177,7 +191,7 @@ class Report:
             lines.append("non-differentiable points: none met")
         lines.append("max rel = |a - b| / max(|a|, |b|, floor·M, noise); M = the entry's "
                      "path magnitude")
-        for witness in ("partials", "backprop", "numeric", "pathsum"):
+        for witness in ("partials", "backprop", "layered", "numeric", "pathsum"):
             tols = [c.tol for c in self.checks if c.witness == witness]
             if tols:
                 atol = max(t.atol for t in tols)
@@ -236,11 +250,13 @@ def _fmt(v: float) -> str:
 
 
 def verify(net, x=None, target=None, *, numeric: bool = True,
-           numeric_entries: int | None = DEFAULT_NUMERIC_ENTRIES, seed: int = 0) -> Report:
+           numeric_entries: int | None = DEFAULT_NUMERIC_ENTRIES, numeric_seed: int = 0,
+           seed=None, path_limit: int | None = None) -> Report:
     """Walk the induction on one batch and measure every step.
 
-    ``verify(graph, output)`` (or ``verify(graph, output, seed_array)``) verifies a Graph
-    instead: see ``verify_graph``.
+    ``verify(graph, output)``, ``verify(graph, output, seed)`` or ``verify(graph, output,
+    seed=...)`` verifies a Graph instead, ``seed`` being the upstream gradient of the output:
+    see ``verify_graph``.
 
     Parameters
     ----------
@@ -250,17 +266,23 @@ def verify(net, x=None, target=None, *, numeric: bool = True,
         Include the numerical witness (the slowest part; off leaves only backprop).
     numeric_entries : int or None
         At most this many entries of each parameter array are estimated numerically (a
-        sample drawn with ``seed``); None estimates all.
+        sample drawn with ``numeric_seed``); None estimates all.
 
     Returns
     -------
     Report
     """
     if hasattr(net, "evaluate") and hasattr(net, "nodes"):  # a Graph
-        return verify_graph(net, x, target, numeric=numeric)
+        if seed is not None and target is not None:
+            raise ValueError("give the graph's seed once: verify(g, f, seed) or seed=...")
+        return verify_graph(net, x, target if seed is None else seed, numeric=numeric,
+                            path_limit=path_limit)
+    if seed is not None:
+        raise ValueError("seed= is the upstream gradient of a graph's output; a network's loss "
+                         "is a batch mean (numeric_seed= chooses the numerical sample)")
     previous = net._record  # verify must not leave its batch behind in the caller's network
     try:
-        return _verify(net, x, target, numeric, numeric_entries, seed)
+        return _verify(net, x, target, numeric, numeric_entries, numeric_seed)
     finally:
         net._record = previous
 
@@ -332,12 +354,15 @@ def _verify(net, x, target, numeric, numeric_entries, seed) -> Report:
     return report
 
 
-def _numeric_note(straddles: np.ndarray, evaluated: np.ndarray | None = None) -> str:
+def _numeric_note(straddles: np.ndarray, evaluated: np.ndarray | None = None,
+                  graph: bool = False) -> str:
     notes = []
     if evaluated is not None and not evaluated.all():
         notes.append(f"sampled {int(evaluated.sum())} of {evaluated.size}")
     if straddles.any():
-        notes.append(f"{int(straddles.sum())} left out: stencil straddles a kink")
+        why = ("stencil straddles a kink or pole, leaves the domain, or the function is not "
+               "smooth at the step's scale" if graph else "stencil straddles a kink")
+        notes.append(f"{int(straddles.sum())} left out: {why}")
     return "; ".join(notes)
 
 
@@ -374,7 +399,10 @@ def graph_path_magnitudes(trace) -> tuple[dict[str, np.ndarray], dict[str, np.nd
         node = graph.nodes[name]
         for slot, source in enumerate(node.inputs):
             jac = trace.partials[name].inputs[slot].magnitude()
-            sums[source] = sums[source] + (jac * sums[name][:, None, :]).sum(axis=2)
+            received = (jac * sums[name][:, None, :]).sum(axis=2)
+            if sums[source].shape[0] == 1 < received.shape[0]:  # shared by every sample
+                received = received.sum(axis=0, keepdims=True)
+            sums[source] = sums[source] + received
     grads = {}
     for key in trace.grads:
         holder, pname = key.rsplit(".", 1)
@@ -405,7 +433,9 @@ def verify_graph(graph, output, seed=None, *, numeric: bool = True,
     report = Report(network=[f"{n}: {graph.nodes[n].op.describe()}" if graph.nodes[n].op
                              else f"{n}: {graph.nodes[n].kind}" for n in trace.order],
                     batch=value.shape[0], dtype="float64",
-                    loss=float(np.sum(trace.seed * value)), numeric=numeric)
+                    loss=float(np.sum(trace.seed * value)), numeric=numeric, kind="graph")
+    for v in trace.order:
+        report.suspects[v] = [w for w in trace.order if v in graph.nodes[w].inputs]
     tols = tolerances_for(np.float64)
     ref = graph_backprop(graph, name, seed=seed)
     num = graph_numeric(graph, name, seed=seed) if numeric else None
@@ -432,20 +462,23 @@ def verify_graph(graph, output, seed=None, *, numeric: bool = True,
             expected = trace.partials[v].inputs[edge.slot].dense() * arrived[:, None, :]
             add(Check(part, None, v, f"δ {edge.source}→{v} = J · S_{v}", "partials",
                       compare(edge.dense(), expected, tols["recursion"]), tols["recursion"]))
-        if v == name:
-            continue  # S at the output is the seed, by definition
+        if v == name:  # the base case: what arrives at the output is the seed
+            add(Check(part, None, v, f"S_{v} = the seed", "partials",
+                      compare(arrived, np.asarray(trace.seed), tols["recursion"]),
+                      tols["recursion"]))
+            continue
         m = magnitude[v]
         add(Check(part, None, v, f"S_{v} = ∂F/∂{v} (backprop)", "backprop",
                   compare(arrived, ref.nodes[v], tols["backprop"], magnitude=m),
                   tols["backprop"]))
-        add(Check(part, None, v, f"S_{v} = layered view", "backprop",
+        add(Check(part, None, v, f"S_{v} = layered view", "layered",
                   compare(arrived, layered.node_sum(v), tols["backprop"], magnitude=m),
                   tols["backprop"]))
         if num is not None:
             tol = tols["numeric"].with_atol(num.roundoff)
             add(Check(part, None, v, f"S_{v} = ∂F/∂{v} (numeric tail)", "numeric",
                       compare(arrived, num.nodes[v], tol, include=~num.straddles[v],
-                              magnitude=m), tol, _numeric_note(num.straddles[v])))
+                              magnitude=m), tol, _numeric_note(num.straddles[v], graph=True)))
         if paths is not None and v in paths.nodes:
             add(Check(part, None, v, f"S_{v} = sum over {paths.paths[v]:,} path(s)", "pathsum",
                       compare(arrived, paths.nodes[v], tols["backprop"], magnitude=m),
@@ -459,7 +492,7 @@ def verify_graph(graph, output, seed=None, *, numeric: bool = True,
             tol = tols["numeric"].with_atol(num.roundoff)
             add(Check("conclusion", None, key, f"∂F/∂{key} (numeric)", "numeric",
                       compare(grad, num.params[key], tol, include=~num.straddles[key],
-                              magnitude=m), tol, _numeric_note(num.straddles[key])))
+                              magnitude=m), tol, _numeric_note(num.straddles[key], graph=True)))
         if paths is not None and key in paths.params:
             add(Check("conclusion", None, key, f"∂F/∂{key} (path sum)", "pathsum",
                       compare(grad, paths.params[key], tols["backprop"], magnitude=m),

@@ -1,4 +1,5 @@
-"""Random DAGs: random node types, fan-out up to 4, skip edges. The DAG view, the layered view
+"""Random DAGs: random node types, fan-out up to 4, skip edges, inputs broadcast in width or
+shared across the batch. The DAG view, the layered view
 and standard backprop give the same gradients (≤ 1e-12, float64, relative to each entry's path
 magnitude); on smaller ones, verify's numerical and path-sum witnesses agree too."""
 
@@ -32,8 +33,11 @@ def dags(draw, max_nodes=20):
     width, batch = draw(st.integers(1, 4)), draw(st.integers(1, 3))
     seed = draw(st.integers(0, 2**31 - 1))
     rng = np.random.default_rng(seed)
-    nodes = [g.input(f"x{i}", rng.standard_normal((batch, width)))
-             for i in range(draw(st.integers(1, 3)))]
+    # Inputs of the full shape, or of width 1 / batch 1 (broadcast, shared by every sample).
+    shapes = [(batch, width)] + [(draw(st.sampled_from([1, batch])),
+                                  draw(st.sampled_from([1, width])))
+                                 for _ in range(draw(st.integers(0, 2)))]
+    nodes = [g.input(f"x{i}", rng.standard_normal(shape)) for i, shape in enumerate(shapes)]
     uses = [0] * len(nodes)
 
     def pick():

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "msgpass"
-MESSAGE_PATH = {"messages", "partials", "network", "trace", "verify"}
+MESSAGE_PATH = {"messages", "partials", "network", "trace", "verify", "backward"}
 
 
 def imported_modules(path: Path) -> set[str]:

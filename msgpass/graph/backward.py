@@ -6,7 +6,8 @@ DAG view: every edge u → v (u the i-th input of v) carries the block
 
 where S_v is what has arrived at v: the sum of the messages from all of v's consumers (the
 seed, at the output). Nodes are visited in reverse topological order, so a node with several
-consumers has heard from all of them before it sends on.
+consumers has heard from all of them before it sends on. A node of batch 1 used by a batch of
+B (a scalar input, a constant) is shared by every sample: it sums over the samples too.
 
 Layered view: nodes are grouped into levels by their longest distance from the inputs; a node
 needed beyond the next level is carried up by identity pass-throughs, so that every level reads
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..checks import first_nonfinite
-from ..errors import NonFiniteError, ShapeError
+from ..errors import NonFiniteError, ShapeError, StateError
 from ..messages import MessageBlock, pass_messages, sum_incoming
 from ..partials import Dense, LocalPartials
 from .graph import Evaluation, Graph, Node
@@ -73,12 +74,15 @@ class LayeredView:
     def message(self, level: int) -> np.ndarray:
         return self.blocks[level].dense()
 
+    shared: frozenset = frozenset()  # nodes of batch 1 in a batch of B (summed over samples)
+
     def node_sum(self, name: str) -> np.ndarray:
         """What arrives at ``name`` at its own level (B, N): ∂F/∂(name)."""
         for level, offsets in enumerate(self.offsets):
             if name in offsets and not dict(self.levels[level])[name]:
                 start, stop = offsets[name]
-                return self.sums[level + 1][:, start:stop]
+                block = self.sums[level + 1][:, start:stop]
+                return block.sum(axis=0, keepdims=True) if name in self.shared else block
         raise KeyError(f"no node {name!r} in the layered view")
 
 
@@ -120,6 +124,8 @@ class GraphTrace:
         return [(e.source, e.destination, e.dense()) for e in self.edge_list]
 
     def _name(self, node: Node | str) -> str:
+        if isinstance(node, Node) and node.graph is not self.graph:
+            raise StateError(f"node {node.name!r} belongs to another graph")
         name = node.name if isinstance(node, Node) else node
         if name not in self.values:
             raise KeyError(f"node {name!r} does not reach the output {self.output!r}")
@@ -147,7 +153,12 @@ class GraphTrace:
         return self.sums[self._name(node)]
 
     def grad(self, node: Node | str) -> np.ndarray:
-        """∂F/∂(node), F = Σ seed · output; shaped like the input for an input."""
+        """∂F/∂(node), F = Σ seed · output; shaped like the input for an input. An input
+        that does not reach the output has gradient zero."""
+        name = node.name if isinstance(node, Node) else node
+        if (name not in self.values and name in self.graph.nodes
+                and self.graph.nodes[name].kind == "input" and name in self.graph._shapes):
+            return np.zeros(self.graph.input_shape(name))
         name = self._name(node)
         return self._natural(name, self.sums[name])
 
@@ -169,24 +180,47 @@ class GraphTrace:
         return self._layered[0]
 
 
-def _seed_array(seed, value: np.ndarray, output: str) -> np.ndarray:
+def _seed_array(seed, value: np.ndarray, output: str, natural: tuple[int, ...]) -> np.ndarray:
+    """The seed as a (B, N) array: given in the output's own shape (B, N), or in the shape
+    its value is shown in (``natural``); anything else is an error, never a silent reshape."""
     if seed is None:
         return np.ones_like(value)
     s = np.asarray(seed, dtype=float)
-    if s.size == value.size:
+    if s.shape == value.shape:
+        return s.copy()
+    if s.shape == natural:
         return s.reshape(value.shape)
-    raise ShapeError(f"seed for the output {output!r} must have its {value.size} entries "
-                     f"(shape {value.shape}), got shape {s.shape}")
+    raise ShapeError(f"seed for the output {output!r} must have its shape {natural or value.shape}"
+                     f" (or {value.shape}), got shape {s.shape}")
+
+
+def _natural_shape(graph: Graph, run: Evaluation, name: str) -> tuple[int, ...]:
+    value = run.values[name]
+    if graph.nodes[name].op is None and name in graph._shapes:
+        return graph.input_shape(name)
+    unbatched = all(len(graph.input_shape(n)) < 2 for n in run.order
+                    if graph.nodes[n].op is None and n in graph._shapes)
+    if value.shape[0] == 1 and unbatched:
+        return () if value.shape[1] == 1 else (value.shape[1],)
+    return value.shape
 
 
 def graph_backward(graph: Graph, output: Node | str, seed=None, keep: str = "all") -> GraphTrace:
-    """The DAG-view message pass (see the module docstring)."""
+    """The DAG-view message pass (see the module docstring).
+
+    keep : "all" (default) keeps every edge's block; "sums" only the sums and gradients.
+    """
+    if keep not in ("all", "sums"):
+        raise ValueError(f"keep must be 'all' or 'sums' for a graph, got {keep!r}")
+    if isinstance(output, Node) and output.graph is not graph:
+        raise StateError(f"node {output.name!r} belongs to another graph")
     out = output.name if isinstance(output, Node) else output
     run: Evaluation = graph.evaluate(out)
-    partials = {name: graph.nodes[name].op.local_partials(run.saved[name])
-                for name in run.order if graph.nodes[name].op is not None}
+    with np.errstate(all="ignore"):  # a NaN or Inf is caught below, with the node's name
+        partials = {name: graph.nodes[name].op.local_partials(run.saved[name])
+                    for name in run.order if graph.nodes[name].op is not None}
     arriving = {name: np.zeros_like(run.values[name]) for name in run.order}
-    arriving[out] = _seed_array(seed, run.values[out], out)
+    arriving[out] = _seed_array(seed, run.values[out], out, _natural_shape(graph, run, out))
     edges: list[GraphEdge] = []
     grads: dict[str, np.ndarray] = {}
     whole = slice(None)
@@ -201,22 +235,41 @@ def graph_backward(graph: Graph, output: Node | str, seed=None, keep: str = "all
                                  f"sample {where[0]} is {here[where]}")
         for slot, source in enumerate(node.inputs):
             layout = partials[name].inputs[slot]
-            message = layout.send(here, whole)
-            arriving[source] = arriving[source] + sum_incoming(message, layout)
+            with np.errstate(all="ignore"):
+                message = layout.send(here, whole)
+            received = sum_incoming(message, layout)
+            if arriving[source].shape[0] == 1 < received.shape[0]:  # shared by every sample
+                received = received.sum(axis=0, keepdims=True)
+            arriving[source] = arriving[source] + received
             if keep == "all":
                 message.flags.writeable = False
                 edges.append(GraphEdge(source, name, slot, MessageBlock(0, layout, message)))
         for pname, param_partials in partials[name].params.items():
-            grads[f"{name}.{pname}"] = param_partials.gradient(here)
+            grads[f"{name}.{pname}"] = _finite(param_partials.gradient(here),
+                                               f"the gradient of parameter {pname} of {name!r}")
+    for name in run.order:
+        if graph.nodes[name].op is None:
+            _finite(arriving[name], f"the sum arriving at input {name!r}")
     kinks = {}
     for name in run.order:
         op = graph.nodes[name].op
         mask = None if op is None else op.nondifferentiable(run.saved[name])
         if mask is not None and np.any(mask):
             kinks[name] = mask
+    for table in (run.values, arriving, grads):
+        for array in table.values():
+            array.flags.writeable = False  # a trace is a record of this pass
     return GraphTrace(graph=graph, output=out, order=run.order, values=run.values,
                       partials=partials, edge_list=edges, sums=arriving, grads=grads,
                       seed=arriving[out], nondifferentiable=kinks)
+
+
+def _finite(array: np.ndarray, what: str) -> np.ndarray:
+    where = first_nonfinite(array)
+    if where is not None:
+        raise NonFiniteError(f"{what} is {array[where]} at index {where}: a local partial is "
+                             f"infinite or undefined there")
+    return array
 
 
 def levels_of(graph: Graph, order: list[str]) -> dict[str, int]:
@@ -250,7 +303,12 @@ def layered_view(trace: GraphTrace) -> LayeredView:
             start += width
         levels.append(members)
         offsets.append(spans)
-    batch = trace.values[trace.output].shape[0]
+    batch = max(v.shape[0] for v in trace.values.values())
+    shared = frozenset(n for n, v in trace.values.items() if v.shape[0] < batch)
+    if top == 0:  # the output is an input: nothing to pass
+        return LayeredView(levels=levels, offsets=offsets, blocks={},
+                           sums={1: np.broadcast_to(trace.seed, (batch, trace.seed.shape[1]))},
+                           shared=shared)
     chain = []
     for lv in range(1, top + 1):
         below, here = offsets[lv - 1], offsets[lv]
@@ -265,6 +323,7 @@ def layered_view(trace: GraphTrace) -> LayeredView:
                 r0, r1 = below[source]
                 jac[:, r0:r1, c0:c1] += trace.partials[name].inputs[slot].dense()
         chain.append(LocalPartials(Dense(jac)))
-    result = pass_messages(chain, batch=batch, seed=trace.seed)
+    seed = np.broadcast_to(trace.seed, (batch, trace.seed.shape[1]))
+    result = pass_messages(chain, batch=batch, seed=seed)
     return LayeredView(levels=levels, offsets=offsets, blocks=result.blocks,
-                       sums=result.incoming)
+                       sums=result.incoming, shared=shared)

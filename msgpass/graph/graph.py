@@ -6,7 +6,7 @@
 >>> f = (x + mp.sigmoid(y)) / (mp.sigmoid(x) + (x + y) ** 2)
 >>> trace = g.backward(f)
 >>> round(float(trace.value(f)), 5)
-1.54563
+1.54564
 
 Every node holds a (B, N) array: an input given as a scalar is (1, 1), a vector of length N is
 (1, N), a 2-D array (B, N) is a batch. ``trace.value`` and ``trace.grad`` give arrays back in the
@@ -27,6 +27,7 @@ import numpy as np
 from ..checks import as_array, first_nonfinite
 from ..errors import (
     DtypeError,
+    GraphError,
     InputValueError,
     MsgpassError,
     NonFiniteError,
@@ -150,11 +151,12 @@ def _as_node_value(name: str, value) -> tuple[np.ndarray, tuple[int, ...]]:
     if a.size == 0:
         raise ShapeError(f"value of {name!r} is empty: shape {a.shape}")
     shape = a.shape
-    a = a.astype(np.float64).reshape((1, -1) if a.ndim < 2 else a.shape)
+    a = a.astype(np.float64).reshape((1, -1) if a.ndim < 2 else a.shape)  # a copy
     where = first_nonfinite(a)
     if where is not None:
         raise InputValueError(f"value of {name!r} contains {a[where]} at sample {where[0]}, "
                               f"entry {where[1]}; values must be finite")
+    a.flags.writeable = False  # set() replaces a value; nothing may change it in place
     return a, shape
 
 
@@ -186,7 +188,7 @@ class Graph:
 
     def _add(self, node: Node) -> Node:
         if node.name in self.nodes:
-            raise ShapeError(f"a node named {node.name!r} already exists in this graph")
+            raise GraphError(f"a node named {node.name!r} already exists in this graph")
         self.nodes[node.name] = node
         return node
 
@@ -194,7 +196,7 @@ class Graph:
         if name == node.name:
             return
         if name in self.nodes:
-            raise ShapeError(f"a node named {name!r} already exists in this graph")
+            raise GraphError(f"a node named {name!r} already exists in this graph")
         if any(node.name in other.inputs for other in self.nodes.values()):
             raise StateError(f"node {node.name!r} is already used by name; name it when you "
                              f"create it")
@@ -262,8 +264,10 @@ class Graph:
         """The ancestors of ``output`` (itself included) in a topological order.
 
         Iterative depth-first search, so deep graphs do not hit Python's recursion limit.
-        Raises ShapeError for a reference to a missing node and for a cycle (naming it).
+        Raises GraphError for a reference to a missing node and for a cycle (naming it).
         """
+        if isinstance(output, Node) and output.graph is not self:
+            raise StateError(f"node {output.name!r} belongs to another graph")
         out = output.name if isinstance(output, Node) else output
         self[out]  # noqa: B018 - raises a clear KeyError for an unknown output
         state: dict[str, int] = {}  # 1 = on the current path, 2 = done
@@ -280,11 +284,11 @@ class Graph:
                 stack.append((name, i + 1))
                 child = node.inputs[i]
                 if child not in self.nodes:
-                    raise ShapeError(f"node {name!r} takes input {child!r}, but no node is "
+                    raise GraphError(f"node {name!r} takes input {child!r}, but no node is "
                                      f"named {child!r}")
                 if state.get(child) == 1:
                     cycle = path[path.index(child):] + [child]
-                    raise ShapeError(f"the graph has a cycle: {' → '.join(reversed(cycle))}")
+                    raise GraphError(f"the graph has a cycle: {' → '.join(reversed(cycle))}")
                 if child not in state:
                     stack.append((child, 0))
             else:

@@ -11,7 +11,9 @@ Like a layer, an op is one class with three faces side by side:
     the classic vector–Jacobian products, one per input, written from ``saved`` only.
 
 An input of the output's width gets diagonal partials; a width-1 input broadcast to width N
-gets a dense (B, 1, N) block: its single node sends to all N output nodes.
+gets a dense (B, 1, N) block: its single node sends to all N output nodes. An input with batch
+1 combined with a batch of B (a scalar input, a constant) is shared by every sample, so what
+it receives is summed over the samples too, like a parameter's gradient.
 """
 
 from __future__ import annotations
@@ -48,21 +50,37 @@ def edge_partial(values: np.ndarray, in_width: int, terms: np.ndarray | None = N
     return Dense(values[:, None, :], None if terms is None else terms[:, None, :])
 
 
-def unbroadcast(grad: np.ndarray, width: int) -> np.ndarray:
-    """Classic backward of a broadcast: a width-1 input collects the sum over the N outputs."""
-    return grad.sum(axis=1, keepdims=True) if grad.shape[1] != width else grad
+def unbroadcast(grad: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Classic backward of a broadcast: an input of width 1 collects the sum over the N
+    outputs, an input of batch 1 the sum over the samples."""
+    if grad.shape[1] != shape[1]:
+        grad = grad.sum(axis=1, keepdims=True)
+    if grad.shape[0] != shape[0]:
+        grad = grad.sum(axis=0, keepdims=True)
+    return grad
 
 
 def _out_shape(op: Op, xs) -> tuple[int, int]:
-    batches = {x.shape[0] for x in xs}
+    batches = {x.shape[0] for x in xs} - {1}
     widths = {x.shape[1] for x in xs} - {1}
     if len(batches) > 1:
-        raise ShapeError(f"{op.label} needs inputs with one batch size, got shapes "
-                         f"{[x.shape for x in xs]}")
+        raise ShapeError(f"{op.label} needs inputs with one batch size (or batch 1, shared), "
+                         f"got shapes {[x.shape for x in xs]}")
     if len(widths) > 1:
         raise ShapeError(f"{op.label} needs inputs of one width (or width 1, broadcast), got "
                          f"shapes {[x.shape for x in xs]}")
-    return batches.pop(), widths.pop() if widths else 1
+    return batches.pop() if batches else 1, widths.pop() if widths else 1
+
+
+def _constant_fits(op: Op, constant: np.ndarray, x: np.ndarray) -> None:
+    try:
+        fits = np.broadcast_shapes(constant.shape, x.shape) == x.shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ShapeError(f"{op.describe()}: its constant of shape {constant.shape} does not fit "
+                         f"the input's value of shape {x.shape} (give a scalar or one entry "
+                         f"per node)")
 
 
 class Op:
@@ -107,7 +125,16 @@ class Op:
 class PairSaved:
     a: np.ndarray
     b: np.ndarray
-    width: int  # output width
+    batch: int  # output shape (batch, width)
+    width: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.batch, self.width)
+
+    def operands(self) -> tuple[np.ndarray, np.ndarray]:
+        """a and b broadcast to the output's shape."""
+        return np.broadcast_to(self.a, self.shape), np.broadcast_to(self.b, self.shape)
 
 
 class Add(Op):
@@ -116,18 +143,18 @@ class Add(Op):
     arity, label = 2, "add"
 
     def forward(self, a, b):
-        _, width = _out_shape(self, (a, b))
-        return a + b, PairSaved(a, b, width)
+        shape = _out_shape(self, (a, b))  # before computing, so numpy never sees a mismatch
+        return a + b, PairSaved(a, b, *shape)
 
     def local_partials(self, saved):
-        ones = np.ones((saved.a.shape[0], saved.width), dtype=np.result_type(saved.a, saved.b))
+        ones = np.ones(saved.shape, dtype=np.result_type(saved.a, saved.b))
         return OpPartials([edge_partial(ones, saved.a.shape[1]),
                            edge_partial(ones, saved.b.shape[1])])
 
     def backward(self, saved, dout):
         da = dout * 1
         db = dout * 1
-        return [unbroadcast(da, saved.a.shape[1]), unbroadcast(db, saved.b.shape[1])], {}
+        return [unbroadcast(da, saved.a.shape), unbroadcast(db, saved.b.shape)], {}
 
 
 class Sub(Op):
@@ -136,16 +163,16 @@ class Sub(Op):
     arity, label = 2, "sub"
 
     def forward(self, a, b):
-        _, width = _out_shape(self, (a, b))
-        return a - b, PairSaved(a, b, width)
+        shape = _out_shape(self, (a, b))  # before computing, so numpy never sees a mismatch
+        return a - b, PairSaved(a, b, *shape)
 
     def local_partials(self, saved):
-        ones = np.ones((saved.a.shape[0], saved.width), dtype=np.result_type(saved.a, saved.b))
+        ones = np.ones(saved.shape, dtype=np.result_type(saved.a, saved.b))
         return OpPartials([edge_partial(ones, saved.a.shape[1]),
                            edge_partial(-ones, saved.b.shape[1])])
 
     def backward(self, saved, dout):
-        return [unbroadcast(dout, saved.a.shape[1]), unbroadcast(-dout, saved.b.shape[1])], {}
+        return [unbroadcast(dout, saved.a.shape), unbroadcast(-dout, saved.b.shape)], {}
 
 
 class Mul(Op):
@@ -154,20 +181,19 @@ class Mul(Op):
     arity, label = 2, "mul"
 
     def forward(self, a, b):
-        _, width = _out_shape(self, (a, b))
-        return a * b, PairSaved(a, b, width)
+        shape = _out_shape(self, (a, b))  # before computing, so numpy never sees a mismatch
+        return a * b, PairSaved(a, b, *shape)
 
     def local_partials(self, saved):
-        shape = (saved.a.shape[0], saved.width)
-        da = np.broadcast_to(saved.b, shape)   # ∂(ab)/∂a = b
-        db = np.broadcast_to(saved.a, shape)   # ∂(ab)/∂b = a
-        return OpPartials([edge_partial(np.array(da), saved.a.shape[1]),
-                           edge_partial(np.array(db), saved.b.shape[1])])
+        a, b = saved.operands()
+        # ∂(ab)/∂a = b and ∂(ab)/∂b = a
+        return OpPartials([edge_partial(np.array(b), saved.a.shape[1]),
+                           edge_partial(np.array(a), saved.b.shape[1])])
 
     def backward(self, saved, dout):
         dx = dout * saved.b
         dy = dout * saved.a
-        return [unbroadcast(dx, saved.a.shape[1]), unbroadcast(dy, saved.b.shape[1])], {}
+        return [unbroadcast(dx, saved.a.shape), unbroadcast(dy, saved.b.shape)], {}
 
 
 class Div(Op):
@@ -176,23 +202,26 @@ class Div(Op):
     arity, label = 2, "div"
 
     def forward(self, a, b):
-        _, width = _out_shape(self, (a, b))
+        shape = _out_shape(self, (a, b))
         if np.any(b == 0):
             bad = np.argwhere(b == 0)[0]
             raise InputValueError(f"division by zero: the divisor is 0 at sample {bad[0]}, "
                                   f"entry {bad[1]}")
-        return a / b, PairSaved(a, b, width)
+        return a / b, PairSaved(a, b, *shape)
 
     def local_partials(self, saved):
-        shape = (saved.a.shape[0], saved.width)
-        a, b = np.broadcast_to(saved.a, shape), np.broadcast_to(saved.b, shape)
+        a, b = saved.operands()
         return OpPartials([edge_partial(np.array(1 / b), saved.a.shape[1]),
                            edge_partial(np.array(-a / (b * b)), saved.b.shape[1])])
 
     def backward(self, saved, dout):
         da = dout / saved.b
         db = -dout * saved.a / saved.b**2
-        return [unbroadcast(da, saved.a.shape[1]), unbroadcast(db, saved.b.shape[1])], {}
+        return [unbroadcast(da, saved.a.shape), unbroadcast(db, saved.b.shape)], {}
+
+    def branch(self, saved):
+        # The sign of the divisor: a stencil that crosses the pole b = 0 changes it.
+        return np.sign(np.broadcast_to(saved.b, saved.shape)).astype(np.int8)
 
 
 class Max(Op):
@@ -206,12 +235,11 @@ class Max(Op):
     kink_convention = "max at a tie sends half the gradient to each input"
 
     def forward(self, a, b):
-        _, width = _out_shape(self, (a, b))
-        return np.maximum(a, b), PairSaved(a, b, width)
+        shape = _out_shape(self, (a, b))  # before computing, so numpy never sees a mismatch
+        return np.maximum(a, b), PairSaved(a, b, *shape)
 
     def _routing(self, saved):
-        shape = (saved.a.shape[0], saved.width)
-        a, b = np.broadcast_to(saved.a, shape), np.broadcast_to(saved.b, shape)
+        a, b = saved.operands()
         to_a = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).astype(a.dtype)
         return to_a, 1 - to_a
 
@@ -225,15 +253,15 @@ class Max(Op):
         a, b = np.broadcast_to(saved.a, shape), np.broadcast_to(saved.b, shape)
         da = dout * (a > b) + 0.5 * dout * (a == b)
         db = dout * (b > a) + 0.5 * dout * (a == b)
-        return [unbroadcast(da, saved.a.shape[1]), unbroadcast(db, saved.b.shape[1])], {}
+        return [unbroadcast(da, saved.a.shape), unbroadcast(db, saved.b.shape)], {}
 
     def nondifferentiable(self, saved):
-        shape = (saved.a.shape[0], saved.width)
-        return np.broadcast_to(saved.a, shape) == np.broadcast_to(saved.b, shape)
+        a, b = saved.operands()
+        return a == b
 
     def branch(self, saved):
-        shape = (saved.a.shape[0], saved.width)
-        return np.sign(np.broadcast_to(saved.a, shape) - np.broadcast_to(saved.b, shape))
+        a, b = saved.operands()
+        return np.sign(a - b)
 
 
 @dataclass(frozen=True)
@@ -269,6 +297,10 @@ class Pow(Op):
 
     def backward(self, saved, dout):
         return [dout * self.exponent * saved.x ** (self.exponent - 1)], {}
+
+    def branch(self, saved):
+        # x^p with p < 1 has a pole or an edge of its domain at 0.
+        return np.sign(saved.x).astype(np.int8) if self.exponent < 1 else None
 
 
 class Exp(Op):
@@ -346,6 +378,8 @@ class Scale(Op):
         return "scale(" + " ".join(parts) + ")" if parts else "scale"
 
     def forward(self, x):
+        for constant in (self.factor, self.shift, self.divisor):
+            _constant_fits(self, constant, x)
         return self.factor * x / self.divisor + self.shift, OneSaved(x, None)
 
     def local_partials(self, saved):
@@ -366,6 +400,7 @@ class Reciprocal(Op):
         self.numerator = np.asarray(numerator, dtype=float)
 
     def forward(self, x):
+        _constant_fits(self, self.numerator, x)
         if np.any(x == 0):
             bad = np.argwhere(x == 0)[0]
             raise InputValueError(f"division by zero: the divisor is 0 at sample {bad[0]}, "
@@ -377,6 +412,9 @@ class Reciprocal(Op):
 
     def backward(self, saved, dout):
         return [-dout * self.numerator / (saved.x * saved.x)], {}
+
+    def branch(self, saved):
+        return np.sign(saved.x).astype(np.int8)  # crossing the pole at 0 changes it
 
 
 class LayerOp(Op):

@@ -59,8 +59,8 @@ def _structure(trace):
         node = trace.graph.nodes[name]
         for slot, source in enumerate(node.inputs):
             layout = trace.partials[name].inputs[slot]
-            dense = np.broadcast_to(layout.dense(), (trace.values[name].shape[0],
-                                                     layout.n_in, layout.n_out))
+            batch = max(trace.values[name].shape[0], trace.seed.shape[0])
+            dense = np.broadcast_to(layout.dense(), (batch, layout.n_in, layout.n_out))
             consumers[source].append((name, dense, layout.edges()))
     return consumers
 
@@ -102,8 +102,9 @@ def path_sum(trace, nodes: list[str] | None = None, *, limit: int = DEFAULT_PATH
     consumers = _structure(trace)
     seed = trace.seed
     results: dict[str, np.ndarray] = {}
+    batch = seed.shape[0]
     for start in nodes:
-        batch, width = trace.values[start].shape
+        width = trace.values[start].shape[1]
         grad = np.zeros((batch, width))
         for n in range(width):
             # Explicit stack of (node, entry, product so far (B,)): one path prefix each.
@@ -117,6 +118,8 @@ def path_sum(trace, nodes: list[str] | None = None, *, limit: int = DEFAULT_PATH
                     for entry_next in np.flatnonzero(mask[entry]):
                         stack.append((consumer, int(entry_next),
                                       product * dense[:, entry, entry_next]))
+        if trace.values[start].shape[0] == 1 < batch:  # a node shared by every sample
+            grad = grad.sum(axis=0, keepdims=True)
         results[start] = grad
     params = {}
     for holder in holders:
