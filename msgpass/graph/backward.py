@@ -133,15 +133,7 @@ class GraphTrace:
 
     def _natural(self, name: str, array: np.ndarray) -> np.ndarray:
         """An array of a node shaped the way the user thinks of it."""
-        if name in self.graph._shapes and self.graph.nodes[name].op is None:
-            return array.reshape(self.graph.input_shape(name))
-        if array.shape[0] == 1 and self._unbatched():
-            return array[0, 0:1].reshape(()) if array.shape[1] == 1 else array[0]
-        return array
-
-    def _unbatched(self) -> bool:
-        return all(len(self.graph.input_shape(n)) < 2 for n in self.order
-                   if self.graph.nodes[n].op is None)
+        return array.reshape(natural_shape(self.graph, self.order, array, name))
 
     def value(self, node: Node | str) -> np.ndarray:
         """Forward value of any node (inputs in the shape they were given)."""
@@ -194,11 +186,13 @@ def _seed_array(seed, value: np.ndarray, output: str, natural: tuple[int, ...]) 
                      f" (or {value.shape}), got shape {s.shape}")
 
 
-def _natural_shape(graph: Graph, run: Evaluation, name: str) -> tuple[int, ...]:
-    value = run.values[name]
+def natural_shape(graph: Graph, order: list[str], value: np.ndarray,
+                  name: str) -> tuple[int, ...]:
+    """How a node's (B, N) array is shown: an input in the shape it was given; in a graph
+    whose inputs are all scalars or vectors (no batch), () for width 1, (N,) otherwise."""
     if graph.nodes[name].op is None and name in graph._shapes:
         return graph.input_shape(name)
-    unbatched = all(len(graph.input_shape(n)) < 2 for n in run.order
+    unbatched = all(len(graph.input_shape(n)) < 2 for n in order
                     if graph.nodes[n].op is None and n in graph._shapes)
     if value.shape[0] == 1 and unbatched:
         return () if value.shape[1] == 1 else (value.shape[1],)
@@ -220,7 +214,8 @@ def graph_backward(graph: Graph, output: Node | str, seed=None, keep: str = "all
         partials = {name: graph.nodes[name].op.local_partials(run.saved[name])
                     for name in run.order if graph.nodes[name].op is not None}
     arriving = {name: np.zeros_like(run.values[name]) for name in run.order}
-    arriving[out] = _seed_array(seed, run.values[out], out, _natural_shape(graph, run, out))
+    arriving[out] = _seed_array(seed, run.values[out], out,
+                                natural_shape(graph, run.order, run.values[out], out))
     edges: list[GraphEdge] = []
     grads: dict[str, np.ndarray] = {}
     whole = slice(None)
