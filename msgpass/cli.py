@@ -72,7 +72,18 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Worked examples: " + ", ".join(DEMOS) + ".")
     d.add_argument("name", nargs="?", help="which demo; leave out to list them")
     d.add_argument("--verify", action="store_true", help="also print the induction proof")
+    f = sub.add_parser("figures", help="regenerate every figure (deterministic, no display)",
+                       description="Draw every figure of figures/ again, the same bytes each run.")
+    f.add_argument("--out", default="figures", metavar="DIR",
+                   help="where to write them (default: figures)")
     return parser
+
+
+def run_figures(args) -> int:
+    from .figures import make_figures  # matplotlib is imported only for this command
+    for path in make_figures(args.out):
+        print(path)
+    return 0
 
 
 def run_demo(args) -> int:
@@ -122,12 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        print("msgpass: error: choose a command: verify or demo (see msgpass --help)",
+        print("msgpass: error: choose a command: verify, demo or figures (see msgpass --help)",
               file=sys.stderr)
         return 2
+    commands = {"verify": run_verify, "demo": run_demo, "figures": run_figures}
     try:
-        return run_demo(args) if args.command == "demo" else run_verify(args)
+        return commands[args.command](args)
     except MsgpassError as err:
+        print(f"msgpass: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:
         print(f"msgpass: error: {err}", file=sys.stderr)
         return 2
     except MemoryError as err:

@@ -1,0 +1,47 @@
+"""Message tensor panels: one heat map per layer of the block δ^t (N_{t-1} × N_t)."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from .style import CMAP, LABEL_SIZE, TEXT_SIZE, symmetric_norm
+
+__all__ = ["draw_message_panels", "panel_blocks"]
+
+
+def panel_blocks(trace, sample: int | str = 0) -> list[np.ndarray]:
+    """The (N_{t-1}, N_t) block of every layer, for one sample or the batch mean."""
+    blocks = [trace.message(t) for t in range(1, trace.T + 1)]
+    return [b.mean(axis=0) if sample == "mean" else b[sample] for b in blocks]
+
+
+def draw_message_panels(trace, sample: int | str = 0) -> Figure:
+    """One heat map per layer, all on one shared, symmetric colour scale.
+
+    Rows are the receiving nodes n of layer t−1, columns the sending nodes n' of layer t;
+    an elementwise layer's block is zero off the diagonal, as it should be.
+    """
+    blocks = panel_blocks(trace, sample)
+    norm = symmetric_norm(np.concatenate([b.ravel() for b in blocks]))
+    fig = Figure(figsize=(max(6.0, 2.1 * len(blocks)), 2.9), dpi=100, layout="constrained")
+    axes = fig.subplots(1, len(blocks), squeeze=False)[0]
+    for t, (ax, block) in enumerate(zip(axes, blocks, strict=True), 1):
+        image = ax.imshow(block, cmap=CMAP, norm=norm, aspect="auto", interpolation="nearest")
+        ax.set_title(f"δ^{t}: {trace.labels[t - 1]}", fontsize=LABEL_SIZE)
+        ax.set_xlabel(f"n' (layer {t})", fontsize=LABEL_SIZE)
+        ax.set_ylabel(f"n (layer {t - 1})", fontsize=LABEL_SIZE)
+        ax.tick_params(labelsize=LABEL_SIZE - 1)
+        # node indices only, at most six per axis, never outside the block
+        ax.set_xticks(_index_ticks(block.shape[1]))
+        ax.set_yticks(_index_ticks(block.shape[0]))
+    which = "mean over the batch" if sample == "mean" else f"sample {sample}"
+    fig.suptitle(f"message blocks δ^t_(n←n'), {which}, one shared symmetric scale",
+                 fontsize=TEXT_SIZE)
+    bar = fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01)
+    bar.ax.tick_params(labelsize=LABEL_SIZE)
+    return fig
+
+
+def _index_ticks(size: int) -> np.ndarray:
+    return np.unique(np.linspace(0, size - 1, min(size, 6)).round().astype(int))

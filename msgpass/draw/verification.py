@@ -1,0 +1,63 @@
+"""The verification figure: each induction step's error on a log scale against its tolerance."""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from .style import LABEL_SIZE, TEXT_SIZE
+
+__all__ = ["draw_verification", "EXACT_FLOOR"]
+
+EXACT_FLOOR = 1e-18  # where an error of exactly 0 is plotted (log scales have no 0)
+MIN_TICK_GAP = 3     # checks between two step labels, so rotated labels never touch
+WITNESS_MARKERS = {"partials": "s", "backprop": "o", "layered": "D", "numeric": "^",
+                   "pathsum": "v"}
+
+
+def draw_verification(report) -> Figure:
+    """One point per check: its max relative error (hollow when exactly 0), a dash at the
+    tolerance it was held to; green when it holds, red when it fails, grey when the witness
+    was inconclusive. Steps run left to right as the proof does."""
+    checks = report.checks
+    fig = Figure(figsize=(max(6.5, 0.11 * len(checks) + 3), 3.6), dpi=100,
+                 layout="constrained")
+    ax = fig.add_subplot()
+    for i, c in enumerate(checks):
+        error = c.result.max_rel
+        colour = ("#c0392b" if not c.ok else "0.6" if c.result.inconclusive else "#1e8449")
+        shown = error if np.isfinite(error) and error > 0 else EXACT_FLOOR
+        ax.plot([i], [shown], marker=WITNESS_MARKERS.get(c.witness, "o"), markersize=4,
+                color=colour, markerfacecolor="none" if error == 0 else colour, linestyle="")
+        ax.plot([i - 0.35, i + 0.35], [c.tol.rtol, c.tol.rtol], color="0.3", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_ylim(EXACT_FLOOR / 3, 10)
+    starts = [i for i, c in enumerate(checks) if i == 0 or c.column != checks[i - 1].column
+              or c.layer != checks[i - 1].layer]
+    ticks = []
+    for i in starts:  # one label per step, none closer than MIN_TICK_GAP checks to the last
+        if not ticks or i - ticks[-1] >= MIN_TICK_GAP:
+            ticks.append(i)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([_short(checks[i]) for i in ticks], rotation=35, ha="right",
+                       fontsize=LABEL_SIZE)
+    ax.tick_params(axis="y", labelsize=LABEL_SIZE)
+    ax.set_ylabel("max relative error", fontsize=LABEL_SIZE)
+    handles = [Line2D([], [], marker=m, linestyle="", color="0.3", markersize=4, label=w)
+               for w, m in WITNESS_MARKERS.items() if any(c.witness == w for c in checks)]
+    handles.append(Line2D([], [], color="0.3", linewidth=0.8, label="tolerance (rtol)"))
+    ax.legend(handles=handles, fontsize=LABEL_SIZE, ncol=len(handles), loc="upper left",
+              frameon=False)
+    verdict = report.verdict()
+    ax.set_title(verdict.split(":")[0] + f": {sum(c.ok for c in checks)} of {len(checks)} "
+                 f"checks hold (hollow: exactly 0)", fontsize=TEXT_SIZE)
+    return fig
+
+
+def _short(check) -> str:
+    if check.part == "conclusion":
+        return check.layer
+    if check.t is not None:
+        return f"t={check.t}"
+    return check.layer

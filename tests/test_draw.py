@@ -1,0 +1,168 @@
+"""Drawings: they show the messages (checked with matplotlib's own testing tools), edge colours
+follow the message signs, no text overlaps at the default sizes, and figures regenerate the
+same bytes."""
+
+import numpy as np
+import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.testing.decorators import check_figures_equal
+from matplotlib.text import Text
+from PIL import Image
+
+import msgpass as mp
+from msgpass.demos import DEMOS
+from msgpass.draw import (
+    animate_backward,
+    draw_graph,
+    draw_message_panels,
+    draw_network,
+    draw_verification,
+)
+from msgpass.draw.style import CMAP, symmetric_norm
+from msgpass.figures import FIGURE_SPEC, WIDE_SPEC, make_figures
+from msgpass.sampling import random_batch
+
+
+def chain(spec=FIGURE_SPEC, batch=4, seed=0):
+    net = mp.build_network(spec, seed=seed)
+    x, target = random_batch(net, batch, np.random.default_rng(seed))
+    net.forward(x, target)
+    return net, x, target, net.backward()
+
+
+def overlapping_texts(fig):
+    """Pairs of visible, non-empty texts whose rendered boxes overlap (by more than a pixel)."""
+    FigureCanvasAgg(fig)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    boxes = [t.get_window_extent(renderer).expanded(1.0, 1.0).padded(-1.0) for t in texts]
+    return [(texts[i].get_text(), texts[j].get_text())
+            for i in range(len(texts)) for j in range(i + 1, len(texts))
+            if boxes[i].overlaps(boxes[j])]
+
+
+def all_figures():
+    net, x, target, trace = chain()
+    _, _, _, wide = chain(WIDE_SPEC, batch=2)
+    yield "network", draw_network(trace, 0, values=True)
+    yield "network-wide", draw_network(wide, 0)
+    yield "panels", draw_message_panels(trace, 0)
+    yield "panels-mean", draw_message_panels(trace, "mean")
+    yield "verification", draw_verification(mp.verify(net, x, target))
+    for name in DEMOS:
+        graph, output = DEMOS[name].build()
+        yield f"graph-{name}", draw_graph(graph.backward(output))
+        yield f"verification-{name}", draw_verification(mp.verify(graph, output))
+
+
+@pytest.mark.parametrize("name, fig", list(all_figures()), ids=lambda v: v if isinstance(v, str) else "")
+def test_no_text_overlaps_at_the_default_sizes(name, fig):
+    assert overlapping_texts(fig) == [], name
+
+
+def test_edge_colours_follow_the_message_signs():
+    _, _, _, trace = chain()
+    fig = draw_network(trace, sample=1)
+    ax = fig.axes[0]
+    checked = 0
+    for t in range(1, trace.T + 1):
+        (lines,) = [c for c in ax.collections if c.get_gid() == f"messages-{t}"]
+        block = trace.message(t)[1]
+        y_from = np.linspace(1, -1, block.shape[0]) if block.shape[0] > 1 else np.zeros(1)
+        y_to = np.linspace(1, -1, block.shape[1]) if block.shape[1] > 1 else np.zeros(1)
+        scale = np.abs(np.concatenate([trace.message(s)[1].ravel()
+                                       for s in range(1, trace.T + 1)])).max()
+        for segment, colour in zip(lines.get_segments(), lines.get_colors(), strict=True):
+            n = int(np.argmin(np.abs(y_from - segment[0, 1])))
+            n_ = int(np.argmin(np.abs(y_to - segment[1, 1])))
+            message = block[n, n_]
+            if abs(message) > 0.05 * scale:   # near zero the colour is white by design
+                assert np.sign(colour[0] - colour[2]) == np.sign(message), (t, n, n_)
+                checked += 1
+    assert checked > 10
+
+
+def test_wide_layers_draw_only_the_strongest_edges_and_say_so():
+    _, _, _, wide = chain(WIDE_SPEC, batch=2)
+    fig = draw_network(wide, 0, max_edges=500)
+    drawn = sum(len(c.get_segments()) for c in fig.axes[0].collections
+                if (c.get_gid() or "").startswith("messages-"))
+    total = 64 * 48 + 48 + 48 * 10 + 10
+    assert drawn == 500
+    assert f"500 of {total:,} edges drawn (the strongest; {total - 500:,} left out)" in \
+        fig.axes[0].get_title()
+    smallest_drawn = min(np.abs(c.get_array()).min() if c.get_array() is not None else np.inf
+                         for c in fig.axes[0].collections if (c.get_gid() or "").startswith("m"))
+    assert smallest_drawn >= 0
+
+
+@check_figures_equal(extensions=["png"])
+def test_panels_show_exactly_the_message_blocks(fig_test, fig_ref):
+    """The panels against an independent drawing of trace.message(t) on the shared scale."""
+    _, _, _, trace = chain()
+    made = draw_message_panels(trace, 0)
+    fig_test.set_size_inches(made.get_size_inches())
+    fig_test.set_layout_engine("constrained")
+    for ax_made in made.axes[: trace.T]:
+        ax = fig_test.add_subplot(1, trace.T, len(fig_test.axes) + 1)
+        image = ax_made.images[0]
+        ax.imshow(image.get_array(), cmap=image.get_cmap(), norm=image.norm, aspect="auto",
+                  interpolation="nearest")
+        ax.set_axis_off()
+    blocks = [np.asarray(trace.message(t))[0] for t in range(1, trace.T + 1)]
+    norm = symmetric_norm(np.concatenate([b.ravel() for b in blocks]))
+    fig_ref.set_size_inches(made.get_size_inches())
+    fig_ref.set_layout_engine("constrained")
+    for t, block in enumerate(blocks, 1):
+        ax = fig_ref.add_subplot(1, trace.T, t)
+        ax.imshow(block, cmap=CMAP, norm=norm, aspect="auto", interpolation="nearest")
+        ax.set_axis_off()
+    assert list(made.axes[0].get_xticks()) == list(range(6))   # indices of the 6 senders
+
+
+def test_panels_are_symmetric_and_shared():
+    _, _, _, trace = chain()
+    fig = draw_message_panels(trace, "mean")
+    norms = {(im.norm.vmin, im.norm.vmax) for ax in fig.axes for im in ax.images}
+    assert len(norms) == 1
+    (vmin, vmax), = norms
+    assert vmin == -vmax
+    means = np.concatenate([trace.message(t).mean(axis=0).ravel() for t in range(1, trace.T + 1)])
+    assert vmax == np.abs(means).max()
+
+
+def test_the_graph_diagram_writes_values_messages_and_fan_out_sums():
+    graph, output = DEMOS["apple"].build()
+    fig = draw_graph(graph.backward(output))
+    texts = [t.get_text() for t in fig.findobj(Text)]
+    for expected in ("100", "2.2", "110", "Σ 200", "= 220", "×"):
+        assert any(expected in t for t in texts), expected
+
+
+def test_the_animation_has_a_frame_per_layer(tmp_path):
+    _, _, _, trace = chain()
+    path = animate_backward(trace, tmp_path / "backward.gif")
+    with Image.open(path) as gif:
+        assert gif.n_frames == trace.T + 1
+
+
+def test_figures_regenerate_byte_for_byte_and_are_committed(tmp_path):
+    """figures/ holds exactly what `msgpass figures` makes now: the committed files were made
+    by an earlier run, so equal bytes also show the figures regenerate byte for byte."""
+    from pathlib import Path
+    committed = Path(__file__).resolve().parents[1] / "figures"
+    made = make_figures(tmp_path)
+    assert {p.name for p in made} >= {"network.png", "message-panels.png", "graph-apple.png",
+                                      "graph-staged.png", "backward.gif", "verification.png"}
+    for path in made:
+        assert (committed / path.name).read_bytes() == path.read_bytes(), (
+            f"figures/{path.name} differs from a fresh run: run `msgpass figures`")
+
+
+def test_drawings_return_figures_and_draw_into_given_axes():
+    from matplotlib.figure import Figure
+    _, _, _, trace = chain()
+    host = Figure()
+    ax = host.add_subplot()
+    assert draw_network(trace, ax=ax) is host
