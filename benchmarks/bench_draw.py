@@ -2,7 +2,7 @@
 
     python benchmarks/bench_draw.py [--width 100] [--repeat 3]
 
-The network is WIDTH-WIDTH-relu-WIDTH-sce: 2·WIDTH² + WIDTH edges (20,100 at width 100).
+The network is WIDTH-WIDTH-relu-WIDTH-sce: 2·WIDTH² + 2·WIDTH edges (20,200 at width 100).
 It prints the edges drawn and the time to draw and to render a PNG (median of the repeats).
 """
 

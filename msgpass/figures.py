@@ -23,7 +23,7 @@ from .sampling import random_batch
 from .spec import build_network
 from .verify import verify
 
-__all__ = ["make_figures", "FIGURE_SPEC", "WIDE_SPEC"]
+__all__ = ["make_figures", "rendering_stack", "FIGURE_SPEC", "WIDE_SPEC"]
 
 FIGURE_SPEC = "4-6-relu-5-tanh-3-sce"   # small enough to read every edge and node sum
 WIDE_SPEC = "64-48-relu-10-sce"         # wide: only the strongest edges are drawn
@@ -37,10 +37,21 @@ def _chain(spec: str, batch: int):
     return net, x, target, net.backward()
 
 
+def rendering_stack() -> str:
+    """The libraries that decide the pixels: same stack, same bytes."""
+    import matplotlib
+    import PIL
+    from matplotlib import ft2font
+    return (f"matplotlib {matplotlib.__version__}, freetype {ft2font.__freetype_version__}, "
+            f"pillow {PIL.__version__}")
+
+
 def make_figures(out: str | Path = "figures") -> list[Path]:
-    """Draw every figure into ``out``; returns the paths written."""
+    """Draw every figure into ``out`` and record the rendering stack in VERSIONS.txt;
+    returns the paths written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "VERSIONS.txt").write_text(rendering_stack() + "\n", encoding="utf-8")
     written = []
 
     def keep(fig, name):

@@ -8,13 +8,17 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
+from ..errors import StateError
 from ..graph.backward import levels_of
 from .style import BACKWARD_COLOUR, FORWARD_COLOUR, LABEL_SIZE, TEXT_SIZE, fmt, new_axes
 
 __all__ = ["draw_graph", "graph_layout"]
 
 SYMBOLS = {"mul": "×", "add": "+", "sub": "−", "div": "÷", "exp": "exp", "log": "log",
-           "max": "max", "id": "id", "sigmoid": "σ", "tanh": "tanh", "relu": "ReLU", "rdiv": "c/x"}
+           "max": "max", "id": "id", "sigmoid": "σ", "tanh": "tanh", "relu": "ReLU", "rdiv": "c/x",
+           "affine": "Wx+b", "softmax": "smax", "logsoftmax": "lsmax",
+           "softmaxcrossentropy": "CE", "nllloss": "NLL", "mseloss": "MSE"}
+MAX_SIZE = (30.0, 20.0)  # inches: a bigger graph is drawn denser, not bigger
 X_STEP, Y_STEP = 2.6, 1.5
 SKIP_BEND = 0.3  # curvature of an edge that skips a level
 
@@ -56,17 +60,26 @@ def draw_graph(trace, *, ax=None) -> Figure:
     shows Σ, the sum of the messages that came back to it: its gradient.
     """
     graph = trace.graph
+    if not trace.edge_list and any(graph.nodes[n].inputs for n in trace.order):
+        raise StateError("this graph trace kept no messages (backward(keep='sums')); draw a "
+                         "trace from g.backward(output) to see them")
     pos = graph_layout(trace)
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
-    fig, ax = new_axes(ax, figsize=(max(6.0, 1.45 * (max(xs) - min(xs) + 2.0)),
-                                    max(3.2, 1.1 * (max(ys) - min(ys) + 2.4))))
+    fig, ax = new_axes(ax, figsize=(min(MAX_SIZE[0], max(6.0, 1.45 * (max(xs) - min(xs) + 2.0))),
+                                    min(MAX_SIZE[1], max(3.2, 1.1 * (max(ys) - min(ys) + 2.4)))))
     consumers = {n: [e for e in trace.edge_list if e.source == n] for n in trace.order}
     level = levels_of(graph, trace.order)
+    seen: dict[tuple[str, str], int] = {}
     for e in trace.edge_list:
         (x0, y0), (x1, y1) = pos[e.source], pos[e.destination]
-        # An edge that skips levels bends, so it passes around the nodes in between.
+        # An edge that skips levels bends, so it passes around the nodes in between; a second
+        # edge between the same two nodes (x * x) bends the other way, so both stay visible.
         rad = SKIP_BEND if level[e.destination] - level[e.source] > 1 else 0.0
+        repeat = seen.get((e.source, e.destination), 0)
+        seen[(e.source, e.destination)] = repeat + 1
+        if repeat:
+            rad = (-1) ** repeat * SKIP_BEND * ((repeat + 1) // 2) + rad
         ax.add_patch(FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=9,
                                      shrinkA=17, shrinkB=17, color="0.35", linewidth=0.9,
                                      connectionstyle=f"arc3,rad={rad}"))
@@ -95,7 +108,7 @@ def draw_graph(trace, *, ax=None) -> Figure:
             ax.text(x, y + 0.38, f"Σ {fmt(trace.grad(name))}", ha="center", va="bottom",
                     fontsize=LABEL_SIZE, color=BACKWARD_COLOUR)
     out_x, out_y = pos[trace.output]
-    ax.text(out_x + 0.45, out_y, f"= {fmt(trace.value(trace.output))}", ha="left",
+    ax.text(out_x + 0.55, out_y, f"= {fmt(trace.value(trace.output))}", ha="left",
             va="center", fontsize=TEXT_SIZE, color=FORWARD_COLOUR)
     ax.set_xlim(min(xs) - 0.9, max(xs) + 1.4)
     ax.set_ylim(min(ys) - 1.6, max(ys) + 1.6)

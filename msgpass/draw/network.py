@@ -37,14 +37,34 @@ def network_edges(trace, sample: int | str = 0):
     """
     layers = []
     for t in range(1, trace.T + 1):
-        block = trace.message(t)
-        block = block.mean(axis=0) if sample == "mean" else block[sample]
+        block = _pick(trace.message(t), sample)
         mask = trace.partials[t - 1].inputs.edges()
         n, n_ = np.nonzero(mask)
         y_from, y_to = _column_y(mask.shape[0]), _column_y(mask.shape[1])
         layers.append((np.full(n.size, t - 1.0), y_from[n], np.full(n.size, float(t)), y_to[n_],
                        block[n, n_]))
     return layers
+
+
+def check_sample(trace, sample) -> None:
+    """``sample`` must be "mean" or a sample index 0..B−1."""
+    batch = trace.values[0].shape[0]
+    if isinstance(sample, str) and sample == "mean":
+        return
+    if not isinstance(sample, (int, np.integer)) or isinstance(sample, bool) \
+            or not 0 <= sample < batch:
+        raise ValueError(f"sample must be a sample index 0..{batch - 1} or 'mean', "
+                         f"got {sample!r}")
+
+
+def strongest(messages: np.ndarray, limit: int | None) -> np.ndarray:
+    """Boolean mask of the ``limit`` largest |messages| over all layers at once (ties broken
+    by position, so the choice is reproducible); all True when there are fewer."""
+    keep = np.ones(messages.size, dtype=bool)
+    if limit is not None and messages.size > limit:
+        keep[:] = False
+        keep[np.argsort(-np.abs(messages), kind="stable")[:limit]] = True
+    return keep
 
 
 def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_EDGES,
@@ -58,10 +78,11 @@ def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_ED
     sample : int or "mean"
         Which sample's messages, or their mean over the batch.
     max_edges : int or None
-        Draw at most this many edges, the strongest |δ| first; the title says how many were
-        left out. None draws every edge.
+        Draw at most this many edges, the strongest |δ| over all layers; the title says how
+        many were left out. None draws every edge.
     values : bool
-        Also write each node's forward value z^t (above the node, in grey).
+        Also write each node's forward value z^t (above the node, in grey). Node sums and
+        values are written for columns of at most MAX_LABELLED_NODES nodes.
     ax : matplotlib Axes, optional
         Draw here instead of on a new Figure.
 
@@ -70,75 +91,83 @@ def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_ED
     matplotlib.figure.Figure
         Edge colour: the message's sign and size on a diverging scale (colour bar); edge
         width: |δ| (legend); node colour and the number beside it: the sum S^t arriving there.
-        Each layer's edges are one LineCollection with gid ``"messages-t"``.
+        Each layer's edges are one LineCollection with gid ``"messages-t"``; each column's
+        nodes a scatter with gid ``"nodes-t"`` and its sums texts with gid ``"sums-t"``.
     """
+    check_sample(trace, sample)
+    if max_edges is not None and (not isinstance(max_edges, (int, np.integer))
+                                  or max_edges < 1):
+        raise ValueError(f"max_edges must be a positive integer or None, got {max_edges!r}")
     per_layer = network_edges(trace, sample)
     everything = np.concatenate([layer[4] for layer in per_layer])
     total = everything.size
-    keep_threshold = None
-    if max_edges is not None and total > max_edges:
-        keep_threshold = np.partition(np.abs(everything), total - max_edges)[total - max_edges]
-    norm = symmetric_norm(everything)
+    keep = strongest(everything, max_edges)
+    sums = [_pick(trace.incoming(t + 1), sample) for t in range(trace.T + 1)]
+    norm = symmetric_norm(np.concatenate([everything, *sums]))
     columns = trace.T + 1
     fig, ax = new_axes(ax, figsize=(max(6.0, 1.7 * columns), 5.2))
-    drawn = 0
+    start = 0
     for t, (x0, y0, x1, y1, message) in enumerate(per_layer, 1):
-        chosen = np.ones(message.size, bool) if keep_threshold is None else (
-            np.abs(message) >= keep_threshold)
-        if keep_threshold is not None and drawn + chosen.sum() > max_edges:
-            # ties at the threshold: keep only as many as the budget allows
-            extra = drawn + int(chosen.sum()) - max_edges
-            ties = np.flatnonzero(chosen & (np.abs(message) == keep_threshold))[:extra]
-            chosen[ties] = False
-        order = np.argsort(np.abs(message[chosen]))  # strongest drawn last, on top
+        chosen = keep[start:start + message.size]
+        start += message.size
+        order = np.argsort(np.abs(message[chosen]), kind="stable")  # strongest on top
         segments = np.stack([np.stack([x0, y0], 1), np.stack([x1, y1], 1)], 1)[chosen][order]
-        strength = np.abs(message[chosen][order]) / max(norm.vmax, 1e-300)
-        lines = LineCollection(segments, colors=CMAP(norm(message[chosen][order])),
-                               linewidths=0.4 + 3.0 * strength, zorder=1, gid=f"messages-{t}")
-        ax.add_collection(lines)
-        drawn += int(chosen.sum())
-    _draw_nodes(ax, trace, sample, norm, values)
+        strength = np.abs(message[chosen][order]) / norm.vmax
+        ax.add_collection(LineCollection(
+            segments, colors=CMAP(norm(message[chosen][order])),
+            linewidths=0.4 + 3.0 * strength, zorder=1, gid=f"messages-{t}"))
+    drawn = int(keep.sum())
+    _draw_nodes(ax, trace, sample, sums, norm, values)
     for t in range(1, trace.T + 1):
         ax.text(t - 0.5, 1.22, trace.labels[t - 1], ha="center", va="bottom",
                 fontsize=LABEL_SIZE, rotation=0 if len(trace.labels[t - 1]) < 14 else 12)
     for t in range(columns):
         width = trace.values[t].shape[1]
-        ax.text(t, -1.25, f"z^{t}  ({width})", ha="center", va="top", fontsize=LABEL_SIZE)
+        ax.text(t, -1.25, f"$z^{{{t}}}$  ({width})", ha="center", va="top", fontsize=LABEL_SIZE)
     ax.set_xlim(-0.4, columns - 0.6)
     ax.set_ylim(-1.45, 1.45)
     ax.axis("off")
     which = "mean over the batch" if sample == "mean" else f"sample {sample}"
-    title = f"backward messages δ^t, {which}: {drawn:,} of {total:,} edges drawn"
+    title = f"backward messages $\\delta^t$, {which}: {drawn:,} of {total:,} edges drawn"
     if drawn < total:
         title += f" (the strongest; {total - drawn:,} left out)"
     ax.set_title(title, fontsize=TEXT_SIZE + 1)
     colorbar = fig.colorbar(_mappable(norm), ax=ax, fraction=0.03, pad=0.01)
-    colorbar.set_label("message δ (colour: sign and size)", fontsize=LABEL_SIZE)
+    colorbar.set_label("message δ and node sum S (colour: sign and size)", fontsize=LABEL_SIZE)
     colorbar.ax.tick_params(labelsize=LABEL_SIZE)
-    legend = [Line2D([], [], color="0.3", linewidth=0.4 + 3.0 * f,
-                     label=f"|δ| = {fmt(f * norm.vmax)}") for f in (1.0, 0.5, 0.1)]
-    ax.legend(handles=legend, loc="lower left", fontsize=LABEL_SIZE, frameon=False,
-              bbox_to_anchor=(0.0, -0.12), ncol=3, title="edge width", title_fontsize=LABEL_SIZE)
+    if np.any(everything != 0):
+        legend = [Line2D([], [], color="0.3", linewidth=0.4 + 3.0 * f,
+                         label=f"|δ| = {fmt(f * norm.vmax)}") for f in (1.0, 0.5, 0.1)]
+        ax.legend(handles=legend, loc="lower left", fontsize=LABEL_SIZE, frameon=False,
+                  bbox_to_anchor=(0.0, -0.12), ncol=3, title="edge width",
+                  title_fontsize=LABEL_SIZE)
+    else:
+        ax.text(0.0, -1.42, "every message is 0", fontsize=LABEL_SIZE, va="bottom")
     return fig
 
 
-def _draw_nodes(ax, trace, sample, norm: Normalize, values: bool) -> None:
+def _pick(array: np.ndarray, sample) -> np.ndarray:
+    return array.mean(axis=0) if sample == "mean" else array[sample]
+
+
+LABEL_BOX = dict(boxstyle="square,pad=0.1", facecolor="white", edgecolor="none", alpha=0.75)
+
+
+def _draw_nodes(ax, trace, sample, sums, norm: Normalize, values: bool) -> None:
     for t in range(trace.T + 1):
-        sums = trace.incoming(t + 1)
-        sums = sums.mean(axis=0) if sample == "mean" else sums[sample]
-        y = _column_y(sums.size)
-        ax.scatter(np.full(sums.size, float(t)), y, s=60 if sums.size <= 40 else 12,
-                   c=CMAP(norm(sums)), edgecolors="0.25", linewidths=0.6, zorder=3)
-        if sums.size <= MAX_LABELLED_NODES:
-            for yy, s in zip(y, sums, strict=True):
+        here = sums[t]
+        y = _column_y(here.size)
+        ax.scatter(np.full(here.size, float(t)), y, s=60 if here.size <= 40 else 12,
+                   c=CMAP(norm(here)), edgecolors="0.25" if here.size <= 40 else "none",
+                   linewidths=0.6, zorder=3, gid=f"nodes-{t}")
+        if here.size <= MAX_LABELLED_NODES:
+            for yy, s in zip(y, here, strict=True):
                 ax.text(t + 0.06, yy - 0.02, fmt(s), fontsize=TEXT_SIZE - 1, va="top",
-                        ha="left", zorder=4)
-        if values and sums.size <= MAX_LABELLED_NODES:
-            z = trace.values[t]
-            z = z.mean(axis=0) if sample == "mean" else z[sample]
-            for yy, v in zip(y, z, strict=True):
+                        ha="left", zorder=4, bbox=LABEL_BOX, gid=f"sums-{t}")
+        if values and here.size <= MAX_LABELLED_NODES:
+            for yy, v in zip(y, _pick(trace.values[t], sample), strict=True):
                 ax.text(t - 0.06, yy + 0.03, fmt(v), fontsize=TEXT_SIZE - 1, va="bottom",
-                        ha="right", color="0.45", zorder=4)
+                        ha="right", color="0.45", zorder=4, bbox=LABEL_BOX)
 
 
 def _mappable(norm):

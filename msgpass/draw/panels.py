@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
+from .network import check_sample
 from .style import CMAP, LABEL_SIZE, TEXT_SIZE, symmetric_norm
 
 __all__ = ["draw_message_panels", "panel_blocks"]
@@ -22,13 +23,14 @@ def draw_message_panels(trace, sample: int | str = 0) -> Figure:
     Rows are the receiving nodes n of layer t−1, columns the sending nodes n' of layer t;
     an elementwise layer's block is zero off the diagonal, as it should be.
     """
+    check_sample(trace, sample)
     blocks = panel_blocks(trace, sample)
     norm = symmetric_norm(np.concatenate([b.ravel() for b in blocks]))
     fig = Figure(figsize=(max(6.0, 2.1 * len(blocks)), 2.9), dpi=100, layout="constrained")
     axes = fig.subplots(1, len(blocks), squeeze=False)[0]
     for t, (ax, block) in enumerate(zip(axes, blocks, strict=True), 1):
         image = ax.imshow(block, cmap=CMAP, norm=norm, aspect="auto", interpolation="nearest")
-        ax.set_title(f"δ^{t}: {trace.labels[t - 1]}", fontsize=LABEL_SIZE)
+        ax.set_title(f"$\\delta^{{{t}}}$: {trace.labels[t - 1]}", fontsize=LABEL_SIZE)
         ax.set_xlabel(f"n' (layer {t})", fontsize=LABEL_SIZE)
         ax.set_ylabel(f"n (layer {t - 1})", fontsize=LABEL_SIZE)
         ax.tick_params(labelsize=LABEL_SIZE - 1)
@@ -39,6 +41,7 @@ def draw_message_panels(trace, sample: int | str = 0) -> Figure:
     fig.suptitle(f"message blocks δ^t_(n←n'), {which}, one shared symmetric scale",
                  fontsize=TEXT_SIZE)
     bar = fig.colorbar(image, ax=list(axes), fraction=0.02, pad=0.01)
+    bar.set_label("δ", fontsize=LABEL_SIZE)
     bar.ax.tick_params(labelsize=LABEL_SIZE)
     return fig
 

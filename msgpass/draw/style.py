@@ -27,7 +27,7 @@ def symmetric_norm(values) -> Normalize:
 
 def fmt(value) -> str:
     """A number in four significant digits; small vectors in brackets."""
-    a = np.asarray(value, dtype=float)
+    a = np.asarray(value, dtype=float) + 0.0  # + 0.0 turns −0 into 0
     if a.size == 1:
         return f"{float(a.reshape(())):.4g}"
     if a.size <= 4:
