@@ -60,6 +60,8 @@ def assert_matches_backprop(net, x, target, tol):
 
 @given(cases())
 @settings(max_examples=150)
+@pytest.mark.claim("C2.3")
+@pytest.mark.claim("C2.4")
 def test_float64_sums_and_gradients_equal_backprop(case):
     assert_matches_backprop(*case, TOL_F64_BACKPROP)
 
@@ -74,6 +76,8 @@ def test_float32_sums_and_gradients_equal_backprop(case):
 
 @given(cases())
 @settings(max_examples=40)
+@pytest.mark.claim("C2.3")
+@pytest.mark.claim("C2.4")
 def test_float64_gradients_equal_central_differences(case):
     """The issue's full range: depth ≤ 6, width ≤ 32, batch ≤ 16."""
     net, x, target = case

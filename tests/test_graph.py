@@ -32,6 +32,7 @@ def test_apples_and_oranges():
                                "orange_num": 165, "tax": 650}, rel=TOL_KNOWN)
 
 
+@pytest.mark.claim("C1.6")
 def test_sigmoid_neuron():
     trace, g = grads("sigmoid-neuron")
     s = 1 / (1 + np.exp(-1.0))          # σ(2·(−1) + (−3)·(−2) − 3) = σ(1)
@@ -41,6 +42,7 @@ def test_sigmoid_neuron():
                                "w2": ds}, rel=TOL_KNOWN)
 
 
+@pytest.mark.claim("C1.7")
 def test_staged_computation_against_the_quotient_rule():
     trace, g = grads("staged")
     x, y = 3.0, -4.0
@@ -57,6 +59,7 @@ def test_staged_computation_against_the_quotient_rule():
 
 
 @pytest.mark.parametrize("name", list(DEMOS))
+@pytest.mark.claim("C3.1")
 def test_every_demo_verifies_with_all_witnesses(name):
     graph, output = DEMOS[name].build()
     report = mp.verify(graph, output)
@@ -78,6 +81,7 @@ def test_demo_command_prints_values_and_every_message(capsys):
     assert "sigmoid-neuron" in capsys.readouterr().out
 
 
+@pytest.mark.claim("C1.5")
 def test_fan_out_sums_the_messages_from_every_consumer():
     g = mp.Graph()
     x = g.input("x", 2.0)
@@ -89,6 +93,7 @@ def test_fan_out_sums_the_messages_from_every_consumer():
     assert float(trace.grad("x")) == pytest.approx(2 * 2.0 + 3 + np.exp(2.0), rel=TOL_KNOWN)
 
 
+@pytest.mark.claim("C1.5")
 def test_explicit_copy_is_a_y_splitter():
     g = mp.Graph()
     x = g.input("x", [1.0, 2.0])
@@ -101,6 +106,7 @@ def test_explicit_copy_is_a_y_splitter():
     np.testing.assert_allclose(trace.grad("x"), 3 * np.array([1.0, 2.0]) ** 2, rtol=TOL_KNOWN)
 
 
+@pytest.mark.claim("C1.4")
 def test_max_routes_the_gradient_and_reports_ties():
     g = mp.Graph()
     a, b = g.input("a", [1.0, 5.0, 3.0]), g.input("b", [2.0, 4.0, 3.0])
@@ -172,6 +178,7 @@ def test_a_graph_of_layers_equals_the_chain():
     assert report.ok, str(report)
 
 
+@pytest.mark.claim("C3.3")
 def test_path_counts_and_the_refusal_above_the_limit():
     g = mp.Graph()
     z = x = g.input("x", 0.5)

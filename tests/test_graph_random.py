@@ -4,6 +4,7 @@ and standard backprop give the same gradients (≤ 1e-12, float64, relative to e
 magnitude); on smaller ones, verify's numerical and path-sum witnesses agree too."""
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -72,6 +73,7 @@ def test_dag_view_layered_view_and_backprop_agree(case):
 
 @given(dags(max_nodes=6))
 @settings(max_examples=30)
+@pytest.mark.claim("C3.1")
 def test_verify_holds_on_random_dags(case):
     g, output = case
     report = mp.verify(g, output)

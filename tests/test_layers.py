@@ -30,6 +30,10 @@ def finite_difference_jacobian(layer, x, target=None, h=1e-6):
 
 
 @pytest.mark.parametrize("layer", HIDDEN, ids=lambda layer: layer.describe())
+@pytest.mark.claim("C4.1")
+@pytest.mark.claim("C4.3")
+@pytest.mark.claim("C4.4")
+@pytest.mark.claim("C4.5")
 def test_partials_match_finite_differences_of_the_forward(layer):
     x = rng.standard_normal((4, 5)) + 0.1  # away from ReLU's kink
     _, saved = layer.forward(x)
@@ -43,6 +47,8 @@ def test_partials_match_finite_differences_of_the_forward(layer):
     (mp.NLLLoss(), np.array([3, 2, 0, 1])),
     (mp.MSELoss(), rng.standard_normal((4, 5))),
 ], ids=["sce", "nll", "mse"])
+@pytest.mark.claim("C4.6")
+@pytest.mark.claim("C4.8")
 def test_loss_partials_match_finite_differences(loss, target):
     x = rng.standard_normal((4, 5))
     if isinstance(loss, mp.NLLLoss):
@@ -81,6 +87,7 @@ def test_sigmoid_saturates_without_overflow():
     assert np.all(np.isfinite(mp.Sigmoid().local_partials(saved).inputs.dense()))
 
 
+@pytest.mark.claim("C4.2")
 def test_relu_kink_convention_is_the_same_in_partials_and_backward():
     x = np.array([[0.0, -1.0, 2.0]])
     relu = mp.ReLU()
@@ -134,6 +141,7 @@ def test_affine_initialisation_is_seeded():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.claim("C4.6")
 def test_soft_labels_with_any_row_sum_are_differentiated_correctly(dtype):
     """p·Σt − t, not p − t: rows that do not sum to exactly 1 still verify."""
     net = mp.Sequential([mp.Affine(4, 3, seed=0, dtype=dtype), mp.SoftmaxCrossEntropy()])

@@ -24,6 +24,7 @@ def run():
     return net, x, labels, net.backward()
 
 
+@pytest.mark.claim("C2.5")
 def test_shapes(run):
     net, x, _, trace = run
     widths = [5, 7, 7, 6, 6, 4, 1]
@@ -34,6 +35,8 @@ def test_shapes(run):
     assert {k: v.shape for k, v in trace.grads.items()} == {k: v.shape for k, v in net.params.items()}
 
 
+@pytest.mark.claim("C2.7")
+@pytest.mark.claim("C2.8")
 def test_elementwise_block_is_zero_off_the_diagonal_and_stores_only_edges(run):
     _, _, _, trace = run
     block = trace.block(2)              # Tanh
@@ -45,6 +48,7 @@ def test_elementwise_block_is_zero_off_the_diagonal_and_stores_only_edges(run):
     np.testing.assert_array_equal(block.layout.edges(), np.eye(7, dtype=bool))
 
 
+@pytest.mark.claim("C2.7")
 def test_affine_block_is_w_with_column_n_prime_scaled_by_its_arriving_sum(run):
     net, _, _, trace = run
     for t in (1, 3, 5):
@@ -60,6 +64,7 @@ def test_dense_block_is_the_jacobian_with_columns_scaled(run):
     np.testing.assert_array_equal(trace.message(4), jac * trace.incoming(5)[:, None, :])
 
 
+@pytest.mark.claim("C2.1")
 def test_base_case_is_the_loss_partials_over_b(run):
     net, _, _, trace = run
     T = net.T

@@ -89,6 +89,7 @@ def test_the_right_network_verifies():
     (network(head=TransposedLogSoftmax), 6, "TransposedLogSoftmax"),
     (network(loss=ScaledLoss), 7, "ScaledLoss"),
 ], ids=["affine x1.001", "tanh x1.001", "logsoftmax transposed", "loss x1.001"])
+@pytest.mark.claim("C4.5")
 def test_a_wrong_local_partial_fails_at_its_own_step(net, t, label):
     report = mp.verify(net, X, LABELS)
     assert not report.ok
