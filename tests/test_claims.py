@@ -5,7 +5,8 @@ import pytest
 
 import msgpass as mp
 from msgpass.sampling import random_batch
-from msgpass.witnesses.pathsum import count_paths
+from msgpass.witnesses.graph import graph_backprop
+from msgpass.witnesses.pathsum import count_paths, path_sum
 
 rng = np.random.default_rng(11)
 
@@ -96,6 +97,66 @@ def test_log_softmax_does_not_vanish_where_softmax_does():
     soft = mp.Softmax().local_partials(saved).inputs.dense()[0]
     _, saved = mp.LogSoftmax().forward(logits)
     log_soft = mp.LogSoftmax().local_partials(saved).inputs.dense()[0]
+    p_least = np.exp(-8.0) / (np.exp(8.0) + 1 + np.exp(-8.0))   # ≈ 1.1e-7, written out by hand
     assert np.abs(soft).max() < 3.4e-4 and np.abs(soft[:, 2]).max() < 1.2e-7
-    assert np.abs(log_soft).max() == pytest.approx(1.0, abs=1e-3)
-    assert np.abs(log_soft[:, 2]).max() == pytest.approx(1.0, abs=1e-6)
+    assert np.abs(log_soft).max() == pytest.approx(1 - p_least, rel=1e-12)
+    # The gradient at the target logit (class 3): through softmax + squares it vanishes,
+    # through log-softmax + NLL it is −(1 − p).
+    target_grad = {}
+    for name, layers, target in [("mse", [mp.Softmax(), mp.MSELoss()], np.array([[0., 0., 1.]])),
+                                 ("nll", [mp.LogSoftmax(), mp.NLLLoss()], np.array([2]))]:
+        net = mp.Sequential(layers)
+        net.forward(logits, target)
+        target_grad[name] = net.backward().incoming(1)[0, 2]
+    assert abs(target_grad["mse"]) < 2.3e-7
+    assert target_grad["nll"] == pytest.approx(-(1 - p_least), rel=1e-12)
+
+
+@pytest.mark.claim("C3.1")
+def test_path_sums_give_the_parameter_gradients_of_a_graph_with_affine_nodes():
+    g = mp.Graph()
+    z = g.input("x", rng.standard_normal((2, 3)))
+    hidden = mp.tanh(mp.Affine(3, 4, seed=0)(z))
+    out = mp.Affine(4, 2, seed=1)(hidden + mp.sigmoid(hidden))   # two routes per hidden node
+    seed = rng.standard_normal((2, 2))
+    trace = g.backward(out, seed=seed)
+    paths = path_sum(trace)
+    reference = graph_backprop(g, out, seed=seed)
+    assert set(paths.params) == set(trace.grads) == {"affine1.W", "affine1.b",
+                                                      "affine2.W", "affine2.b"}
+    for key in trace.grads:   # float64 sums of a few dozen terms: round-off ≪ 1e-12
+        np.testing.assert_allclose(paths.params[key], reference.params[key], rtol=1e-12,
+                                   atol=1e-14)
+        np.testing.assert_allclose(trace.grads[key], reference.params[key], rtol=1e-12,
+                                   atol=1e-14)
+    np.testing.assert_allclose(paths.nodes["x"], reference.nodes["x"], rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.claim("C4.1")
+def test_affine_parameter_partials_give_the_outer_product():
+    net = mp.build_network("3-4-tanh-2-mse", seed=5)
+    x, target = random_batch(net, 4, np.random.default_rng(5))
+    net.forward(x, target)
+    trace = net.backward()
+    for t in (1, 3):        # the Affine layers: y = x W + c
+        below, arriving = trace.value(t - 1), trace.incoming(t + 1)
+        np.testing.assert_allclose(trace.grads[f"{t}.W"], below.T @ arriving, rtol=1e-13)
+        np.testing.assert_allclose(trace.grads[f"{t}.b"], arriving.sum(axis=0), rtol=1e-13)
+        # K[(i, m), n'] = x_i [m = n']: per sample, the gradient of W is the outer product.
+        per_sample = trace.partials[t - 1].params["W"].per_sample(arriving)
+        np.testing.assert_array_equal(per_sample, below[:, :, None] * arriving[:, None, :])
+    # and K itself: nudging W_{i m} moves output m by x_i and no other output
+    layer = net.layers[0]
+    h = 1e-6
+    W = layer.params["W"]
+    base, _ = layer.forward(x)
+    for i, m in [(0, 0), (2, 3)]:
+        saved = W[i, m]
+        W[i, m] = saved + h
+        moved, _ = layer.forward(x)
+        W[i, m] = saved
+        expected = np.zeros_like(base)
+        expected[:, m] = x[:, i]
+        # the layer is linear in W, so a one-sided step is exact up to round-off:
+        # |y| ~ 1, u ~ 1e-16, so the error is ~ 1e-16 / 1e-6 = 1e-10 ≪ 1e-8
+        np.testing.assert_allclose((moved - base) / h, expected, atol=1e-8)
