@@ -15,22 +15,46 @@ or networks.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import mmap
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from .checks import first_nonfinite
-from .errors import NonFiniteError
+from .errors import NonFiniteError, StateError
 from .partials import InputPartials, LocalPartials
 
-__all__ = ["MessageBlock", "MessagePass", "pass_messages", "sum_incoming", "DEFAULT_CHUNK_BYTES"]
+__all__ = ["MessageBlock", "MessagePass", "pass_messages", "sum_incoming", "allocate_block",
+           "DEFAULT_BUDGET_BYTES", "DEFAULT_CHUNK_BYTES"]
 
-# Messages are written and summed a group of samples at a time, so that each piece is still
-# in cache when it is summed. 4 MiB measured best (python benchmarks/bench_messages.py
-# --sweep-chunks: 1.39x the write floor against 1.45x at 1 MiB and 1.54x unchunked, for
-# 784-100-10 at B = 100, i.e. 6 samples per chunk); each chunk is one vectorised operation.
+# The working memory of one chunk of the backward is bounded by a byte budget (the user's
+# option, ``budget_bytes``); within it, messages are written and summed a smaller piece at a
+# time, so that each piece is still in cache when it is summed. 4 MiB measured best
+# (python benchmarks/bench_messages.py --sweep-chunks: 1.39x the write floor against 1.45x at
+# 1 MiB and 1.54x unchunked, for 784-100-10 at B = 100); each piece is one vectorised operation.
+DEFAULT_BUDGET_BYTES = 64 << 20
 DEFAULT_CHUNK_BYTES = 1 << 22
+
+# Kept blocks at least this large are mapped with a hint for transparent huge pages: writing
+# a fresh 2 GiB block otherwise spends about a third of its time in 4 KiB page faults.
+_HUGE_PAGE_MIN = 1 << 22
+
+
+def allocate_block(shape: tuple[int, ...], dtype) -> np.ndarray:
+    """An uninitialised array for a kept message block (np.empty, large ones huge-page-backed
+    where the OS allows; the benchmark's floor allocates with this too, so both pay the same)."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    size = count * dtype.itemsize
+    if size < _HUGE_PAGE_MIN or not hasattr(mmap, "MADV_HUGEPAGE"):
+        return np.empty(shape, dtype=dtype)
+    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    try:
+        buffer.madvise(mmap.MADV_HUGEPAGE)
+    except OSError:  # a kernel without THP: the mapping still works, with small pages
+        pass
+    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
 
 
 @dataclass(frozen=True)
@@ -45,12 +69,16 @@ class MessageBlock:
         The structured partials the block was sent from; says which (n, n') are edges.
     values : ndarray
         The stored messages: shape (B, N_{t-1}, N_t), or (B, N) for a diagonal layer whose
-        off-diagonal entries are non-edges carrying exact zeros.
+        off-diagonal entries are non-edges carrying exact zeros. When only some samples were
+        kept, B is their number and ``samples`` says which they are.
+    samples : ndarray of int, or None
+        The batch indices of the kept rows, in order; None when every sample was kept.
     """
 
     t: int
     layout: InputPartials
     values: np.ndarray
+    samples: np.ndarray | None = None
 
     @property
     def kind(self) -> str:
@@ -67,8 +95,18 @@ class MessageBlock:
         return self.layout.n_out
 
     def dense(self) -> np.ndarray:
-        """The block as a dense array of shape (B, N_{t-1}, N_t)."""
+        """The block as a dense array of shape (B, N_{t-1}, N_t) (B: the kept samples)."""
         return self.layout.dense_messages(self.values)
+
+    def row(self, sample: int) -> int:
+        """Where batch sample ``sample`` sits among the kept rows (StateError if not kept)."""
+        if self.samples is None:
+            return int(sample)
+        where = np.flatnonzero(self.samples == sample)
+        if where.size == 0:
+            raise StateError(f"sample {sample} of layer {self.t}'s messages was not kept "
+                           f"(kept: {self.samples.tolist()})")
+        return int(where[0])
 
 
 @dataclass(frozen=True)
@@ -83,11 +121,15 @@ class MessagePass:
         ``S^t`` of shape (B, N_{t-1}) for t = 1..T+1 (S^{T+1} = 1/B, shape (B, 1)).
     grads : dict of (int, str) to ndarray
         Parameter gradients by (layer index, parameter name).
+    param_messages : dict of (int, str) to ndarray
+        With ``per_sample=True``: each sample's messages to each parameter, shape
+        (B, *parameter shape), summing over b to ``grads``. Empty otherwise.
     """
 
     blocks: dict[int, MessageBlock]
     incoming: dict[int, np.ndarray]
     grads: dict[tuple[int, str], np.ndarray]
+    param_messages: dict[tuple[int, str], np.ndarray]
 
 
 def sum_incoming(message: np.ndarray, layout: InputPartials) -> np.ndarray:
@@ -105,9 +147,39 @@ def _label(labels: Sequence[str] | None, t: int) -> str:
     return labels[t - 1] if labels else f"layer {t}"
 
 
-def _chunk_rows(batch: int, bytes_per_sample: int, chunk_bytes: int) -> Iterable[slice]:
-    step = max(1, min(batch, chunk_bytes // max(1, bytes_per_sample)))
-    return (slice(start, min(start + step, batch)) for start in range(0, batch, step))
+def _pieces(batch: int, layout: InputPartials, itemsize: int,
+            chunk_bytes: int) -> Iterator[tuple[slice, slice]]:
+    """(samples, receivers) slices covering a block, each piece at most ``chunk_bytes``: whole
+    samples while one sample fits, else one sample a band of receivers at a time."""
+    per_receiver = (1 if layout.diagonal else layout.n_out) * itemsize
+    per_sample = layout.n_in * per_receiver
+    if per_sample <= chunk_bytes:
+        step = min(batch, chunk_bytes // per_sample)
+        for start in range(0, batch, step):
+            yield slice(start, min(start + step, batch)), slice(0, layout.n_in)
+        return
+    band = max(1, chunk_bytes // per_receiver)
+    for sample in range(batch):
+        for start in range(0, layout.n_in, band):
+            yield slice(sample, sample + 1), slice(start, min(start + band, layout.n_in))
+
+
+def _kept_samples(samples, batch: int) -> np.ndarray | None:
+    if samples is None:
+        return None
+    try:
+        chosen = np.asarray(list(samples))
+    except TypeError:
+        raise ValueError(f"keep_samples must be a list of sample indices, got {samples!r}") \
+            from None
+    if chosen.ndim != 1 or chosen.size == 0 or not np.issubdtype(chosen.dtype, np.integer):
+        raise ValueError(f"keep_samples must be a non-empty list of sample indices, got "
+                         f"{samples!r}")
+    outside = sorted({int(b) for b in chosen if not 0 <= b < batch})
+    if outside:
+        raise ValueError(f"keep_samples names samples {outside}, but the batch has samples "
+                         f"0..{batch - 1}")
+    return np.unique(chosen)
 
 
 def _wanted(keep, T: int) -> set[int]:
@@ -128,10 +200,16 @@ def pass_messages(
     batch: int,
     labels: Sequence[str] | None = None,
     keep: str | Iterable[int] = "all",
+    budget_bytes: int = DEFAULT_BUDGET_BYTES,
     chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     seed: np.ndarray | None = None,
+    keep_samples: Iterable[int] | None = None,
+    per_sample: bool = False,
 ) -> MessagePass:
     """Run the message recursion from the loss (t = T) down to the input (t = 1).
+
+    Every message is computed explicitly, a piece at a time, and summed by its receiver;
+    ``keep`` only says which of them are also stored.
 
     Parameters
     ----------
@@ -143,20 +221,36 @@ def pass_messages(
         Names of the layers, for error messages.
     keep : "all", "sums" or iterable of int
         Which message blocks to keep: every one (default), none (only node sums and
-        gradients), or those of the listed layers. Every message is computed either way.
+        gradients), or those of the listed layers.
+    budget_bytes : int
+        Upper bound on the working memory of one piece of messages (default 64 MiB). Kept
+        blocks are outside it: they are what the user asked to store. It must hold at least
+        one receiver's messages of one sample (N_t numbers).
     chunk_bytes : int
-        Messages are computed and summed this many bytes of samples at a time.
+        The piece size used within the budget, for speed (default 4 MiB, chosen by
+        measurement); the effective piece is min(budget_bytes, chunk_bytes).
     seed : ndarray of shape (B, N_T), optional
         What arrives at the top layer's nodes from above. Default: 1/B per sample, the
         batch mean over a loss layer (N_T = 1). A graph's layered view passes its own.
+    keep_samples : iterable of int, optional
+        Keep the kept layers' blocks only for these samples (batch indices).
+    per_sample : bool
+        Also keep each sample's messages to each parameter (``param_messages``).
 
     Raises
     ------
     NonFiniteError
         If a layer's messages hold NaN or Inf (a NaN message makes its receiver's sum NaN).
+    ValueError
+        If ``keep``, ``keep_samples`` or ``budget_bytes`` is not usable.
     """
     T = len(partials)
     wanted = _wanted(keep, T)
+    chosen = _kept_samples(keep_samples, batch)
+    if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, (int, np.integer)) \
+            or budget_bytes <= 0:
+        raise ValueError(f"budget_bytes must be a positive number of bytes, got "
+                         f"{budget_bytes!r}")
     dtype = partials[-1].inputs.dtype
     if seed is None:
         arriving = np.full((batch, 1), 1.0 / batch, dtype=dtype)  # S^{T+1} = ∂L/∂ℓ_b
@@ -165,6 +259,7 @@ def pass_messages(
     incoming = {T + 1: arriving}
     blocks: dict[int, MessageBlock] = {}
     grads: dict[tuple[int, str], np.ndarray] = {}
+    param_messages: dict[tuple[int, str], np.ndarray] = {}
 
     for t in range(T, 0, -1):
         local = partials[t - 1]
@@ -177,27 +272,66 @@ def pass_messages(
                     f"layer {t} ({_label(labels, t)}): the gradient of parameter {name} is "
                     f"{grad[where]} at index {where}")
             grads[(t, name)] = grad
-
-        shape = layout.message_shape(batch)
-        per_sample = int(np.prod(shape[1:])) * np.dtype(layout.dtype).itemsize
-        kept = np.empty(shape, dtype=layout.dtype) if t in wanted else None
-        scratch = None if kept is not None else np.empty(
-            layout.message_shape(min(batch, max(1, chunk_bytes // per_sample))), layout.dtype)
-        sums = np.empty((batch, layout.n_in), dtype=layout.dtype)
-        for rows in _chunk_rows(batch, per_sample, chunk_bytes):
-            out = kept[rows] if kept is not None else scratch[: rows.stop - rows.start]
-            message = layout.send(arriving[rows], rows, out=out)   # δ^t for these samples
-            sums[rows] = sum_incoming(message, layout)              # S^t = Σ_{n'} δ^t
-
+            if per_sample:
+                # K^t · S^{t+1} without the sum over samples: the message each sample sends
+                # to each parameter (for Affine, x_b[i] · S_b[n']).
+                message = param_partials.per_sample(arriving)
+                message.flags.writeable = False
+                param_messages[(t, name)] = message
+        sums = _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels,
+                           keep=t in wanted, chosen=chosen, blocks=blocks)
         where = first_nonfinite(sums)
         if where is not None:
             raise NonFiniteError(
                 f"layer {t} ({_label(labels, t)}) sent non-finite messages: the sum arriving "
                 f"at node {where[1]} of sample {where[0]} is {sums[where]}")
         sums.flags.writeable = False  # a trace is a record: its messages and sums stay as sent
-        if kept is not None:
-            kept.flags.writeable = False
-            blocks[t] = MessageBlock(t, layout, kept)
         incoming[t] = sums
         arriving = sums
-    return MessagePass(blocks=blocks, incoming=incoming, grads=grads)
+    return MessagePass(blocks=blocks, incoming=incoming, grads=grads,
+                       param_messages=param_messages)
+
+
+def _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels, *, keep, chosen,
+                blocks):
+    """Compute every message of layer t piece by piece, sum each receiver's, store the block
+    in ``blocks`` if kept; return the sums S^t, shape (B, N_{t-1})."""
+    itemsize = np.dtype(layout.dtype).itemsize
+    per_receiver = (1 if layout.diagonal else layout.n_out) * itemsize
+    if per_receiver > budget_bytes:
+        raise ValueError(
+            f"layer {t} ({_label(labels, t)}): budget_bytes={budget_bytes:,} cannot hold one "
+            f"receiver's {per_receiver // itemsize:,} messages ({per_receiver:,} bytes)")
+    # the smallest piece is one receiver of one sample, however small chunk_bytes is
+    piece_bytes = max(per_receiver, min(int(budget_bytes), int(chunk_bytes)))
+    shape = layout.message_shape(batch)
+    pieces = list(_pieces(batch, layout, itemsize, piece_bytes))
+    whole = keep and chosen is None
+    kept = allocate_block(shape, layout.dtype) if whole else None
+    if keep and chosen is not None:
+        kept = np.empty((len(chosen),) + shape[1:], dtype=layout.dtype)
+        row_of = {int(b): i for i, b in enumerate(chosen)}
+    scratch = None
+    if not whole:
+        rows, receivers = pieces[0]
+        scratch = np.empty((rows.stop - rows.start, receivers.stop - receivers.start)
+                           + shape[2:], dtype=layout.dtype)
+    sums = np.empty((batch, layout.n_in), dtype=layout.dtype)
+    for rows, receivers in pieces:
+        if whole:
+            out = kept[rows, receivers]
+        else:
+            out = scratch[: rows.stop - rows.start, : receivers.stop - receivers.start]
+        message = layout.send(arriving[rows], rows, out=out, receivers=receivers)  # δ^t
+        if layout.diagonal:        # node n hears only from n' = n: its message is its sum
+            sums[rows, receivers] = message
+        else:                      # S^t_n = Σ_{n'} δ^t_{n←n'}
+            np.add.reduce(message, axis=2, out=sums[rows, receivers])
+        if kept is not None and not whole:
+            for b in range(rows.start, rows.stop):
+                if b in row_of:
+                    kept[row_of[b], receivers] = message[b - rows.start]
+    if kept is not None:
+        kept.flags.writeable = False
+        blocks[t] = MessageBlock(t, layout, kept, None if whole else chosen)
+    return sums

@@ -12,7 +12,7 @@ from .checks import as_batch
 from .errors import DtypeError, ShapeError, StateError
 from .layers.affine import Affine
 from .layers.base import Layer, run_layer
-from .messages import DEFAULT_CHUNK_BYTES, pass_messages
+from .messages import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, pass_messages
 from .partials import LocalPartials
 from .trace import Trace
 
@@ -229,17 +229,33 @@ class Sequential:
             z, _ = run_layer(layer, t, z)
         return z
 
-    def backward(self, keep="all", chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Trace:
+    def backward(self, keep="all", budget_bytes: int = DEFAULT_BUDGET_BYTES, *,
+                 keep_samples=None, per_sample: bool = False,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Trace:
         """Message passing from the loss down to the input, using the partials kept by the
-        last ``forward``. Calling it again gives the same result.
+        last ``forward``. Every message is computed, whatever is kept; calling it again gives
+        the same result.
 
         Parameters
         ----------
         keep : "all" (default), "sums", or a list of layer indices
-            Which message blocks to keep in the trace. Every message is computed either
-            way; "sums" keeps only node sums and gradients, a list keeps those layers' blocks.
+            Which message blocks to keep in the trace: every one; none ("sums": only node
+            sums and gradients, so memory does not grow with the batch); or those layers'.
+        budget_bytes : int
+            Bound on the working memory of the pass (default 64 MiB): messages are written
+            and summed a piece of at most this many bytes at a time, a few samples — or, for
+            a block wider than the budget, a band of one sample's receivers — per piece.
+            Kept blocks come on top, since the user asked for them.
+        keep_samples : list of int, optional
+            Keep the kept layers' blocks only for these samples (batch indices);
+            ``trace.block(t).samples`` says which rows are which.
+        per_sample : bool
+            Also keep the message from each output node to each parameter for every sample
+            (for Affine, x_b[i] · S_b[n']): ``trace.param_messages``, whose sum over samples
+            is ``trace.grads``, and ``trace.per_sample_grads()``.
         chunk_bytes : int
-            Messages are written and summed in pieces of about this many bytes.
+            Piece size used within the budget for speed (default 4 MiB, measured); rarely
+            worth changing.
 
         Returns
         -------
@@ -250,9 +266,12 @@ class Sequential:
                              "are no local partials to send messages from yet")
         record = self._record
         result = pass_messages(record.partials, batch=record.values[0].shape[0],
-                               labels=self.labels, keep=keep, chunk_bytes=chunk_bytes)
+                               labels=self.labels, keep=keep, budget_bytes=budget_bytes,
+                               chunk_bytes=chunk_bytes, keep_samples=keep_samples,
+                               per_sample=per_sample)
         grads = {f"{t}.{name}": result.grads[(t, name)]
                  for t, layer in enumerate(self.layers, 1) for name in layer.params}
+        param_messages = {f"{t}.{name}": m for (t, name), m in result.param_messages.items()}
         return Trace(labels=self.labels, values=record.values, partials=record.partials,
                      blocks=result.blocks, sums=result.incoming, grads=grads, loss=record.loss,
-                     nondifferentiable=record.kinks)
+                     nondifferentiable=record.kinks, param_messages=param_messages)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +34,9 @@ class Trace:
     nondifferentiable : dict of int to bool ndarray
         For each layer with kinks (ReLU), a (B, N_{t-1}) mask of the inputs that sat exactly
         on a non-differentiable point, where the layer's documented convention was used.
+    param_messages : dict of str to ndarray
+        With ``backward(per_sample=True)``: for each parameter ("t.name"), every sample's
+        message to it, shape (B, *parameter shape); their sum over samples is ``grads``.
     """
 
     labels: list[str]
@@ -44,6 +47,7 @@ class Trace:
     grads: dict[str, np.ndarray]
     loss: float
     nondifferentiable: dict[int, np.ndarray]
+    param_messages: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def T(self) -> int:
@@ -70,8 +74,33 @@ class Trace:
         return self.blocks[t]
 
     def message(self, t: int) -> np.ndarray:
-        """All messages ``δ^t_{n←n'}`` of layer t, dense: shape (B, N_{t-1}, N_t)."""
+        """All messages ``δ^t_{n←n'}`` of layer t, dense: shape (B, N_{t-1}, N_t) (with
+        ``keep_samples``, B is the number of kept samples; ``block(t).samples`` names them)."""
         return self.block(t).dense()
+
+    def sample_messages(self, t: int, sample: int | str) -> np.ndarray:
+        """The dense (N_{t-1}, N_t) messages of layer t for batch sample ``sample``, or their
+        mean over the batch for ``"mean"`` (which needs every sample kept)."""
+        block = self.block(t)
+        if isinstance(sample, str):
+            if sample != "mean":
+                raise ValueError(f"sample must be a sample index or 'mean', got {sample!r}")
+            if block.samples is not None:
+                raise StateError(f"the batch mean of layer {t}'s messages needs every sample, "
+                                 f"but only samples {block.samples.tolist()} were kept")
+            return block.dense().mean(axis=0)
+        row = block.row(sample)
+        return block.layout.dense_messages(block.values[row:row + 1])[0]
+
+    def per_sample_grads(self) -> dict[str, np.ndarray]:
+        """∂ℓ_b/∂θ for every sample b and parameter, shape (B, *parameter shape): the
+        per-sample parameter messages times B, undoing the batch mean's 1/B.
+
+        Needs ``net.backward(per_sample=True)``."""
+        if not self.param_messages and self.grads:
+            raise StateError("this trace has no per-sample parameter messages; call "
+                             "net.backward(per_sample=True)")
+        return {key: m * self.batch for key, m in self.param_messages.items()}
 
     def incoming(self, t: int) -> np.ndarray:
         """``S^t_n = Σ_{n'} δ^t_{n←n'}`` of shape (B, N_{t-1}): the sum arriving at the nodes

@@ -37,7 +37,7 @@ def network_edges(trace, sample: int | str = 0):
     """
     layers = []
     for t in range(1, trace.T + 1):
-        block = _pick(trace.message(t), sample)
+        block = trace.sample_messages(t, sample)
         mask = trace.partials[t - 1].inputs.edges()
         n, n_ = np.nonzero(mask)
         y_from, y_to = _column_y(mask.shape[0]), _column_y(mask.shape[1])

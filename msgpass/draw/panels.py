@@ -13,8 +13,7 @@ __all__ = ["draw_message_panels", "panel_blocks"]
 
 def panel_blocks(trace, sample: int | str = 0) -> list[np.ndarray]:
     """The (N_{t-1}, N_t) block of every layer, for one sample or the batch mean."""
-    blocks = [trace.message(t) for t in range(1, trace.T + 1)]
-    return [b.mean(axis=0) if sample == "mean" else b[sample] for b in blocks]
+    return [trace.sample_messages(t, sample) for t in range(1, trace.T + 1)]
 
 
 def draw_message_panels(trace, sample: int | str = 0) -> Figure:
