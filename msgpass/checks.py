@@ -12,10 +12,10 @@ __all__ = ["as_array", "as_batch", "first_nonfinite"]
 
 def first_nonfinite(a: np.ndarray) -> tuple[int, ...] | None:
     """Index of the first NaN or Inf in ``a``, or None if every entry is finite."""
-    bad = ~np.isfinite(a)
-    if not bad.any():
+    finite = np.isfinite(a)
+    if finite.all():  # the common case: one pass, one temporary
         return None
-    return tuple(int(i) for i in np.argwhere(bad)[0])
+    return tuple(int(i) for i in np.argwhere(~finite)[0])
 
 
 def as_array(obj, what: str) -> np.ndarray:
@@ -26,9 +26,10 @@ def as_array(obj, what: str) -> np.ndarray:
         raise ShapeError(f"{what} is not a rectangular array ({err})") from None
 
 
-def as_batch(x, dtype: np.dtype, what: str = "input x") -> np.ndarray:
-    """Validate ``x`` and return it as a new (B, N) array of ``dtype``: always a copy, so that
-    what the network records is never changed by (or changes) the caller's array.
+def as_batch(x, dtype: np.dtype, what: str = "input x", copy: bool = True) -> np.ndarray:
+    """Validate ``x`` and return it as a new (B, N) array of ``dtype``: a copy by default, so
+    that what the network records is never changed by (or changes) the caller's array.
+    ``copy=False`` is for callers that keep nothing (standard backprop) and never write to it.
 
     A 1-D x of length N is one sample and becomes (1, N).
     Raises DtypeError for non-numeric data, ShapeError for other ranks or an empty batch,
@@ -43,7 +44,7 @@ def as_batch(x, dtype: np.dtype, what: str = "input x") -> np.ndarray:
         raise ShapeError(f"{what} must have shape (B, N) or (N,), got {a.shape}")
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ShapeError(f"{what} is empty: shape {a.shape}")
-    a = a.astype(dtype, copy=True)
+    a = a.astype(dtype, copy=copy)
     where = first_nonfinite(a)
     if where is not None:
         raise InputValueError(

@@ -15,7 +15,6 @@ or networks.
 
 from __future__ import annotations
 
-import mmap
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ from .checks import first_nonfinite
 from .errors import NonFiniteError, StateError
 from .partials import InputPartials, LocalPartials
 
-__all__ = ["MessageBlock", "MessagePass", "pass_messages", "sum_incoming", "allocate_block",
+__all__ = ["MessageBlock", "MessagePass", "pass_messages", "sum_incoming",
            "DEFAULT_BUDGET_BYTES", "DEFAULT_CHUNK_BYTES"]
 
 # The working memory of one chunk of the backward is bounded by a byte budget (the user's
@@ -35,27 +34,6 @@ __all__ = ["MessageBlock", "MessagePass", "pass_messages", "sum_incoming", "allo
 # 1 MiB and 1.54x unchunked, for 784-100-10 at B = 100); each piece is one vectorised operation.
 DEFAULT_BUDGET_BYTES = 64 << 20
 DEFAULT_CHUNK_BYTES = 1 << 22
-
-# Kept blocks at least this large are mapped with a hint for transparent huge pages: writing
-# a fresh 2 GiB block otherwise spends about a third of its time in 4 KiB page faults.
-_HUGE_PAGE_MIN = 1 << 22
-
-
-def allocate_block(shape: tuple[int, ...], dtype) -> np.ndarray:
-    """An uninitialised array for a kept message block (np.empty, large ones huge-page-backed
-    where the OS allows; the benchmark's floor allocates with this too, so both pay the same)."""
-    dtype = np.dtype(dtype)
-    count = int(np.prod(shape))
-    size = count * dtype.itemsize
-    if size < _HUGE_PAGE_MIN or not hasattr(mmap, "MADV_HUGEPAGE"):
-        return np.empty(shape, dtype=dtype)
-    buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    try:
-        buffer.madvise(mmap.MADV_HUGEPAGE)
-    except OSError:  # a kernel without THP: the mapping still works, with small pages
-        pass
-    return np.frombuffer(buffer, dtype=dtype, count=count).reshape(shape)
-
 
 @dataclass(frozen=True)
 class MessageBlock:
@@ -307,7 +285,7 @@ def _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels, *
     shape = layout.message_shape(batch)
     pieces = list(_pieces(batch, layout, itemsize, piece_bytes))
     whole = keep and chosen is None
-    kept = allocate_block(shape, layout.dtype) if whole else None
+    kept = np.empty(shape, dtype=layout.dtype) if whole else None
     if keep and chosen is not None:
         kept = np.empty((len(chosen),) + shape[1:], dtype=layout.dtype)
         row_of = {int(b): i for i, b in enumerate(chosen)}

@@ -173,3 +173,15 @@ def test_keeping_sums_holds_memory_to_the_budget():
                          check=True)
     grown_kib = int(out.stdout.strip())
     assert grown_kib * 1024 <= 1.25 * (8 << 20), f"grew by {grown_kib} KiB"
+
+
+def test_backprop_without_the_input_gradient_gives_the_same_parameter_gradients(run):
+    net, x, target, _ = run
+    full = mp.backprop(net, x, target)
+    lean = mp.backprop(net, x, target, input_grad=False)
+    assert full.grads.keys() == lean.grads.keys()
+    for key in full.grads:
+        np.testing.assert_array_equal(lean.grads[key], full.grads[key])
+    np.testing.assert_array_equal(lean.incoming(2), full.incoming(2))
+    with pytest.raises(StateError, match="input_grad=False"):
+        lean.incoming(1)

@@ -83,6 +83,7 @@ class Affine(Layer):
 
     def backward(self, saved, dout):
         dx = np.dot(dout, self.W.T)
-        dW = np.dot(saved.x.T, dout)
-        db = np.sum(dout, axis=0)
-        return dx, {"W": dW, "b": db}
+        return dx, self.param_backward(saved, dout)
+
+    def param_backward(self, saved, dout):
+        return {"W": np.dot(saved.x.T, dout), "b": np.sum(dout, axis=0)}

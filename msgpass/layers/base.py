@@ -59,6 +59,11 @@ class Layer:
     def backward(self, saved: Any, dout: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         raise NotImplementedError
 
+    def param_backward(self, saved: Any, dout: np.ndarray) -> dict[str, np.ndarray]:
+        """Only the parameter gradients of ``backward``: for the first layer of a network,
+        where nothing needs ∂L/∂x. Layers whose dx is costly (Affine) skip computing it."""
+        return self.backward(saved, dout)[1]
+
     def __call__(self, node, target=None):
         """``layer(node)``: this layer as a node of the node's graph (msgpass.graph).
         For a loss layer, pass the target: ``mp.MSELoss()(y, target=t)``."""

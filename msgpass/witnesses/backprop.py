@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..checks import as_batch
+from ..errors import StateError
 from ..layers.base import run_layer
 
 __all__ = ["backprop", "BackpropResult"]
@@ -27,7 +28,8 @@ class BackpropResult:
     grads : dict of str to ndarray
         ``∂L/∂θ`` keyed like ``net.params``.
     dz : list of ndarray
-        ``dz[t]`` = ∂L/∂z^t of shape (B, N_t), for t = 0..T−1.
+        ``dz[t]`` = ∂L/∂z^t of shape (B, N_t), for t = 0..T−1 (``dz[0]`` is None when
+        ``input_grad=False``).
     """
 
     loss: float
@@ -38,10 +40,12 @@ class BackpropResult:
         """∂L/∂z^{t-1} (B, N_{t-1}), the quantity the message sum S^t must equal; t = 1..T."""
         if not 1 <= t <= len(self.dz):
             raise IndexError(f"layer index must be 1..{len(self.dz)}, got {t!r}")
+        if self.dz[t - 1] is None:
+            raise StateError("∂L/∂x was not computed: backprop(..., input_grad=False)")
         return self.dz[t - 1]
 
 
-def backprop(net, x, target) -> BackpropResult:
+def backprop(net, x, target, *, input_grad: bool = True) -> BackpropResult:
     """Gradients of the batch-mean loss by standard backprop (vector–Jacobian products).
 
     Parameters
@@ -50,13 +54,17 @@ def backprop(net, x, target) -> BackpropResult:
     x : array_like, shape (B, N_0)
     target : array_like
         As for ``net.forward``.
+    input_grad : bool
+        Compute ∂L/∂x too (default). Training needs only the parameter gradients, and
+        without it the first layer skips its costliest product, as autodiff libraries do
+        for an input that does not require a gradient.
 
     Returns
     -------
     BackpropResult
     """
     layers = net.layers
-    z = as_batch(x, net.dtype)
+    z = as_batch(x, net.dtype, copy=False)  # read only, and not kept past the call
     saved = []
     for t, layer in enumerate(layers, 1):
         z, s = run_layer(layer, t, z, target)
@@ -67,7 +75,10 @@ def backprop(net, x, target) -> BackpropResult:
     dz: list[np.ndarray] = [None] * len(layers)  # type: ignore[list-item]
     dout = 1.0  # ∂L/∂L; the loss layer's backward supplies the 1/B of the mean
     for t in range(len(layers), 0, -1):
-        dout, dparams = layers[t - 1].backward(saved[t - 1], dout)
+        if t == 1 and not input_grad:
+            dout, dparams = None, layers[0].param_backward(saved[0], dout)
+        else:
+            dout, dparams = layers[t - 1].backward(saved[t - 1], dout)
         for name, grad in dparams.items():
             grads[f"{t}.{name}"] = grad
         dz[t - 1] = dout
