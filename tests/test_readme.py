@@ -38,3 +38,20 @@ def test_graph_example_prints_the_numbers_it_states(capsys):
     stated_grads = re.search(r'trace.grad\("y"\) # (\S+), (\S+)', block).groups()
     assert repr(float(trace.value(f))) == stated_value
     assert (repr(float(trace.grad("x"))), repr(float(trace.grad("y")))) == stated_grads
+
+
+def test_streaming_example_runs_as_written():
+    import numpy as np
+
+    import msgpass as mp
+    from msgpass.sampling import random_batch
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Big networks.*?```python\n(.*?)```", text, re.S).group(1)
+    net = mp.build_network("784-100-relu-10-sce", seed=0)
+    x, target = random_batch(net, 8, np.random.default_rng(0))
+    net.forward(x, target)
+    namespace = {"net": net, "np": np, "mp": mp}
+    exec(compile(block, "README", "exec"), namespace)
+    trace = namespace["trace"]
+    assert trace.param_messages["1.W"].shape == (8, 784, 100)
+    assert trace.per_sample_grads()["1.W"].shape == (8, 784, 100)
