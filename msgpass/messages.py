@@ -77,9 +77,16 @@ class MessageBlock:
         return self.layout.dense_messages(self.values)
 
     def row(self, sample: int) -> int:
-        """Where batch sample ``sample`` sits among the kept rows (StateError if not kept)."""
+        """Where batch sample ``sample`` (negative counts from the end) sits among the kept
+        rows. IndexError outside the batch, StateError if the sample was not kept."""
+        if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)):
+            raise IndexError(f"a sample index must be an integer, got {sample!r}")
         if self.samples is None:
-            return int(sample)
+            batch = self.values.shape[0]
+            if not -batch <= sample < batch:
+                raise IndexError(f"sample {sample} is outside the batch of {batch} "
+                                 f"(0..{batch - 1}, or negative from the end)")
+            return int(sample) % batch
         where = np.flatnonzero(self.samples == sample)
         if where.size == 0:
             raise StateError(f"sample {sample} of layer {self.t}'s messages was not kept "
@@ -211,9 +218,11 @@ def pass_messages(
         What arrives at the top layer's nodes from above. Default: 1/B per sample, the
         batch mean over a loss layer (N_T = 1). A graph's layered view passes its own.
     keep_samples : iterable of int, optional
-        Keep the kept layers' blocks only for these samples (batch indices).
+        Keep the kept layers' blocks (and per-sample parameter messages) only for these
+        samples (batch indices).
     per_sample : bool
-        Also keep each sample's messages to each parameter (``param_messages``).
+        Also keep each sample's messages to each parameter (``param_messages``): B times
+        the parameters' size, outside the budget, like kept blocks.
 
     Raises
     ------
@@ -225,10 +234,21 @@ def pass_messages(
     T = len(partials)
     wanted = _wanted(keep, T)
     chosen = _kept_samples(keep_samples, batch)
-    if isinstance(budget_bytes, bool) or not isinstance(budget_bytes, (int, np.integer)) \
-            or budget_bytes <= 0:
-        raise ValueError(f"budget_bytes must be a positive number of bytes, got "
-                         f"{budget_bytes!r}")
+    if chosen is not None and not wanted and not per_sample:
+        raise ValueError("keep_samples chooses whose messages to keep, but keep='sums' keeps "
+                         "none: name the layers too, e.g. keep=[1], keep_samples=[0]")
+    for name, value in (("budget_bytes", budget_bytes), ("chunk_bytes", chunk_bytes)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
+    for t, local in enumerate(partials, 1):   # refuse before any work, not at layer t
+        layout = local.inputs
+        itemsize = np.dtype(layout.dtype).itemsize
+        per_receiver = (1 if layout.diagonal else layout.n_out) * itemsize
+        if per_receiver > budget_bytes:
+            raise ValueError(
+                f"layer {t} ({_label(labels, t)}): budget_bytes={budget_bytes:,} cannot hold "
+                f"one receiver's {per_receiver // itemsize:,} messages ({per_receiver:,} "
+                f"bytes)")
     dtype = partials[-1].inputs.dtype
     if seed is None:
         arriving = np.full((batch, 1), 1.0 / batch, dtype=dtype)  # S^{T+1} = ∂L/∂ℓ_b
@@ -252,8 +272,8 @@ def pass_messages(
             grads[(t, name)] = grad
             if per_sample:
                 # K^t · S^{t+1} without the sum over samples: the message each sample sends
-                # to each parameter (for Affine, x_b[i] · S_b[n']).
-                message = param_partials.per_sample(arriving)
+                # to each parameter (for Affine, x_b[i] · S_b[n']); only the kept samples'.
+                message = param_partials.per_sample(arriving, chosen)
                 message.flags.writeable = False
                 param_messages[(t, name)] = message
         sums = _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels,
@@ -275,11 +295,7 @@ def _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels, *
     """Compute every message of layer t piece by piece, sum each receiver's, store the block
     in ``blocks`` if kept; return the sums S^t, shape (B, N_{t-1})."""
     itemsize = np.dtype(layout.dtype).itemsize
-    per_receiver = (1 if layout.diagonal else layout.n_out) * itemsize
-    if per_receiver > budget_bytes:
-        raise ValueError(
-            f"layer {t} ({_label(labels, t)}): budget_bytes={budget_bytes:,} cannot hold one "
-            f"receiver's {per_receiver // itemsize:,} messages ({per_receiver:,} bytes)")
+    per_receiver = (1 if layout.diagonal else layout.n_out) * itemsize   # checked ≤ budget
     # the smallest piece is one receiver of one sample, however small chunk_bytes is
     piece_bytes = max(per_receiver, min(int(budget_bytes), int(chunk_bytes)))
     shape = layout.message_shape(batch)

@@ -229,7 +229,7 @@ class Sequential:
             z, _ = run_layer(layer, t, z)
         return z
 
-    def backward(self, keep="all", budget_bytes: int = DEFAULT_BUDGET_BYTES, *,
+    def backward(self, keep="all", *, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                  keep_samples=None, per_sample: bool = False,
                  chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Trace:
         """Message passing from the loss down to the input, using the partials kept by the
@@ -242,17 +242,20 @@ class Sequential:
             Which message blocks to keep in the trace: every one; none ("sums": only node
             sums and gradients, so memory does not grow with the batch); or those layers'.
         budget_bytes : int
-            Bound on the working memory of the pass (default 64 MiB): messages are written
-            and summed a piece of at most this many bytes at a time, a few samples — or, for
-            a block wider than the budget, a band of one sample's receivers — per piece.
-            Kept blocks come on top, since the user asked for them.
+            Bound on the messages in flight (default 64 MiB): messages are written and
+            summed a piece of at most this many bytes at a time — a few samples, or for a
+            block wider than the budget a band of one sample's receivers. What the pass
+            returns comes on top: kept blocks, the node sums (B·ΣN numbers), the gradients
+            (the parameters' size) and per-sample parameter messages if asked for; so does
+            what the forward pass keeps (dense layers' Jacobians, B·N² each).
         keep_samples : list of int, optional
-            Keep the kept layers' blocks only for these samples (batch indices);
-            ``trace.block(t).samples`` says which rows are which.
+            Keep the kept layers' blocks, and the per-sample parameter messages, only for
+            these samples (batch indices); ``trace.block(t).samples`` says which rows are
+            which.
         per_sample : bool
-            Also keep the message from each output node to each parameter for every sample
-            (for Affine, x_b[i] · S_b[n']): ``trace.param_messages``, whose sum over samples
-            is ``trace.grads``, and ``trace.per_sample_grads()``.
+            Also keep the message from each output node to each parameter for every (kept)
+            sample (for Affine, x_b[i] · S_b[n']): ``trace.param_messages``, whose sum over
+            all samples is ``trace.grads``, and ``trace.per_sample_grads()``.
         chunk_bytes : int
             Piece size used within the budget for speed (default 4 MiB, measured); rarely
             worth changing.

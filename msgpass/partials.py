@@ -247,8 +247,9 @@ class ParamPartials:
         """``∂L/∂θ_i = Σ_b Σ_{n'} K_b[i, n'] · S_b[n']``, shaped like the parameter."""
         raise NotImplementedError
 
-    def per_sample(self, arriving: np.ndarray) -> np.ndarray:
-        """The same without the sum over samples: shape (B, *parameter shape)."""
+    def per_sample(self, arriving: np.ndarray, samples: np.ndarray | None = None) -> np.ndarray:
+        """The same without the sum over samples: shape (B, *parameter shape), or only the
+        rows of ``samples`` (batch indices) when given."""
         raise NotImplementedError
 
     def absolute(self) -> ParamPartials:
@@ -273,8 +274,9 @@ class Outer(ParamPartials):
         # Only column n' of W reaches output n', so Σ_{n'} collapses to x_i · S[n'].
         return self.inputs.T @ arriving
 
-    def per_sample(self, arriving):
-        return self.inputs[:, :, None] * arriving[:, None, :]
+    def per_sample(self, arriving, samples=None):
+        rows = slice(None) if samples is None else samples
+        return self.inputs[rows, :, None] * arriving[rows, None, :]
 
     def absolute(self):
         return Outer(np.abs(self.inputs))
@@ -300,10 +302,11 @@ class Elementwise(ParamPartials):
             return arriving.sum(axis=0)
         return (self.factor * arriving).sum(axis=0)
 
-    def per_sample(self, arriving):
+    def per_sample(self, arriving, samples=None):
+        rows = slice(None) if samples is None else samples
         if self.factor is None:
-            return arriving.copy()
-        return self.factor * arriving
+            return arriving[rows].copy()
+        return self.factor[rows] * arriving[rows]
 
     def absolute(self):
         return Elementwise(None if self.factor is None else np.abs(self.factor), self.width)

@@ -89,14 +89,15 @@ class Trace:
                 raise StateError(f"the batch mean of layer {t}'s messages needs every sample, "
                                  f"but only samples {block.samples.tolist()} were kept")
             return block.dense().mean(axis=0)
-        row = block.row(sample)
+        row = block.row(sample)   # IndexError / StateError naming the sample
         return block.layout.dense_messages(block.values[row:row + 1])[0]
 
     def per_sample_grads(self) -> dict[str, np.ndarray]:
         """∂ℓ_b/∂θ for every sample b and parameter, shape (B, *parameter shape): the
         per-sample parameter messages times B, undoing the batch mean's 1/B.
 
-        Needs ``net.backward(per_sample=True)``."""
+        Needs ``net.backward(per_sample=True)``; with ``keep_samples``, the rows are those
+        samples."""
         if not self.param_messages and self.grads:
             raise StateError("this trace has no per-sample parameter messages; call "
                              "net.backward(per_sample=True)")

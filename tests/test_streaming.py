@@ -56,6 +56,20 @@ def test_the_budget_changes_no_bit(run, budget, keep):
             np.testing.assert_array_equal(streamed.message(t), full.message(t))
 
 
+# chunk_bytes below one sample of the elementwise layers (9 or 6 float64) bands them too:
+# one receiver of one sample is the smallest piece
+@pytest.mark.parametrize("chunk", [1, 8, 24])
+@pytest.mark.parametrize("keep_samples", [None, [1, 5]])
+def test_banded_elementwise_layers_change_no_bit(run, chunk, keep_samples):
+    net, _, _, full = run
+    keep = "all" if keep_samples is None else [2, 4]
+    streamed = net.backward(keep=keep, chunk_bytes=chunk, keep_samples=keep_samples)
+    assert_same_sums_and_grads(full, streamed, net.T)
+    for t in streamed.blocks:
+        rows = slice(None) if keep_samples is None else keep_samples
+        np.testing.assert_array_equal(streamed.message(t), full.message(t)[rows])
+
+
 @pytest.fixture
 def counted(monkeypatch):
     """Count every message the kinds of partials send (by wrapping their send methods)."""
@@ -90,6 +104,19 @@ def test_a_budget_below_one_receiver_is_refused_by_layer():
     for bad in (0, -5, 2.5, True, "64MiB"):
         with pytest.raises(ValueError, match="budget_bytes must be a positive"):
             net.backward(budget_bytes=bad)
+        with pytest.raises(ValueError, match="chunk_bytes must be a positive"):
+            net.backward(chunk_bytes=bad)
+    with pytest.raises(TypeError):           # keyword-only: an old positional chunk size
+        net.backward("all", 1 << 22)         # must not silently become the budget
+
+
+def test_a_too_small_budget_is_refused_before_any_work(counted):
+    net = mp.build_network("4-300-tanh-2-mse", seed=0)   # layer 3 is fine, layer 1 is not
+    x, target = random_batch(net, 2, np.random.default_rng(0))
+    net.forward(x, target)
+    with pytest.raises(ValueError, match="layer 1"):
+        net.backward(budget_bytes=1000)
+    assert counted["messages"] == 0
 
 
 def test_keeping_some_samples(run):
@@ -109,6 +136,18 @@ def test_keeping_some_samples(run):
                        (3, "list of sample indices")]:
         with pytest.raises(ValueError, match=match):
             net.backward(keep_samples=bad)
+    with pytest.raises(ValueError, match="keep='sums' keeps none"):
+        net.backward(keep="sums", keep_samples=[0])
+
+
+def test_sample_indices_are_checked_and_count_from_the_end(run):
+    _, _, _, full = run
+    np.testing.assert_array_equal(full.sample_messages(2, -1), full.message(2)[5])
+    for bad in (6, -7):
+        with pytest.raises(IndexError, match=f"sample {bad} is outside the batch of 6"):
+            full.sample_messages(2, bad)
+    with pytest.raises(IndexError, match="must be an integer"):
+        full.sample_messages(2, 1.0)
 
 
 def test_per_sample_parameter_messages(run):
@@ -133,6 +172,14 @@ def test_per_sample_parameter_messages(run):
             np.testing.assert_allclose(per_sample[key][b], alone[key], rtol=1e-12, atol=1e-15)
 
 
+def test_per_sample_messages_follow_keep_samples(run):
+    net, _, _, _ = run
+    everyone = net.backward(keep="sums", per_sample=True)
+    some = net.backward(keep="sums", per_sample=True, keep_samples=[3, 1])
+    for key, messages in some.param_messages.items():
+        np.testing.assert_array_equal(messages, everyone.param_messages[key][[1, 3]])
+
+
 def test_per_sample_needs_asking(run):
     _, _, _, trace = run
     with pytest.raises(StateError, match="per_sample=True"):
@@ -144,6 +191,8 @@ def test_float32_streams_in_float32():
     x, target = random_batch(net, 4, np.random.default_rng(1))
     net.forward(x, target)
     trace = net.backward(keep="sums", per_sample=True, budget_bytes=64)
+    whole = net.backward()
+    assert_same_sums_and_grads(trace, whole, net.T)   # streaming changes no float32 bit
     assert all(s.dtype == np.float32 for s in trace.sums.values())
     assert all(g.dtype == np.float32 for g in trace.grads.values())
     assert all(m.dtype == np.float32 for m in trace.param_messages.values())
@@ -151,28 +200,37 @@ def test_float32_streams_in_float32():
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux /proc")
 def test_keeping_sums_holds_memory_to_the_budget():
-    """Peak resident memory of the backward, measured in a fresh process: 1 GiB of messages
-    with an 8 MiB budget must not grow the process by more than the budget + 25 %."""
+    """Peak resident memory of backward(keep="sums"), in a fresh process, for 1 GiB and then
+    4 GiB of messages under a 1 MiB budget. chunk_bytes is set huge so that only the budget
+    can keep a piece small (ignoring it would hold a 1 GiB layer at once). The growth must
+    stay within what the pass returns (its node sums and gradients, counted exactly) plus
+    the budget + 25 %, plus 4 MiB for the interpreter's own bookkeeping."""
     script = textwrap.dedent("""
-        import numpy as np, msgpass as mp
+        import sys, numpy as np, msgpass as mp
         from msgpass.sampling import random_batch
         def kib(field):
             for line in open("/proc/self/status"):
                 if line.startswith(field):
                     return int(line.split()[1])
-        net = mp.build_network("1024-1024-relu-10-sce", seed=0)
-        x, target = random_batch(net, 128, np.random.default_rng(0))
-        net.forward(x, target)
-        net.backward(keep="sums", budget_bytes=1 << 20)   # warm up allocator and imports
-        before = kib("VmRSS")
-        open("/proc/self/clear_refs", "w").write("5")     # reset the high-water mark
-        trace = net.backward(keep="sums", budget_bytes=8 << 20)
-        print(kib("VmHWM") - before)
+        for batch in (128, 512):
+            net = mp.build_network("1024-1024-relu-10-sce", seed=0)
+            x, target = random_batch(net, batch, np.random.default_rng(0))
+            net.forward(x, target)
+            before = kib("VmRSS")
+            open("/proc/self/clear_refs", "w").write("5")     # reset the high-water mark
+            trace = net.backward(keep="sums", budget_bytes=1 << 20, chunk_bytes=1 << 40)
+            grown = 1024 * (kib("VmHWM") - before)
+            returned = sum(s.nbytes for s in trace.sums.values()) + sum(
+                g.nbytes for g in trace.grads.values())
+            print(batch, grown, returned)
+            del trace, net
     """)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          check=True)
-    grown_kib = int(out.stdout.strip())
-    assert grown_kib * 1024 <= 1.25 * (8 << 20), f"grew by {grown_kib} KiB"
+    for line in out.stdout.strip().splitlines():
+        batch, grown, returned = map(int, line.split())
+        allowed = returned + 1.25 * (1 << 20) + (4 << 20)
+        assert grown <= allowed, f"B={batch}: grew {grown:,} bytes, allowed {allowed:,.0f}"
 
 
 def test_backprop_without_the_input_gradient_gives_the_same_parameter_gradients(run):
