@@ -3,6 +3,7 @@ message pass. It knows nothing of drawing, verification or training."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,7 @@ from .errors import DtypeError, ShapeError, StateError
 from .layers.affine import Affine
 from .layers.base import Layer, run_layer
 from .messages import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, pass_messages
+from .numbers import NumberMode, mode_of, number_mode
 from .partials import LocalPartials
 from .trace import Trace
 
@@ -130,7 +132,11 @@ class Sequential:
         if input_width is None:  # the first width a layer fixes; only Affine changes widths
             input_width = next((layer.n_in for layer in layers if isinstance(layer, Affine)), None)
         self.input_width = None if input_width is None else int(input_width)
+        self.numbers: NumberMode | None = None   # exact or mp arithmetic (astype)
         dtypes = {arr.dtype for layer in layers for arr in layer.params.values()}
+        if dtypes == {np.dtype(object)} or isinstance(dtype, NumberMode):
+            self._adopt_numbers(layers, dtype)
+            return
         if len(dtypes) > 1:
             raise DtypeError(f"the layers' parameters mix dtypes {sorted(map(str, dtypes))}; "
                              f"build them with one dtype or use net.astype(dtype)")
@@ -149,6 +155,28 @@ class Sequential:
         self.spec: str | None = None   # set by build_network: the spec and seed it came from
         self.seed: int | None = None
         self._record: ForwardRecord | None = None
+
+    def _adopt_numbers(self, layers: list[Layer], mode: NumberMode | None) -> None:
+        """A network on exact Fractions or mpmath numbers (made by ``astype``)."""
+        found = {mode_of(arr) for layer in layers for arr in layer.params.values()}
+        mode = mode if isinstance(mode, NumberMode) else (found.pop() if len(found) == 1
+                                                          else None)
+        if mode is None or found - {mode}:
+            raise DtypeError("the layers' parameters mix number kinds; use net.astype(...)")
+        if mode.exact:
+            refused = [f"layer {t} ({layer.describe()})" for t, layer in enumerate(layers, 1)
+                       if not layer.rational]
+            if refused:
+                raise DtypeError(f"exact mode needs layers that keep rational numbers rational "
+                                 f"(Affine, ReLU, MSELoss, NLLLoss); {', '.join(refused)} "
+                                 f"need exp, log or tanh. Use an arbitrary-precision mode "
+                                 f"such as 'mp:50' for them")
+        self.numbers = mode
+        self.dtype = np.dtype(object)
+        self.layers = layers
+        self.spec = None
+        self.seed = None
+        self._record = None
 
     # -- description ----------------------------------------------------------------------
     @property
@@ -171,7 +199,19 @@ class Sequential:
         return f"Sequential([{', '.join(self.labels)}]){made}"
 
     def astype(self, dtype) -> Sequential:
-        """A copy of the network with parameters in ``dtype`` (float64 or float32)."""
+        """A copy of the network with parameters in ``dtype``: float64 or float32, or a
+        number mode — ``"exact"`` (Fractions; floats convert exactly) or ``"mp:N"`` (mpmath
+        at N significant digits, an optional extra)."""
+        if isinstance(dtype, (str, NumberMode)) and (dtype == "exact" or str(dtype).startswith(
+                "mp:") or isinstance(dtype, NumberMode)):
+            mode = number_mode(dtype)
+            clones = []
+            for t, layer in enumerate(self.layers, 1):
+                clone = copy.copy(layer)
+                clone.params = {k: mode.array(v, f"parameter {t}.{k}")
+                                for k, v in layer.params.items()}
+                clones.append(clone)
+            return Sequential(clones, dtype=mode, input_width=self.input_width)
         try:
             dt = np.dtype(dtype)
         except TypeError:
@@ -211,12 +251,14 @@ class Sequential:
         partials = [layer.local_partials(s) for layer, s in zip(self.layers, saved, strict=True)]
         kinks = {t: mask for t, (layer, s) in enumerate(zip(self.layers, saved, strict=True), 1)
                  if (mask := layer.nondifferentiable(s)) is not None}
-        loss = float(np.mean(values[-1]))
+        # exact and mp networks keep their loss exact (a Fraction or an mpf)
+        loss = float(np.mean(values[-1])) if self.numbers is None else \
+            self.numbers.mean(values[-1])
         self._record = ForwardRecord(values=values, partials=partials, kinks=kinks, loss=loss)
         return loss
 
     def _input(self, x) -> np.ndarray:
-        z = as_batch(x, self.dtype)
+        z = as_batch(x, self.dtype, numbers=self.numbers)
         if self.input_width is not None and z.shape[1] != self.input_width:
             raise ShapeError(f"input x must have shape (B, {self.input_width}) for "
                              f"{self.labels[0]} (layer 1), got {z.shape}")
@@ -268,7 +310,10 @@ class Sequential:
             raise StateError("net.backward() was called before net.forward(x, target): there "
                              "are no local partials to send messages from yet")
         record = self._record
-        result = pass_messages(record.partials, batch=record.values[0].shape[0],
+        batch = record.values[0].shape[0]
+        seed = None if self.numbers is None else np.full(   # 1/B as a Fraction or an mpf
+            (batch, 1), self.numbers.one_over(batch), dtype=object)
+        result = pass_messages(record.partials, batch=batch, seed=seed,
                                labels=self.labels, keep=keep, budget_bytes=budget_bytes,
                                chunk_bytes=chunk_bytes, keep_samples=keep_samples,
                                per_sample=per_sample)

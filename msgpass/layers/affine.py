@@ -35,6 +35,8 @@ class Affine(Layer):
     ``∂y_{n'}/∂W_{i,n'} = x_i`` and ``∂y_{n'}/∂b_{n'} = 1``.
     """
 
+    rational = True
+
     def __init__(self, n_in: int, n_out: int, seed=None, scale: float | None = None,
                  dtype=np.float64) -> None:
         super().__init__()

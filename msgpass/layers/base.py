@@ -59,6 +59,10 @@ class Layer:
     def backward(self, saved: Any, dout: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         raise NotImplementedError
 
+    #: True when forward, local partials and backward need only +, −, ×, ÷ and comparisons,
+    #: so that the layer can run on exact Fractions (``net.astype("exact")``).
+    rational: bool = False
+
     def param_backward(self, saved: Any, dout: np.ndarray) -> dict[str, np.ndarray]:
         """Only the parameter gradients of ``backward``: for the first layer of a network,
         where nothing needs ∂L/∂x. Layers whose dx is costly (Affine) skip computing it."""

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import numbers
 from ..partials import Diagonal, LocalPartials
 from .base import Layer
 
@@ -30,6 +31,8 @@ class OutputSaved:
 
 class ReLU(Layer):
     """``y = max(x, 0)``; local partial 1 where x > 0, else 0 (ReLU′(0) = 0)."""
+
+    rational = True
 
     kink_convention = "ReLU'(0) = 0 in both the local partials and the classic backward"
 
@@ -53,7 +56,7 @@ class ReLU(Layer):
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     # Two branches so that exp never overflows: for x < 0 use e^x / (1 + e^x).
-    e = np.exp(-np.abs(x))  # float64 for integer x, float32 stays float32
+    e = numbers.exp(-np.abs(x))  # float64 for integer x, float32 stays float32
     return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
@@ -77,7 +80,7 @@ class Tanh(Layer):
     """``y = tanh x``; local partial ``1 - y²``."""
 
     def forward(self, x):
-        out = np.tanh(x)
+        out = numbers.tanh(x)
         return out, OutputSaved(out=out)
 
     def local_partials(self, saved):

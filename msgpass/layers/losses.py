@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import numbers
 from ..checks import as_array
 from ..errors import DtypeError, InputValueError, ShapeError
 from ..partials import Dense, LocalPartials
@@ -44,10 +45,19 @@ def class_target(target, x: np.ndarray) -> np.ndarray:
                 f"label of sample {bad} is {shown}; expected 0..{classes - 1} "
                 f"({classes} classes)")
         labels = t.astype(np.int64)
-        onehot = np.zeros((batch, classes), dtype=x.dtype)
+        onehot = np.zeros((batch, classes), dtype=np.float64 if x.dtype == object else x.dtype)
         onehot[np.arange(batch), labels] = 1
+        if x.dtype == object:   # exact or mp: 0 and 1 as the mode's numbers (int / int is float)
+            return numbers.convert_like(x, onehot, "target")
         return onehot
     if t.shape == (batch, classes):
+        if x.dtype == object:
+            rows = numbers.convert_like(x, t, "target")
+            if np.any(rows < 0):
+                bad = np.argwhere(rows < 0)[0]
+                raise InputValueError(f"target rows must be non-negative, but sample {bad[0]}, "
+                                      f"class {bad[1]} is {rows[bad[0], bad[1]]}")
+            return rows
         rows = t.astype(x.dtype)
         if not np.all(np.isfinite(rows)):
             bad = np.argwhere(~np.isfinite(rows))[0]
@@ -90,13 +100,13 @@ class SoftmaxCrossEntropy(LossLayer):
         t = self.prepare_target(target, x)
         logp = log_softmax(x)
         loss = -np.sum(t * logp, axis=1, keepdims=True)
-        return loss, ClassSaved(prob=np.exp(logp), target=t)
+        return loss, ClassSaved(prob=numbers.exp(logp), target=t)
 
     def local_partials(self, saved):
         grad, terms = _cross_entropy_partials(saved.prob, saved.target)
         return LocalPartials(Dense(grad[:, :, None], terms[:, :, None]))
 
-    def backward(self, saved, dout=1.0):
+    def backward(self, saved, dout=1):
         batch_size, t = saved.target.shape[0], saved.target
         dx = dout * (saved.prob * np.sum(t, axis=1, keepdims=True) - t) / batch_size
         return dx, {}
@@ -110,6 +120,8 @@ class NLLLoss(LossLayer):
     log-probability rows. Local partials ``∂ℓ_b/∂x_n = −t_n``.
     """
 
+    rational = True
+
     def prepare_target(self, target, x):
         return class_target(target, x)
 
@@ -121,7 +133,7 @@ class NLLLoss(LossLayer):
     def local_partials(self, saved):
         return LocalPartials(Dense(-saved.target[:, :, None]))
 
-    def backward(self, saved, dout=1.0):
+    def backward(self, saved, dout=1):
         batch_size = saved.target.shape[0]
         dx = -dout * saved.target / batch_size
         return dx, {}
@@ -139,12 +151,16 @@ class MSELoss(LossLayer):
     Local partials ``∂ℓ_b/∂y_n = y_n − t_n``.
     """
 
+    rational = True
+
     def prepare_target(self, target, x):
         t = as_array(target, "target")
         if t.dtype.kind not in "biuf":
             raise DtypeError(f"target must be numeric, got dtype {t.dtype}")
         if t.shape != x.shape:
             raise ShapeError(f"target must have the shape of the input {x.shape}, got {t.shape}")
+        if x.dtype == object:   # exact or mp: convert and check entry by entry
+            return numbers.convert_like(x, t, "target")
         t = t.astype(x.dtype)
         if not np.all(np.isfinite(t)):
             bad = np.argwhere(~np.isfinite(t))[0]
@@ -154,13 +170,14 @@ class MSELoss(LossLayer):
     def forward(self, x, target=None):
         t = self.prepare_target(target, x)
         diff = x - t
-        return (0.5 * np.sum(diff * diff, axis=1, keepdims=True),
+        # / 2, not 0.5 *: a float factor would turn exact Fractions into floats
+        return (np.sum(diff * diff, axis=1, keepdims=True) / 2,
                 DiffSaved(diff=diff, size=np.abs(x) + np.abs(t)))
 
     def local_partials(self, saved):
         # y − t is a difference: its round-off scales with |y| + |t|, not |y − t|.
         return LocalPartials(Dense(saved.diff[:, :, None], saved.size[:, :, None]))
 
-    def backward(self, saved, dout=1.0):
+    def backward(self, saved, dout=1):
         batch_size = saved.diff.shape[0]
         return dout * saved.diff / batch_size, {}

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import numbers
 from ..partials import Dense, LocalPartials
 from .base import Layer
 
@@ -18,12 +19,12 @@ __all__ = ["Softmax", "LogSoftmax", "softmax", "log_softmax"]
 def log_softmax(x: np.ndarray) -> np.ndarray:
     """Row-wise ``x - log Σ exp x``, computed without overflow. Shape (B, N) → (B, N)."""
     shifted = x - x.max(axis=1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted - numbers.log(numbers.exp(shifted).sum(axis=1, keepdims=True))
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
     """Row-wise softmax, computed without overflow. Shape (B, N) → (B, N)."""
-    e = np.exp(x - x.max(axis=1, keepdims=True))
+    e = numbers.exp(x - x.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
@@ -67,7 +68,7 @@ class LogSoftmax(Layer):
 
     def forward(self, x):
         out = log_softmax(x)
-        return out, ProbSaved(prob=np.exp(out))
+        return out, ProbSaved(prob=numbers.exp(out))
 
     def local_partials(self, saved):
         p = saved.prob

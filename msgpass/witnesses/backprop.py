@@ -64,16 +64,19 @@ def backprop(net, x, target, *, input_grad: bool = True) -> BackpropResult:
     BackpropResult
     """
     layers = net.layers
-    z = as_batch(x, net.dtype, copy=False)  # read only, and not kept past the call
+    numbers = getattr(net, "numbers", None)   # exact or mp arithmetic, or None for floats
+    z = as_batch(x, net.dtype, copy=False, numbers=numbers)  # read only, not kept
     saved = []
     for t, layer in enumerate(layers, 1):
         z, s = run_layer(layer, t, z, target)
         saved.append(s)
-    loss = float(np.mean(z))
+    loss = float(np.mean(z)) if numbers is None else numbers.mean(z)
 
     grads: dict[str, np.ndarray] = {}
     dz: list[np.ndarray] = [None] * len(layers)  # type: ignore[list-item]
-    dout = 1.0  # ∂L/∂L; the loss layer's backward supplies the 1/B of the mean
+    # ∂L/∂L; the loss layer's backward supplies the 1/B of the mean. An int 1, not 1.0, so
+    # that exact Fractions stay Fractions (1.0 · Fraction is a float).
+    dout = 1
     for t in range(len(layers), 0, -1):
         if t == 1 and not input_grad:
             dout, dparams = None, layers[0].param_backward(saved[0], dout)

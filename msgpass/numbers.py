@@ -1,0 +1,222 @@
+"""Number modes beyond floating point: exact rationals and arbitrary precision.
+
+A network or graph normally computes in float64 or float32. For proof-grade statements it
+can instead hold numpy object arrays of
+
+* ``fractions.Fraction`` ("exact"): +, −, ×, ÷ and comparisons stay exact, so messages, node
+  sums and gradients can be compared with ``==``. Only rational-preserving pieces qualify
+  (Affine, ReLU, Max, Add, Sub, Mul, Div, Copy, MSELoss, NLLLoss, identity); exp, log and tanh
+  leave the rationals, and the layers and ops that need them refuse exact mode by name.
+* ``mpmath.mpf`` at a chosen number of significant decimal digits ("mp:50"): every layer works,
+  and the gap between messages and backprop is round-off at that precision. mpmath is an
+  optional extra (``pip install "msgpass[mp]"``).
+
+Floats convert exactly in both (a binary float is a rational; mpf at ≥ 53 bits holds it).
+"""
+
+from __future__ import annotations
+
+import numbers as _abc
+from fractions import Fraction
+
+import numpy as np
+
+from .errors import DtypeError, InputValueError
+
+__all__ = ["NumberMode", "Exact", "Multiprecision", "number_mode", "mode_of", "convert_like",
+           "EXACT"]
+
+
+class NumberMode:
+    """How one kind of exact-or-precise number is made and computed with."""
+
+    name: str = ""
+    exact: bool = False
+    dtype = np.dtype(object)
+
+    def scalar(self, value, what: str = "value"):
+        raise NotImplementedError
+
+    def array(self, values, what: str = "value") -> np.ndarray:
+        """``values`` (any array-like of ints, floats, Fractions or mpf) as an object array
+        of this mode's numbers. Raises DtypeError / InputValueError naming ``what``."""
+        a = np.asarray(values, dtype=object) if not isinstance(values, np.ndarray) else values
+        if a.dtype.kind not in "biufO":
+            raise DtypeError(f"{what} must hold numbers, got dtype {a.dtype}")
+        out = np.empty(a.shape, dtype=object)
+        flat_in, flat_out = a.reshape(-1), out.reshape(-1)
+        for i, v in enumerate(flat_in):
+            flat_out[i] = self.scalar(v, what)
+        return out
+
+    def one_over(self, n: int):
+        """1/n in this mode (the batch mean's weight)."""
+        return self.scalar(Fraction(1, n))
+
+    def mean(self, values: np.ndarray):
+        return np.sum(values) / values.size
+
+    def isfinite(self, value) -> bool:
+        return True
+
+    def exp(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def log(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def tanh(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def _finite_float(value, what: str) -> float:
+    if not np.isfinite(value):
+        raise InputValueError(f"{what} contains {value}; it must be finite")
+    return float(value)
+
+
+class Exact(NumberMode):
+    """Python Fractions: +, −, ×, ÷ exact; exp, log, tanh refused."""
+
+    name = "exact"
+    exact = True
+
+    def scalar(self, value, what="value"):
+        if isinstance(value, Fraction):
+            return value
+        if isinstance(value, (bool, np.bool_)):
+            return Fraction(int(value))
+        if isinstance(value, (int, np.integer)):
+            return Fraction(int(value))
+        if isinstance(value, (float, np.floating)):
+            return Fraction(_finite_float(value, what))   # exact: a float is a dyadic rational
+        if isinstance(value, _abc.Rational):
+            return Fraction(value.numerator, value.denominator)
+        raise DtypeError(f"{what} holds {value!r} ({type(value).__name__}); exact mode takes "
+                         f"ints, floats and Fractions")
+
+    def _refuse(self, name: str):
+        raise DtypeError(f"{name} leaves the rational numbers, so it cannot run in exact mode; "
+                         f"use an arbitrary-precision mode such as 'mp:50' instead")
+
+    def exp(self, x):
+        self._refuse("exp")
+
+    def log(self, x):
+        self._refuse("log")
+
+    def tanh(self, x):
+        self._refuse("tanh")
+
+
+class Multiprecision(NumberMode):
+    """mpmath numbers at ``digits`` significant decimal digits, in a context of their own (the
+    global mpmath precision is never touched)."""
+
+    def __init__(self, digits: int) -> None:
+        try:
+            import mpmath
+        except ImportError:
+            raise DtypeError("arbitrary precision needs mpmath, an optional extra: "
+                             "pip install 'msgpass[mp]' (or pip install mpmath)") from None
+        if isinstance(digits, bool) or not isinstance(digits, (int, np.integer)) \
+                or not 15 <= digits <= 10_000:
+            raise DtypeError(f"mp digits must be an integer from 15 to 10000, got {digits!r}")
+        self.digits = int(digits)
+        self.context = mpmath.MPContext()
+        self.context.dps = self.digits
+        self.name = f"mp:{self.digits}"
+        self._mpf = self.context.mpf
+        self._exp = np.frompyfunc(self.context.exp, 1, 1)
+        self._log = np.frompyfunc(self.context.log, 1, 1)
+        self._tanh = np.frompyfunc(self.context.tanh, 1, 1)
+
+    def scalar(self, value, what="value"):
+        if isinstance(value, Fraction):
+            return self._mpf(value.numerator) / value.denominator
+        if isinstance(value, (bool, np.bool_, int, np.integer)):
+            return self._mpf(int(value))
+        if isinstance(value, (float, np.floating)):
+            return self._mpf(_finite_float(value, what))
+        if type(value).__name__ == "mpf":
+            if not self.context.isfinite(value):
+                raise InputValueError(f"{what} contains {value}; it must be finite")
+            return self._mpf(value)
+        raise DtypeError(f"{what} holds {value!r} ({type(value).__name__}); mp mode takes "
+                         f"ints, floats, Fractions and mpmath numbers")
+
+    def isfinite(self, value) -> bool:
+        return bool(self.context.isfinite(value))
+
+    def exp(self, x):
+        return self._exp(x)
+
+    def log(self, x):
+        return self._log(x)
+
+    def tanh(self, x):
+        return self._tanh(x)
+
+
+EXACT = Exact()
+_MODES: dict[int, Multiprecision] = {}
+
+
+def number_mode(spec) -> NumberMode:
+    """"exact" or "mp:N" (N significant digits) as a NumberMode; DtypeError otherwise."""
+    if isinstance(spec, NumberMode):
+        return spec
+    if spec == "exact":
+        return EXACT
+    if isinstance(spec, str) and spec.startswith("mp:"):
+        try:
+            digits = int(spec[3:])
+        except ValueError:
+            raise DtypeError(f"unknown number mode {spec!r}: write mp:N with N digits, "
+                             f"e.g. 'mp:50'") from None
+        if digits not in _MODES:     # one context per precision, so modes compare equal
+            _MODES[digits] = Multiprecision(digits)
+        return _MODES[digits]
+    raise DtypeError(f"unknown number mode {spec!r}; use float64, float32, 'exact' or 'mp:N'")
+
+
+def mode_of(a: np.ndarray) -> NumberMode | None:
+    """The number mode of an object array's entries (None for a float array)."""
+    if a.dtype != object:
+        return None
+    for value in a.reshape(-1):
+        if isinstance(value, (Fraction, int, np.integer)):
+            continue    # an int (a ReLU's 0, a one-hot 1) says nothing: look further
+        context = getattr(value, "context", None)
+        if context is not None:
+            return number_mode(f"mp:{context.dps}")
+        raise DtypeError(f"an object array holds {type(value).__name__}; msgpass computes on "
+                         f"floats, Fractions or mpmath numbers")
+    return EXACT
+
+
+def convert_like(x: np.ndarray, values, what: str) -> np.ndarray:
+    """``values`` in the number kind of ``x``: its float dtype, or its exact/mp mode."""
+    mode = mode_of(x)
+    if mode is None:
+        return np.asarray(values).astype(x.dtype)
+    return mode.array(values, what)
+
+
+def exp(x: np.ndarray) -> np.ndarray:
+    """Elementwise e^x for float arrays and for mp object arrays (exact mode refuses)."""
+    mode = mode_of(x)
+    return np.exp(x) if mode is None else mode.exp(x)
+
+
+def log(x: np.ndarray) -> np.ndarray:
+    mode = mode_of(x)
+    return np.log(x) if mode is None else mode.log(x)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    mode = mode_of(x)
+    return np.tanh(x) if mode is None else mode.tanh(x)
