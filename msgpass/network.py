@@ -3,7 +3,6 @@ message pass. It knows nothing of drawing, verification or training."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 
@@ -205,13 +204,8 @@ class Sequential:
         if isinstance(dtype, (str, NumberMode)) and (dtype == "exact" or str(dtype).startswith(
                 "mp:") or isinstance(dtype, NumberMode)):
             mode = number_mode(dtype)
-            clones = []
-            for t, layer in enumerate(self.layers, 1):
-                clone = copy.copy(layer)
-                clone.params = {k: mode.array(v, f"parameter {t}.{k}")
-                                for k, v in layer.params.items()}
-                clones.append(clone)
-            return Sequential(clones, dtype=mode, input_width=self.input_width)
+            return Sequential([layer.astype(mode) for layer in self.layers], dtype=mode,
+                              input_width=self.input_width)
         try:
             dt = np.dtype(dtype)
         except TypeError:

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .compare import Comparison, Tolerance, compare, tolerances_for
+from .compare import Comparison, Tolerance, compare, compare_numbers, tolerances_for
+from .compare import compare as compare_floats
 from .errors import NonFiniteError
+from .numbers import mode_of
 from .witnesses import backprop, numeric_witness
 
 __all__ = ["verify", "verify_graph", "Report", "Check", "DEFAULT_NUMERIC_ENTRIES"]
@@ -119,6 +121,9 @@ class Report:
             names.append("the path sums")
         witnesses = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
         text = f"VERIFIED: at every step the message sums equal {witnesses}"
+        if self.dtype == "exact":
+            text = (f"VERIFIED EXACTLY: at every step the message sums equal {witnesses}, "
+                    f"compared with == on Fractions")
         if any(c.part == "conclusion" for c in self.checks):
             text += ", and so do the parameter gradients"
         if not numeric:
@@ -292,6 +297,9 @@ def _verify(net, x, target, numeric, numeric_entries, seed) -> Report:
                                         or numeric_entries < 1):
         raise ValueError(f"numeric_entries must be a positive integer or None, "
                          f"got {numeric_entries!r}")
+    numbers = getattr(net, "numbers", None)
+    if numbers is not None:
+        return _verify_numbers(net, x, target, numbers)
     loss = net.forward(x, target)
     labels = net.labels
     T = net.T
@@ -351,6 +359,54 @@ def _verify(net, x, target, numeric, numeric_entries, seed) -> Report:
         if points:
             report.kinks.append(KinkReport(t, labels[t - 1], points,
                                            net.layers[t - 1].kink_convention))
+    return report
+
+
+def _verify_numbers(net, x, target, numbers) -> Report:
+    """The induction in exact or mp arithmetic, against standard backprop in the same
+    arithmetic. Exact: every claim is ``==``. The numerical witness needs floating point and
+    is not run; path magnitudes are not needed (exact) or replaced by the largest entry (mp)."""
+    loss = net.forward(x, target)
+    labels, T = net.labels, net.T
+    report = Report(network=labels, batch=net._record.values[0].shape[0], dtype=numbers.name,
+                    loss=float(loss), numeric=False)
+    try:
+        trace = net.backward(keep="all")
+    except NonFiniteError as err:
+        report.error = str(err)
+        return report
+    tol = tolerances_for(net.dtype, numbers)["backprop"]
+    ref = backprop(net, x, target)
+    add = report.checks.append
+    add(Check("forward", None, "loss", "L equals backprop's forward L", "backprop",
+              compare_numbers(np.array([loss], dtype=object),
+                              np.array([ref.loss], dtype=object), tol), tol))
+    for t in range(T, 0, -1):
+        part, label = ("base" if t == T else "step"), labels[t - 1]
+        jac = trace.partials[t - 1].inputs.dense()
+        if t == T:
+            claim, expected = f"δ^{T} = J^{T} · 1/B", jac * numbers.one_over(trace.batch)
+        else:
+            claim = f"δ^{t} = J^{t} · Σ δ^{t + 1}"
+            expected = jac * trace.message(t + 1).sum(axis=2)[:, None, :]
+        add(Check(part, t, label, claim, "partials",
+                  compare_numbers(trace.message(t), expected, tol), tol))
+        add(Check(part, t, label, f"S^{t} = ∂L/∂z^{t - 1} (backprop)", "backprop",
+                  compare_numbers(trace.incoming(t), ref.incoming(t), tol), tol))
+    for key, grad in trace.grads.items():
+        add(Check("conclusion", int(key.split(".")[0]), key, f"∂L/∂{key} (backprop)",
+                  "backprop", compare_numbers(grad, ref.grads[key], tol), tol))
+    for t, mask in sorted(trace.nondifferentiable.items()):
+        points = [(int(b), int(n)) for b, n in np.argwhere(mask)]
+        if points:
+            report.kinks.append(KinkReport(t, labels[t - 1], points,
+                                           net.layers[t - 1].kink_convention))
+    report.notes.append(
+        "exact: Fractions throughout, every claim compared with == (max abs must be 0)"
+        if numbers.exact else
+        f"{numbers.name}: mpmath at {numbers.digits} significant digits; errors relative to "
+        f"the largest entry")
+    report.notes.append("the numerical witness needs floating point and was not run")
     return report
 
 
@@ -430,17 +486,33 @@ def verify_graph(graph, output, seed=None, *, numeric: bool = True,
         return Report(network=[name], batch=0, dtype="float64", loss=float("nan"),
                       numeric=numeric, error=str(err))
     value = trace.values[name]
+    numbers = mode_of(value)          # exact Fractions or mp numbers, or None for float64
+    if numbers is not None:
+        numeric = False               # numerical differentiation needs floating point
     report = Report(network=[f"{n}: {graph.nodes[n].op.describe()}" if graph.nodes[n].op
                              else f"{n}: {graph.nodes[n].kind}" for n in trace.order],
-                    batch=value.shape[0], dtype="float64",
+                    batch=value.shape[0], dtype="float64" if numbers is None else numbers.name,
                     loss=float(np.sum(trace.seed * value)), numeric=numeric, kind="graph")
+
+    def compare(a, b, tol, include=None, magnitude=None):  # noqa: F811 - one rule per mode
+        if numbers is not None:
+            return compare_numbers(a, np.asarray(b, dtype=object), tol)
+        return compare_floats(a, b, tol, include=include, magnitude=magnitude)
     for v in trace.order:
         report.suspects[v] = [w for w in trace.order if v in graph.nodes[w].inputs]
-    tols = tolerances_for(np.float64)
+    tols = tolerances_for(np.float64, numbers)
     ref = graph_backprop(graph, name, seed=seed)
     num = graph_numeric(graph, name, seed=seed) if numeric else None
     layered = trace.layered
-    magnitude, grad_magnitude = graph_path_magnitudes(trace)
+    if numbers is None:
+        magnitude, grad_magnitude = graph_path_magnitudes(trace)
+    else:       # exact: not needed; mp: errors are relative to the largest entry
+        magnitude = dict.fromkeys(trace.order)
+        grad_magnitude = dict.fromkeys(trace.grads)
+        report.notes.append(
+            "exact: Fractions throughout, every claim compared with == (max abs must be 0)"
+            if numbers.exact else f"{numbers.name}: mpmath at {numbers.digits} digits")
+        report.notes.append("the numerical witness needs floating point and was not run")
     try:
         paths = path_sum(trace, limit=path_limit or DEFAULT_PATH_LIMIT)
     except PathSumTooLarge as err:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import numbers
 from ..checks import first_nonfinite
 from ..errors import NonFiniteError, ShapeError, StateError
 from ..messages import MessageBlock, pass_messages, sum_incoming
@@ -177,6 +178,14 @@ def _seed_array(seed, value: np.ndarray, output: str, natural: tuple[int, ...]) 
     its value is shown in (``natural``); anything else is an error, never a silent reshape."""
     if seed is None:
         return np.ones_like(value)
+    if value.dtype == object:   # exact or mp: the seed in the same arithmetic
+        s = numbers.convert_like(value, np.asarray(seed), "seed")
+        if s.shape == value.shape:
+            return s
+        if s.shape == natural:
+            return s.reshape(value.shape)
+        raise ShapeError(f"seed for the output {output!r} must have its shape "
+                         f"{natural or value.shape}, got {s.shape}")
     s = np.asarray(seed, dtype=float)
     if s.shape == value.shape:
         return s.copy()
@@ -307,12 +316,13 @@ def layered_view(trace: GraphTrace) -> LayeredView:
     chain = []
     for lv in range(1, top + 1):
         below, here = offsets[lv - 1], offsets[lv]
-        jac = np.zeros((batch, list(below.values())[-1][1], list(here.values())[-1][1]))
+        jac = np.zeros((batch, list(below.values())[-1][1], list(here.values())[-1][1]),
+                       dtype=trace.seed.dtype)   # object for exact or mp graphs
         for name, carried in levels[lv]:
             c0, c1 = here[name]
             if carried:  # identity from its own entry one level down
                 r0, r1 = below[name]
-                jac[:, np.arange(r0, r1), np.arange(c0, c1)] = 1.0
+                jac[:, np.arange(r0, r1), np.arange(c0, c1)] = 1   # int: exact stays exact
                 continue
             for slot, source in enumerate(graph.nodes[name].inputs):
                 r0, r1 = below[source]

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import numbers
 from ..checks import as_array, first_nonfinite
 from ..errors import (
     DtypeError,
@@ -143,6 +144,15 @@ def _constant(value) -> np.ndarray:
 
 def _as_node_value(name: str, value) -> tuple[np.ndarray, tuple[int, ...]]:
     a = as_array(value, f"value of {name!r}")
+    if a.dtype == object:   # Fractions (exact) or mpmath numbers: kept as they are
+        if a.ndim > 2 or a.size == 0:
+            raise ShapeError(f"value of {name!r} must be a scalar, a vector (N,) or a batch "
+                             f"(B, N), got shape {a.shape}")
+        shape = a.shape
+        mode = numbers.mode_of(a)
+        a = mode.array(a.reshape((1, -1) if a.ndim < 2 else a.shape), f"value of {name!r}")
+        a.flags.writeable = False
+        return a, shape
     if a.dtype.kind not in "iuf":
         raise DtypeError(f"value of {name!r} must be real numbers, got dtype {a.dtype}")
     if a.ndim > 2:

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputValueError, ShapeError
+from .. import numbers
+from ..errors import DtypeError, InputValueError, ShapeError
 from ..layers.base import Layer
 from ..partials import Dense, Diagonal, InputPartials, ParamPartials
 
@@ -48,6 +49,19 @@ def edge_partial(values: np.ndarray, in_width: int, terms: np.ndarray | None = N
     if values.shape[1] == in_width:
         return Diagonal(values, terms)
     return Dense(values[:, None, :], None if terms is None else terms[:, None, :])
+
+
+def _saved_input(saved) -> np.ndarray:
+    """Any array a layer saved, to tell which arithmetic its forward ran in."""
+    for value in vars(saved).values() if hasattr(saved, "__dict__") else ():
+        if isinstance(value, np.ndarray) and value.size:
+            return value
+    return np.zeros(0)
+
+
+def _like(x: np.ndarray, constant: np.ndarray):
+    """A constant in x's arithmetic: itself for float x, converted exactly for exact or mp."""
+    return numbers.convert_like(x, constant, "constant") if x.dtype == object else constant
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -240,7 +254,8 @@ class Max(Op):
 
     def _routing(self, saved):
         a, b = saved.operands()
-        to_a = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0)).astype(a.dtype)
+        to_a = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
+        to_a = numbers.convert_like(a, to_a, "routing")   # ½ stays exact on Fractions
         return to_a, 1 - to_a
 
     def local_partials(self, saved):
@@ -251,8 +266,8 @@ class Max(Op):
     def backward(self, saved, dout):
         shape = dout.shape
         a, b = np.broadcast_to(saved.a, shape), np.broadcast_to(saved.b, shape)
-        da = dout * (a > b) + 0.5 * dout * (a == b)
-        db = dout * (b > a) + 0.5 * dout * (a == b)
+        da = dout * (a > b) + dout * (a == b) / 2    # / 2, not 0.5 *: Fractions stay exact
+        db = dout * (b > a) + dout * (a == b) / 2
         return [unbroadcast(da, saved.a.shape), unbroadcast(db, saved.b.shape)], {}
 
     def nondifferentiable(self, saved):
@@ -290,13 +305,29 @@ class Pow(Op):
                                   f"entry {bad[1]}")
         if self.exponent < 0 and np.any(x == 0):
             raise InputValueError(f"x ** {self.exponent:g} is infinite at x = 0")
-        return x**self.exponent, OneSaved(x, None)
+        p = self._power(x)
+        return x**p, OneSaved(x, None)
+
+    def _power(self, x):
+        """The exponent in x's arithmetic: an int where it is one (exact Fractions stay
+        exact), refused in exact mode otherwise."""
+        if x.dtype != object:
+            return self.exponent
+        if float(self.exponent).is_integer():
+            return int(self.exponent)
+        mode = numbers.mode_of(x)
+        if mode.exact:
+            raise DtypeError(f"x ** {self.exponent:g} leaves the rational numbers, so it cannot "
+                             f"run in exact mode; use 'mp:50'")
+        return mode.scalar(self.exponent)
 
     def local_partials(self, saved):
-        return OpPartials([Diagonal(self.exponent * saved.x ** (self.exponent - 1))])
+        p = self._power(saved.x)
+        return OpPartials([Diagonal(p * saved.x ** (p - 1))])
 
     def backward(self, saved, dout):
-        return [dout * self.exponent * saved.x ** (self.exponent - 1)], {}
+        p = self._power(saved.x)
+        return [dout * p * saved.x ** (p - 1)], {}
 
     def branch(self, saved):
         # x^p with p < 1 has a pole or an edge of its domain at 0.
@@ -309,7 +340,7 @@ class Exp(Op):
     label = "exp"
 
     def forward(self, x):
-        out = np.exp(x)
+        out = numbers.exp(x)
         return out, OneSaved(x, out)
 
     def local_partials(self, saved):
@@ -329,7 +360,7 @@ class Log(Op):
             bad = np.argwhere(x <= 0)[0]
             raise InputValueError(f"log needs positive input, got {x[bad[0], bad[1]]:g} at "
                                   f"sample {bad[0]}, entry {bad[1]}")
-        return np.log(x), OneSaved(x, None)
+        return numbers.log(x), OneSaved(x, None)
 
     def local_partials(self, saved):
         return OpPartials([Diagonal(1 / saved.x)])
@@ -377,17 +408,24 @@ class Scale(Op):
             parts.append("+" + (f"{float(self.shift):g}" if not self.shift.ndim else "array"))
         return "scale(" + " ".join(parts) + ")" if parts else "scale"
 
+    def _constants(self, x):
+        """factor, shift, divisor in x's arithmetic (exact Fractions and mp stay so)."""
+        return tuple(_like(x, c) for c in (self.factor, self.shift, self.divisor))
+
     def forward(self, x):
         for constant in (self.factor, self.shift, self.divisor):
             _constant_fits(self, constant, x)
-        return self.factor * x / self.divisor + self.shift, OneSaved(x, None)
+        factor, shift, divisor = self._constants(x)
+        return factor * x / divisor + shift, OneSaved(x, None)
 
     def local_partials(self, saved):
-        slope = np.broadcast_to(self.factor / self.divisor, saved.x.shape)
+        factor, _, divisor = self._constants(saved.x)
+        slope = np.broadcast_to(factor / divisor, saved.x.shape)
         return OpPartials([Diagonal(slope.astype(saved.x.dtype))])
 
     def backward(self, saved, dout):
-        return [dout * self.factor / self.divisor], {}
+        factor, _, divisor = self._constants(dout)
+        return [dout * factor / divisor], {}
 
 
 class Reciprocal(Op):
@@ -405,13 +443,13 @@ class Reciprocal(Op):
             bad = np.argwhere(x == 0)[0]
             raise InputValueError(f"division by zero: the divisor is 0 at sample {bad[0]}, "
                                   f"entry {bad[1]}")
-        return self.numerator / x, OneSaved(x, None)
+        return _like(x, self.numerator) / x, OneSaved(x, None)
 
     def local_partials(self, saved):
-        return OpPartials([Diagonal(-self.numerator / saved.x**2)])
+        return OpPartials([Diagonal(-_like(saved.x, self.numerator) / saved.x**2)])
 
     def backward(self, saved, dout):
-        return [-dout * self.numerator / (saved.x * saved.x)], {}
+        return [-dout * _like(dout, self.numerator) / (saved.x * saved.x)], {}
 
     def branch(self, saved):
         return np.sign(saved.x).astype(np.int8)  # crossing the pole at 0 changes it
@@ -435,22 +473,37 @@ class LayerOp(Op):
     def describe(self):
         return self.layer.describe()
 
+    def _layer_for(self, x: np.ndarray) -> Layer:
+        """The layer itself, or for exact / mp input a twin whose float parameters were
+        converted exactly into that arithmetic (the user's layer is not changed)."""
+        if x.dtype != object or not self.layer.params or all(
+                v.dtype == object for v in self.layer.params.values()):
+            return self.layer
+        mode = numbers.mode_of(x)
+        twins = self.__dict__.setdefault("_twins", {})
+        if mode.name not in twins:
+            twins[mode.name] = self.layer.astype(mode)
+        return twins[mode.name]
+
     def forward(self, x):
-        if self.layer.is_loss:
-            return self.layer.forward(x, self.target)
-        return self.layer.forward(x)
+        layer = self._layer_for(x)
+        if layer.is_loss:
+            return layer.forward(x, self.target)
+        return layer.forward(x)
 
     def local_partials(self, saved):
-        local = self.layer.local_partials(saved)
+        layer = self._layer_for(_saved_input(saved))
+        local = layer.local_partials(saved)
         return OpPartials([local.inputs], local.params)
 
     def backward(self, saved, dout):
-        if self.layer.is_loss:
+        layer = self._layer_for(dout)
+        if layer.is_loss:
             # In a graph the node is the per-sample loss ℓ_b with its own upstream dout_b;
             # the layer's backward differentiates the batch mean (its 1/B), so scale by B.
-            dx, dparams = self.layer.backward(saved, dout * dout.shape[0])
+            dx, dparams = layer.backward(saved, dout * dout.shape[0])
         else:
-            dx, dparams = self.layer.backward(saved, dout)
+            dx, dparams = layer.backward(saved, dout)
         return [dx], dparams
 
     def nondifferentiable(self, saved):

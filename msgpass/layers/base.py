@@ -109,9 +109,17 @@ class Layer:
         return self.describe()
 
     def astype(self, dtype: Any) -> Layer:
-        """A copy whose parameters are converted to ``dtype``."""
+        """A copy whose parameters are converted to ``dtype``: a float dtype, or a number
+        mode ("exact", "mp:N"), into which floats convert exactly."""
+        from ..numbers import NumberMode, number_mode
         clone = copy.copy(self)
-        clone.params = {k: np.asarray(v, dtype=dtype).copy() for k, v in self.params.items()}
+        if isinstance(dtype, NumberMode) or (isinstance(dtype, str) and (
+                dtype == "exact" or dtype.startswith("mp:"))):
+            mode = number_mode(dtype)
+            clone.params = {k: mode.array(v, f"parameter {k} of {self.describe()}")
+                            for k, v in self.params.items()}
+        else:
+            clone.params = {k: np.asarray(v, dtype=dtype).copy() for k, v in self.params.items()}
         return clone
 
     def _check_width(self, x: np.ndarray, expected: int) -> None:

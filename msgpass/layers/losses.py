@@ -155,7 +155,7 @@ class MSELoss(LossLayer):
 
     def prepare_target(self, target, x):
         t = as_array(target, "target")
-        if t.dtype.kind not in "biuf":
+        if t.dtype.kind not in "biuf" and not (x.dtype == object and t.dtype == object):
             raise DtypeError(f"target must be numeric, got dtype {t.dtype}")
         if t.shape != x.shape:
             raise ShapeError(f"target must have the shape of the input {x.shape}, got {t.shape}")

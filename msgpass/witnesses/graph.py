@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .. import numbers
 from ..errors import MsgpassError
 from .numeric import _STENCIL, EPS_STEP, ROUNDOFF_FACTOR
 
@@ -40,7 +41,11 @@ class GraphGradients:
 
 
 def _seed(seed, value):
-    return np.ones_like(value) if seed is None else np.asarray(seed, float).reshape(value.shape)
+    if seed is None:
+        return np.ones_like(value)
+    if value.dtype == object:   # exact or mp graphs: the seed in their arithmetic
+        return numbers.convert_like(value, np.asarray(seed), "seed").reshape(value.shape)
+    return np.asarray(seed, float).reshape(value.shape)
 
 
 def graph_backprop(graph, output, seed=None) -> GraphGradients:

@@ -105,10 +105,10 @@ def path_sum(trace, nodes: list[str] | None = None, *, limit: int = DEFAULT_PATH
     batch = seed.shape[0]
     for start in nodes:
         width = trace.values[start].shape[1]
-        grad = np.zeros((batch, width))
+        grad = np.zeros((batch, width), dtype=seed.dtype)   # object for exact graphs
         for n in range(width):
             # Explicit stack of (node, entry, product so far (B,)): one path prefix each.
-            stack = [(start, n, np.ones(batch))]
+            stack = [(start, n, np.ones(batch, dtype=seed.dtype))]
             while stack:
                 here, entry, product = stack.pop()
                 if here == trace.output:
