@@ -19,6 +19,9 @@ from .errors import (
 from .graph import Graph, GraphTrace, Node, copy, exp, log, maximum, relu, sigmoid, tanh
 from .layers import (
     Affine,
+    DerivativeWarning,
+    Function,
+    JacobianCheck,
     Layer,
     LogSoftmax,
     LossLayer,
@@ -42,7 +45,7 @@ __version__ = "0.5.0"
 
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",
-    "NLLLoss", "MSELoss", "Layer", "LossLayer",
+    "NLLLoss", "MSELoss", "Layer", "LossLayer", "Function", "JacobianCheck", "DerivativeWarning",
     "Sequential", "Trace", "MessageBlock", "build_network", "DEFAULT_SPEC",
     "Graph", "GraphTrace", "Node", "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",
     "Shared", "Diagonal", "Dense", "Outer", "Elementwise", "LocalPartials",

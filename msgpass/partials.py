@@ -36,6 +36,7 @@ __all__ = [
     "ParamPartials",
     "Outer",
     "Elementwise",
+    "Full",
     "LocalPartials",
 ]
 
@@ -310,6 +311,34 @@ class Elementwise(ParamPartials):
 
     def absolute(self):
         return Elementwise(None if self.factor is None else np.abs(self.factor), self.width)
+
+
+@dataclass(frozen=True, eq=False)
+class Full(ParamPartials):
+    """Any parameter array θ (flattened to P entries) with a full per-sample
+    ``K_b[p, n'] = ∂y_{n'}/∂θ_p``: what a custom Function's partials are.
+
+    Parameters
+    ----------
+    values : ndarray, shape (B, P, N_out)
+    shape : tuple of int
+        The parameter's own shape (P = its size).
+    """
+
+    values: np.ndarray
+    shape: tuple[int, ...]
+    kind = "full"
+
+    def gradient(self, arriving):
+        return np.einsum("bpn,bn->p", self.values, arriving).reshape(self.shape)
+
+    def per_sample(self, arriving, samples=None):
+        rows = slice(None) if samples is None else samples
+        out = np.einsum("bpn,bn->bp", self.values[rows], arriving[rows])
+        return out.reshape((out.shape[0],) + tuple(self.shape))
+
+    def absolute(self):
+        return Full(np.abs(self.values), self.shape)
 
 
 @dataclass(frozen=True, eq=False)

@@ -196,7 +196,7 @@ class Report:
             lines.append("non-differentiable points: none met")
         lines.append("max rel = |a - b| / max(|a|, |b|, floor·M, noise); M = the entry's "
                      "path magnitude")
-        for witness in ("partials", "backprop", "layered", "numeric", "pathsum"):
+        for witness in ("partials", "complex-step", "backprop", "layered", "numeric", "pathsum"):
             tols = [c.tol for c in self.checks if c.witness == witness]
             if tols:
                 atol = max(t.atol for t in tols)
@@ -323,6 +323,7 @@ def _verify(net, x, target, numeric, numeric_entries, seed) -> Report:
     for t in range(T, 0, -1):
         part = "base" if t == T else "step"
         label = labels[t - 1]
+        _check_user_jacobian(net.layers[t - 1], trace.value(t - 1), part, t, label, add)
         jac = trace.partials[t - 1].inputs.dense()
         if t == T:
             claim = f"δ^{T} = J^{T} · 1/B"
@@ -360,6 +361,24 @@ def _verify(net, x, target, numeric, numeric_entries, seed) -> Report:
             report.kinks.append(KinkReport(t, labels[t - 1], points,
                                            net.layers[t - 1].kink_convention))
     return report
+
+
+def _check_user_jacobian(layer, x, part, t, label, add) -> None:
+    """A custom Function with a user Jacobian: that Jacobian against the complex step."""
+    from .layers.function import JACOBIAN_RTOL, Function
+    if not isinstance(layer, Function) or layer.jacobian is None:
+        return
+    check = layer.check(x)
+    tol = Tolerance(JACOBIAN_RTOL, 1.0, 0.0, "user Jacobian vs complex step, relative to the "
+                                             "sample's largest entry")
+    worst = check.wrong[0][:3] if check.wrong else None
+    result = Comparison(max(abs(g - c) for *_, g, c in check.wrong) if check.wrong else 0.0,
+                        check.max_rel, check.ok, x.shape[0] * layer.n_in * layer.n_out, 0,
+                        False, worst)
+    note = "" if check.ok else "wrong (n, n'): " + ", ".join(
+        map(str, sorted({(n, m) for _, n, m, _, _ in check.wrong})))
+    add(Check(part, t, label, f"J^{t} = complex-step Jacobian", "complex-step", result, tol,
+              note))
 
 
 def _verify_numbers(net, x, target, numbers) -> Report:

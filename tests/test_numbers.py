@@ -148,13 +148,12 @@ def mp_gap(digits: int, truth=None):
     trace, ref = net.backward(), mp.backprop(net, x, target)
     gap = err = 0.0
     for t in range(1, net.T + 1):
-        scale = max(abs(v) for v in ref.incoming(t).reshape(-1))
-        gap = max(gap, float(max(abs(a - b) for a, b in zip(trace.incoming(t).reshape(-1),
-                                                             ref.incoming(t).reshape(-1)))
-                             / scale))
+        mine, theirs = trace.incoming(t).reshape(-1), ref.incoming(t).reshape(-1)
+        scale = max(abs(v) for v in theirs)
+        gap = max(gap, float(max(abs(a - b) for a, b in zip(mine, theirs, strict=True)) / scale))
         if truth is not None:
-            err = max(err, float(max(abs(a - b) for a, b in zip(trace.incoming(t).reshape(-1),
-                                                                 truth[t].reshape(-1))) / scale))
+            true = truth[t].reshape(-1)
+            err = max(err, float(max(abs(a - b) for a, b in zip(mine, true, strict=True)) / scale))
     return gap, err, {t: trace.incoming(t) for t in range(1, net.T + 1)}
 
 
