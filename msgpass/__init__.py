@@ -41,7 +41,7 @@ from .trace import Trace
 from .verify import Report, verify
 from .witnesses import backprop, numeric_gradients, numeric_witness
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"
 
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",

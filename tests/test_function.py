@@ -34,6 +34,7 @@ def smooth_jacobian(x, W):
 W0 = np.array([1.5, -0.7])
 
 
+@pytest.mark.claim("C5.4")
 def test_complex_step_partials_match_the_analytic_jacobian_to_round_off():
     fn = mp.Function(smooth, 3, 3, params={"W": W0})
     x = rng.standard_normal((6, 3))
@@ -49,6 +50,7 @@ def test_complex_step_partials_match_the_analytic_jacobian_to_round_off():
     assert np.all(K[:, 0, [0, 2]] == 0) and np.all(K[:, 1, [0, 1]] == 0)
 
 
+@pytest.mark.claim("C5.5")
 def test_a_wrong_user_jacobian_is_caught_and_its_entries_named():
     def wrong(x, W):
         J = smooth_jacobian(x, W)

@@ -24,6 +24,7 @@ def all_fractions(a) -> bool:
     return all(isinstance(v, Fraction) for v in np.asarray(a).reshape(-1))
 
 
+@pytest.mark.claim("C5.1")
 def test_exact_network_messages_sum_to_backprop_exactly():
     exact, x, target = exact_case()
     loss = exact.forward(x, target)
@@ -52,6 +53,7 @@ def test_floats_convert_exactly():
     assert net.params["1.W"].dtype == np.float64     # the original is untouched
 
 
+@pytest.mark.claim("C5.1")
 def test_verify_in_exact_mode_says_exact_and_compares_with_equality():
     exact, x, target = exact_case()
     report = mp.verify(exact, x, target)
@@ -61,6 +63,7 @@ def test_verify_in_exact_mode_says_exact_and_compares_with_equality():
     assert all(c.tol.rtol == 0 and c.result.max_abs == 0 for c in report.checks)
 
 
+@pytest.mark.claim("C5.2")
 def test_a_planted_error_is_caught_exactly(monkeypatch):
     """A partial off by one part in 10^30 is invisible to floats and fatal in exact mode."""
     exact, x, target = exact_case()
@@ -76,6 +79,7 @@ def test_a_planted_error_is_caught_exactly(monkeypatch):
     assert report.first_failure.witness == "backprop"
 
 
+@pytest.mark.claim("C5.1")
 def test_exact_graph_with_max_copy_and_every_rational_op():
     g = mp.Graph()
     x = g.input("x", np.array([[Fraction(1, 3), Fraction(-2, 5), Fraction(7, 4)],
@@ -157,6 +161,7 @@ def mp_gap(digits: int, truth=None):
     return gap, err, {t: trace.incoming(t) for t in range(1, net.T + 1)}
 
 
+@pytest.mark.claim("C5.3")
 def test_the_gap_is_round_off_and_falls_with_the_digits():
     pytest.importorskip("mpmath")
     _, _, truth = mp_gap(120)

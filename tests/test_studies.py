@@ -1,0 +1,47 @@
+"""The research scripts under theory/ run, and their conclusions hold (small cases)."""
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+THEORY = Path(__file__).resolve().parents[1] / "theory"
+
+
+def load(name):
+    spec = importlib.util.spec_from_file_location(name, THEORY / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.claim("C5.3")
+def test_the_precision_study_shows_the_error_falling_with_the_digits(tmp_path):
+    pytest.importorskip("mpmath")
+    study = load("precision_study")
+    rows = dict((name, (gap, err)) for name, gap, err in
+                study.measure("3-4-tanh-4-sigmoid-3-logsoftmax-nll", digits=(20, 30, 40),
+                              batch=2, reference_digits=80))
+    for low, high in [("mp:20", "mp:30"), ("mp:30", "mp:40")]:
+        for i in (0, 1):    # the gap to backprop, and the error against the 80-digit reference
+            assert rows[high][i] < rows[low][i] * 1e-7   # ten more digits: ~1e-10 smaller
+    assert 1e-18 < rows["float64"][1] < 1e-13            # float64 sits at its own round-off
+    study.plot(list((k, *v) for k, v in rows.items()), tmp_path / "precision.png")
+    assert (tmp_path / "precision.png").stat().st_size > 0
+
+
+@pytest.mark.claim("C5.6")
+@pytest.mark.claim("C5.7")
+def test_the_vanishing_gradient_study(tmp_path):
+    study = load("vanishing_gradients")
+    results = {name: study.measure(name) for name in study.ACTIVATIONS}   # 30 layers, as stated
+    sigmoid = results["sigmoid"]["mean |δ|"]
+    assert sigmoid[-1] / sigmoid[0] > 1e15                       # top over bottom
+    per_layer = (sigmoid[0] / sigmoid[-1]) ** (1 / (len(sigmoid) - 1))
+    assert 0.2 < per_layer < 0.26
+    for name, bound in (("tanh", 20), ("relu", 3)):     # measured 13 and 2.0
+        m = results[name]["mean |δ|"]
+        assert max(m) / min(m) < bound, (name, max(m) / min(m))
+    study.plot(results, tmp_path / "vanishing.png")
+    assert np.all(np.isfinite(results["relu"]["rms S"]))
