@@ -60,8 +60,9 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--batch", type=_positive, default=8, help="batch size (default 8)")
     v.add_argument("--seed", type=_nonnegative, default=0,
                    help="seed of the weights and the batch (default 0)")
-    v.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="precision of the message pass (default float64)")
+    v.add_argument("--dtype", type=_arithmetic, default="float64", metavar="ARITHMETIC",
+                   help=("float64 (default), float32, exact (Fractions: Affine, ReLU, MSE, NLL "
+                         "only) or mp:D (mpmath at D digits, optional extra)"))
     v.add_argument("--numeric-entries", type=_positive, default=DEFAULT_NUMERIC_ENTRIES,
                    metavar="N", help=("estimate at most N entries of each parameter numerically "
                                       f"(a seeded sample; default {DEFAULT_NUMERIC_ENTRIES})"))
@@ -110,15 +111,25 @@ def _physical_memory() -> int:
         return 1 << 62
 
 
+def _arithmetic(text: str) -> str:
+    if text in ("float64", "float32", "exact") or (text.startswith("mp:") and text[3:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: use float64, float32, exact or mp:D (e.g. mp:50)")
+
+
 def run_verify(args) -> int:
-    need = message_count(args.arch, args.batch) * np.dtype(args.dtype).itemsize
+    floating = args.dtype in ("float64", "float32")
+    itemsize = np.dtype(args.dtype).itemsize if floating else 8   # object arrays: pointers
+    need = message_count(args.arch, args.batch) * itemsize
     have = _physical_memory()
     if need > have:
         raise MsgpassError(f"verifying {args.arch!r} at batch {args.batch} keeps about "
                            f"{need / 2**30:.3g} GiB of messages, more than this machine's "
                            f"{have / 2**30:.3g} GiB; use a smaller batch or network")
-    net = build_network(args.arch, seed=args.seed, dtype=args.dtype)
+    net = build_network(args.arch, seed=args.seed, dtype=args.dtype if floating else "float64")
     x, target = random_batch(net, args.batch, np.random.default_rng(args.seed))
+    if not floating:   # the same seeded float64 network and batch, converted exactly
+        net = net.astype(args.dtype)
     report = verify(net, x, target, numeric=not args.no_numeric,
                     numeric_entries=args.numeric_entries, numeric_seed=args.seed)
     if args.json:

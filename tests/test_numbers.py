@@ -186,3 +186,15 @@ def test_mp_verify_holds_within_its_tolerance_on_random_networks(digits):
         assert report.ok, str(report)
         worst = max(worst, max(c.result.max_rel for c in report.checks))
     assert worst <= 10.0 ** (2 - digits)   # the tolerance is 10^(3 − digits): 10x margin
+
+
+def test_the_cli_verifies_exactly_and_refuses_in_one_line(capsys):
+    from msgpass.cli import main
+    assert main(["verify", "--arch", "3-4-relu-3-relu-2-mse", "--dtype", "exact"]) == 0
+    assert "VERIFIED EXACTLY" in capsys.readouterr().out
+    assert main(["verify", "--dtype", "exact"]) == 2          # the default has sigmoid, tanh
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "layer 6 (Sigmoid)" in err
+    with pytest.raises(SystemExit) as stop:
+        main(["verify", "--dtype", "mp:x"])
+    assert stop.value.code == 2
