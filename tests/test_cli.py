@@ -38,7 +38,7 @@ def test_verify_without_numeric(capsys):
     (["verify", "--arch", "4-xx-sce"], "token 2 ('xx') is not a width or a layer"),
     (["verify", "--batch", "0"], "argument --batch: expected a positive integer, got '0'"),
     (["verify", "--batch", "-1"], "argument --batch"),
-    (["verify", "--dtype", "float16"], "argument --dtype: invalid choice"),
+    (["verify", "--dtype", "float16"], "argument --dtype: 'float16': use float64, float32"),
     (["verify", "--bogus"], "unrecognized arguments: --bogus"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ])
