@@ -35,6 +35,7 @@ from .layers import (
 )
 from .messages import MessageBlock
 from .network import Sequential
+from .numbers import as_numbers
 from .partials import Dense, Diagonal, Elementwise, LocalPartials, Outer, Shared
 from .spec import DEFAULT_SPEC, build_network
 from .trace import Trace
@@ -46,7 +47,7 @@ __version__ = "0.6.0"
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",
     "NLLLoss", "MSELoss", "Layer", "LossLayer", "Function", "JacobianCheck", "DerivativeWarning",
-    "Sequential", "Trace", "MessageBlock", "build_network", "DEFAULT_SPEC",
+    "Sequential", "Trace", "as_numbers", "MessageBlock", "build_network", "DEFAULT_SPEC",
     "Graph", "GraphTrace", "Node", "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",
     "Shared", "Diagonal", "Dense", "Outer", "Elementwise", "LocalPartials",
     "backprop", "numeric_gradients", "numeric_witness", "verify", "Report",

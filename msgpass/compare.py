@@ -28,6 +28,7 @@ and 7.7·u·M in float32.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -132,7 +133,11 @@ def compare_numbers(a, b, tol: Tolerance) -> Comparison:
     worst = tuple(int(i) for i in np.unravel_index(k, a.shape))
     max_abs = diff.reshape(-1)[k]
     if tol.rtol == 0:
-        ok = bool(np.all(a == b))
+        # exact: equal as numbers, and both sides still exact (a float 0.5 == Fraction(1, 2),
+        # but a float means exactness was lost somewhere)
+        rational = all(isinstance(v, (Fraction, int)) for v in a.reshape(-1)) and all(
+            isinstance(v, (Fraction, int)) for v in b.reshape(-1))
+        ok = bool(np.all(a == b)) and rational
         rel = 0.0 if ok else float(max_abs / size) if size != 0 else np.inf
         return Comparison(float(max_abs), rel, ok, int(a.size), 0, False, worst)
     rel = max_abs / max(size, tol.floor * size) if size != 0 else 0 * max_abs

@@ -24,7 +24,7 @@ import numpy as np
 from .errors import DtypeError, InputValueError
 
 __all__ = ["NumberMode", "Exact", "Multiprecision", "number_mode", "mode_of", "convert_like",
-           "EXACT"]
+           "as_numbers", "EXACT"]
 
 
 class NumberMode:
@@ -196,6 +196,12 @@ def mode_of(a: np.ndarray) -> NumberMode | None:
         raise DtypeError(f"an object array holds {type(value).__name__}; msgpass computes on "
                          f"floats, Fractions or mpmath numbers")
     return EXACT
+
+
+def as_numbers(values, mode) -> np.ndarray:
+    """``values`` as an object array in ``mode`` ("exact" or "mp:D"), converted exactly: how
+    to give a graph exact or mp inputs, e.g. ``g.input("x", mp.as_numbers(x, "mp:50"))``."""
+    return number_mode(mode).array(values, "values")
 
 
 def convert_like(x: np.ndarray, values, what: str) -> np.ndarray:

@@ -92,6 +92,23 @@ class Trace:
         row = block.row(sample)   # IndexError / StateError naming the sample
         return block.layout.dense_messages(block.values[row:row + 1])[0]
 
+    def as_floats(self) -> Trace:
+        """The same trace with exact or mp numbers rounded to float64 (for drawing, or for
+        numpy routines that need floats); a float trace is returned as it is."""
+        if self.values[0].dtype != object:
+            return self
+
+        def f(a):
+            return np.asarray(a, dtype=object).astype(np.float64)
+        blocks = {t: MessageBlock(b.t, b.layout, f(b.values), b.samples)
+                  for t, b in self.blocks.items()}
+        return Trace(labels=self.labels, values=[f(v) for v in self.values],
+                     partials=self.partials, blocks=blocks,
+                     sums={t: f(s) for t, s in self.sums.items()},
+                     grads={k: f(g) for k, g in self.grads.items()}, loss=float(self.loss),
+                     nondifferentiable=self.nondifferentiable,
+                     param_messages={k: f(m) for k, m in self.param_messages.items()})
+
     def per_sample_grads(self) -> dict[str, np.ndarray]:
         """∂ℓ_b/∂θ for every sample b and parameter, shape (B, *parameter shape): the
         per-sample parameter messages times B, undoing the batch mean's 1/B.

@@ -323,7 +323,8 @@ def _verify(net, x, target, numeric, numeric_entries, seed) -> Report:
     for t in range(T, 0, -1):
         part = "base" if t == T else "step"
         label = labels[t - 1]
-        _check_user_jacobian(net.layers[t - 1], trace.value(t - 1), part, t, label, add)
+        _check_user_jacobian(net.layers[t - 1], trace.value(t - 1), part, t, label, add,
+                             report.notes)
         jac = trace.partials[t - 1].inputs.dense()
         if t == T:
             claim = f"δ^{T} = J^{T} · 1/B"
@@ -363,12 +364,18 @@ def _verify(net, x, target, numeric, numeric_entries, seed) -> Report:
     return report
 
 
-def _check_user_jacobian(layer, x, part, t, label, add) -> None:
-    """A custom Function with a user Jacobian: that Jacobian against the complex step."""
+def _check_user_jacobian(layer, x, part, t, label, add, notes) -> None:
+    """A custom Function with a user Jacobian: that Jacobian against the complex step (when
+    f takes complex input; otherwise the report says the check could not run)."""
+    from .errors import MsgpassError
     from .layers.function import JACOBIAN_RTOL, Function
     if not isinstance(layer, Function) or layer.jacobian is None:
         return
-    check = layer.check(x)
+    try:
+        check = layer.check(x)
+    except MsgpassError as err:
+        notes.append(f"{label}: the user Jacobian was not checked: {err}")
+        return
     tol = Tolerance(JACOBIAN_RTOL, 1.0, 0.0, "user Jacobian vs complex step, relative to the "
                                              "sample's largest entry")
     worst = check.wrong[0][:3] if check.wrong else None
@@ -377,8 +384,8 @@ def _check_user_jacobian(layer, x, part, t, label, add) -> None:
                         False, worst)
     note = "" if check.ok else "wrong (n, n'): " + ", ".join(
         map(str, sorted({(n, m) for _, n, m, _, _ in check.wrong})))
-    add(Check(part, t, label, f"J^{t} = complex-step Jacobian", "complex-step", result, tol,
-              note))
+    claim = f"J^{t} = complex-step Jacobian" if t is not None else "J = complex-step Jacobian"
+    add(Check(part, t, label, claim, "complex-step", result, tol, note))
 
 
 def _verify_numbers(net, x, target, numbers) -> Report:
@@ -547,6 +554,10 @@ def verify_graph(graph, output, seed=None, *, numeric: bool = True,
             continue
         part = "base" if v == name else "node"
         arrived = trace.sums[v]
+        layer = getattr(node.op, "layer", None)
+        if layer is not None and numbers is None:   # a custom Function's user Jacobian
+            _check_user_jacobian(layer, trace.values[node.inputs[0]], part, None, v, add,
+                                 report.notes)
         for edge in trace.edge_list:
             if edge.destination != v:
                 continue

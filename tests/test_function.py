@@ -114,3 +114,44 @@ def test_function_errors_name_the_function():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         mp.Function(smooth, 3, 3, params={"W": W0}).forward(np.ones((2, 3)))   # no warning
+
+
+def test_a_wrong_user_jacobian_in_a_graph_is_named_by_verify():
+    def wrong(x, W):
+        J = smooth_jacobian(x, W)
+        J[:, 0, 2] += 1.0
+        return J
+    g = mp.Graph()
+    y = mp.Function(smooth, 3, 3, params={"W": W0}, jacobian=wrong)(g.input("x", rng.standard_normal((2, 3))))
+    report = mp.verify(g, y)
+    assert not report.ok
+    bad = [c for c in report.checks if c.witness == "complex-step"]
+    assert bad and not bad[0].ok and "(0, 2)" in bad[0].note
+
+
+def test_non_analytic_in_a_parameter_is_detected():
+    fn = mp.Function(lambda x, W: x * np.abs(W), 2, 2, params={"W": np.array([-1.5, 2.0])})
+    with pytest.warns(mp.DerivativeWarning, match="analytic"):
+        _, saved = fn.forward(np.array([[1.0, 2.0]]))
+    np.testing.assert_allclose(saved.param_jacs["W"][0], [[-1.0, 0.0], [0.0, 2.0]], rtol=1e-8)
+
+
+def test_a_small_scale_non_analytic_function_is_detected_too():
+    fn = mp.Function(lambda x: 1e-6 * np.abs(x) * x, 2, 2)
+    with pytest.warns(mp.DerivativeWarning):
+        fn.forward(np.array([[1.5, -2.0]]))
+    assert fn.method == "central differences"
+
+
+def test_a_user_jacobian_for_an_f_without_complex_input_is_reported_not_crashed():
+    def real_only(x, W):
+        return np.array([[float(v) * W[0] for v in row] for row in x])
+
+    def jac(x, W):
+        return np.broadcast_to(np.eye(2) * W[0], (x.shape[0], 2, 2)).copy()
+    net = mp.Sequential([mp.Function(real_only, 2, 2, params={"W": np.array([2.0])},
+                                     jacobian=jac, name="real_only"), mp.MSELoss()])
+    with pytest.warns(mp.DerivativeWarning):
+        report = mp.verify(net, np.ones((2, 2)), np.zeros((2, 2)))
+    assert report.ok, str(report)         # the parameter partials fell back, and hold
+    assert any("user Jacobian was not checked" in n for n in report.notes)

@@ -198,3 +198,100 @@ def test_the_cli_verifies_exactly_and_refuses_in_one_line(capsys):
     with pytest.raises(SystemExit) as stop:
         main(["verify", "--dtype", "mp:x"])
     assert stop.value.code == 2
+
+
+# -- what a review found ------------------------------------------------------------------
+
+def test_mp_layers_compute_at_full_precision():
+    """Each transcendental layer's mp output against mpmath applied directly, entry by entry
+    (an independent computation): a float64 shortcut anywhere would show as ~1e-16."""
+    mpmath = pytest.importorskip("mpmath")
+    ctx = mpmath.MPContext()
+    ctx.dps = 50
+    x = mp.as_numbers([[0.3, -1.7, 2.2], [-0.4, 0.9, 5.0]], "mp:50")
+
+    def direct(fn):
+        return [[fn(ctx.mpf(float(v)) if False else v, row) for v in row] for row in x]
+    sig = [[1 / (1 + ctx.exp(-v)) for v in row] for row in x]
+    tanh = [[ctx.tanh(v) for v in row] for row in x]
+    soft = [[ctx.exp(v) / sum(ctx.exp(u) for u in row) for v in row] for row in x]
+    logsoft = [[v - ctx.log(sum(ctx.exp(u) for u in row)) for v in row] for row in x]
+    for layer, expected in [(mp.Sigmoid(), sig), (mp.Tanh(), tanh), (mp.Softmax(), soft),
+                            (mp.LogSoftmax(), logsoft)]:
+        out, _ = layer.forward(x)
+        worst = max(abs(a - b) for a, b in zip(out.reshape(-1), np.array(expected).reshape(-1),
+                                               strict=True))
+        assert worst < ctx.mpf(10) ** -48, (layer.describe(), worst)
+    loss, _ = mp.SoftmaxCrossEntropy().forward(x, [2, 0])
+    expected = [-logsoft[0][2], -logsoft[1][0]]
+    assert max(abs(a - b) for a, b in zip(loss.reshape(-1), expected, strict=True)) < 1e-48
+    g = mp.Graph()
+    node = g.input("x", x)
+    values = g.evaluate(mp.log(mp.exp(node) + 1)).values
+    out = values[list(values)[-1]]
+    expected = [[ctx.log(ctx.exp(v) + 1) for v in row] for row in x]
+    assert max(abs(a - b) for a, b in zip(out.reshape(-1), np.array(expected).reshape(-1),
+                                          strict=True)) < 1e-48
+
+
+def test_an_mp_network_whose_relu_outputs_are_all_zero_stays_mp():
+    pytest.importorskip("mpmath")
+    net = mp.Sequential([mp.ReLU(), mp.Tanh(), mp.MSELoss()]).astype("mp:30")
+    net.forward(-np.ones((1, 2)), np.zeros((1, 2)))
+    assert type(net.backward().value(1)[0, 0]).__name__ == "mpf"
+
+
+def test_exact_graphs_see_changed_parameters():
+    layer = mp.Affine(2, 1, seed=0)
+    g = mp.Graph()
+    y = layer(g.input("x", np.array([[Fraction(1, 2), Fraction(1, 3)]], dtype=object)))
+    assert g.backward(y).values[y.name][0, 0] != 0
+    layer.params["W"][:] = 0
+    layer.params["b"][:] = 0
+    assert g.backward(y).values[y.name][0, 0] == 0
+
+
+def test_float_constants_and_inputs_join_an_exact_graph_exactly():
+    g = mp.Graph()
+    x = g.input("x", np.array([Fraction(1, 3), Fraction(-2, 3)], dtype=object))
+    y = g.input("y", np.array([0.5, 0.25]))                      # floats: converted exactly
+    f = (mp.maximum(x, 0) + x * g.constant(0.5) + x * Fraction(1, 10) + y * x).named("f")
+    report = mp.verify(g, f)
+    assert report.ok and report.verdict().startswith("VERIFIED EXACTLY"), str(report)
+    trace = g.backward(f)
+    assert all_fractions(trace.value(f)) and all_fractions(trace.grad("x"))
+    # ∂f/∂x = [x > 0] + 1/2 + 1/10 + y, exactly
+    assert list(trace.grad("x")) == [1 + Fraction(1, 2) + Fraction(1, 10) + Fraction(1, 2),
+                                     Fraction(1, 2) + Fraction(1, 10) + Fraction(1, 4)]
+
+
+def test_class_targets_may_be_fractions():
+    net = mp.build_network("3-4-relu-3-logsoftmax-nll", seed=0)
+    with pytest.raises(DtypeError):
+        net.astype("exact")                       # log-softmax is not rational
+    exact = mp.build_network("3-4-relu-3-mse", seed=0).astype("exact")
+    exact.forward([[1, 2, 3]], [[Fraction(1, 3), Fraction(1, 3), Fraction(1, 3)]])
+    nll = mp.Sequential([mp.Affine(3, 3, seed=0), mp.NLLLoss()]).astype("exact")
+    soft = np.array([[Fraction(1, 4), Fraction(3, 4), Fraction(0)]], dtype=object)
+    assert isinstance(nll.forward([[1, 2, 3]], soft), Fraction)
+    assert isinstance(nll.forward([[1, 2, 3]], np.array([Fraction(2)], dtype=object)), Fraction)
+    with pytest.raises(InputValueError, match="labels must be integers"):
+        nll.forward([[1, 2, 3]], np.array([Fraction(5, 2)], dtype=object))
+
+
+def test_exact_means_fractions_not_merely_equal_numbers():
+    from msgpass.compare import TOL_EXACT, compare_numbers
+    a = np.array([Fraction(1, 2)], dtype=object)
+    assert compare_numbers(a, a.copy(), TOL_EXACT).ok
+    assert not compare_numbers(a, np.array([0.5], dtype=object), TOL_EXACT).ok
+
+
+def test_exact_traces_can_be_drawn():
+    from msgpass.draw import draw_message_panels, draw_network
+    exact, x, target = exact_case()
+    exact.forward(x, target)
+    trace = exact.backward()
+    draw_network(trace)
+    draw_message_panels(trace)
+    floats = trace.as_floats()
+    np.testing.assert_allclose(floats.incoming(1), trace.incoming(1).astype(float), rtol=0)

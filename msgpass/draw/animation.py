@@ -18,6 +18,7 @@ def animate_backward(trace, path, *, sample: int | str = 0, fps: float = 1.0,
     """Write a GIF: frame 0 shows the network with only the seed at the loss; frame k adds the
     messages of layer T−k+1 and the sums they bring to column T−k; the last frame is
     ``draw_network``. Returns the path written."""
+    trace = trace.as_floats()   # exact or mp numbers are drawn as floats
     kwargs = {} if max_edges is None else {"max_edges": max_edges}
     fig = draw_network(trace, sample, **kwargs)
     FigureCanvasAgg(fig)

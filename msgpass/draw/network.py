@@ -35,6 +35,7 @@ def network_edges(trace, sample: int | str = 0):
     segment from node n of column t−1 to node n' of column t and its message δ^t_{n←n'}.
     Non-edges of the graph (off-diagonal pairs of an elementwise layer) are not listed.
     """
+    trace = trace.as_floats()   # exact or mp numbers are drawn as floats
     layers = []
     for t in range(1, trace.T + 1):
         block = trace.sample_messages(t, sample)
@@ -94,6 +95,7 @@ def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_ED
         Each layer's edges are one LineCollection with gid ``"messages-t"``; each column's
         nodes a scatter with gid ``"nodes-t"`` and its sums texts with gid ``"sums-t"``.
     """
+    trace = trace.as_floats()   # exact or mp numbers are drawn as floats
     check_sample(trace, sample)
     if max_edges is not None and (not isinstance(max_edges, (int, np.integer))
                                   or max_edges < 1):

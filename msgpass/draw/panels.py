@@ -13,6 +13,7 @@ __all__ = ["draw_message_panels", "panel_blocks"]
 
 def panel_blocks(trace, sample: int | str = 0) -> list[np.ndarray]:
     """The (N_{t-1}, N_t) block of every layer, for one sample or the batch mean."""
+    trace = trace.as_floats()   # exact or mp numbers are drawn as floats
     return [trace.sample_messages(t, sample) for t in range(1, trace.T + 1)]
 
 
@@ -22,6 +23,7 @@ def draw_message_panels(trace, sample: int | str = 0) -> Figure:
     Rows are the receiving nodes n of layer t−1, columns the sending nodes n' of layer t;
     an elementwise layer's block is zero off the diagonal, as it should be.
     """
+    trace = trace.as_floats()   # exact or mp numbers are drawn as floats
     check_sample(trace, sample)
     blocks = panel_blocks(trace, sample)
     norm = symmetric_norm(np.concatenate([b.ravel() for b in blocks]))

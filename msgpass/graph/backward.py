@@ -176,6 +176,8 @@ class GraphTrace:
 def _seed_array(seed, value: np.ndarray, output: str, natural: tuple[int, ...]) -> np.ndarray:
     """The seed as a (B, N) array: given in the output's own shape (B, N), or in the shape
     its value is shown in (``natural``); anything else is an error, never a silent reshape."""
+    if seed is None and value.dtype == object:   # 1 in the graph's arithmetic (int 1 / 2 is
+        return numbers.convert_like(value, np.ones(value.shape), "seed")   # a float)
     if seed is None:
         return np.ones_like(value)
     if value.dtype == object:   # exact or mp: the seed in the same arithmetic
@@ -222,7 +224,12 @@ def graph_backward(graph: Graph, output: Node | str, seed=None, keep: str = "all
     with np.errstate(all="ignore"):  # a NaN or Inf is caught below, with the node's name
         partials = {name: graph.nodes[name].op.local_partials(run.saved[name])
                     for name in run.order if graph.nodes[name].op is not None}
-    arriving = {name: np.zeros_like(run.values[name]) for name in run.order}
+    # exact or mp anywhere: every sum starts as an object 0, so a float node's sum does not
+    # turn the Fractions that arrive at it into floats (0.0 + Fraction is a float)
+    exact = any(v.dtype == object for v in run.values.values())
+    arriving = {name: np.zeros(run.values[name].shape,
+                               dtype=object if exact else run.values[name].dtype)
+                for name in run.order}
     arriving[out] = _seed_array(seed, run.values[out], out,
                                 natural_shape(graph, run.order, run.values[out], out))
     edges: list[GraphEdge] = []

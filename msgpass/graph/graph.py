@@ -135,8 +135,20 @@ class Node:
         return self.graph.node(LayerOp(layer, target), self)
 
 
+def _one_arithmetic(xs: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
+    """An op whose inputs mix exact (or mp) values with floats (a constant node, a float
+    input) computes in the exact one: the floats convert exactly."""
+    exact = next((x for x in xs if x.dtype == object), None)
+    if exact is None or all(x.dtype == object for x in xs):
+        return xs
+    return [x if x.dtype == object else numbers.convert_like(exact, x, f"the value of {n!r}")
+            for x, n in zip(xs, names, strict=True)]
+
+
 def _constant(value) -> np.ndarray:
     a = as_array(value, "constant")
+    if a.dtype == object:   # a Fraction (or mpf) constant stays exact
+        return numbers.mode_of(a).array(a, "constant")
     if a.dtype.kind not in "iuf":
         raise DtypeError(f"a constant must be a real number or array, got {value!r}")
     return a.astype(float)
@@ -334,6 +346,7 @@ class Graph:
             op = (ops or {}).get(name, node.op)
             xs = [values[i] for i in node.inputs]
             try:
+                xs = _one_arithmetic(xs, node.inputs)
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                     out, saved[name] = op.forward(*xs)
             except MsgpassError as err:

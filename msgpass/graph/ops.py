@@ -59,9 +59,17 @@ def _saved_input(saved) -> np.ndarray:
     return np.zeros(0)
 
 
+def _constant_array(value) -> np.ndarray:
+    """A float array, or an object array for an exact (Fraction) or mp constant."""
+    a = np.asarray(value)
+    return a if a.dtype == object else a.astype(float)
+
+
 def _like(x: np.ndarray, constant: np.ndarray):
-    """A constant in x's arithmetic: itself for float x, converted exactly for exact or mp."""
-    return numbers.convert_like(x, constant, "constant") if x.dtype == object else constant
+    """A constant in x's arithmetic: converted exactly for exact or mp x, a float for float x."""
+    if x.dtype == object:
+        return numbers.convert_like(x, constant, "constant")
+    return constant.astype(float) if constant.dtype == object else constant
 
 
 def unbroadcast(grad: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -393,9 +401,7 @@ class Scale(Op):
 
     def __init__(self, factor=1.0, shift=0.0, divisor=1.0) -> None:
         super().__init__()
-        self.factor = np.asarray(factor, dtype=float)
-        self.shift = np.asarray(shift, dtype=float)
-        self.divisor = np.asarray(divisor, dtype=float)
+        self.factor, self.shift, self.divisor = map(_constant_array, (factor, shift, divisor))
         if np.any(self.divisor == 0):
             raise InputValueError("division by the constant 0")
 
@@ -435,7 +441,7 @@ class Reciprocal(Op):
 
     def __init__(self, numerator=1.0) -> None:
         super().__init__()
-        self.numerator = np.asarray(numerator, dtype=float)
+        self.numerator = _constant_array(numerator)
 
     def forward(self, x):
         _constant_fits(self, self.numerator, x)
@@ -479,11 +485,9 @@ class LayerOp(Op):
         if x.dtype != object or not self.layer.params or all(
                 v.dtype == object for v in self.layer.params.values()):
             return self.layer
-        mode = numbers.mode_of(x)
-        twins = self.__dict__.setdefault("_twins", {})
-        if mode.name not in twins:
-            twins[mode.name] = self.layer.astype(mode)
-        return twins[mode.name]
+        # converted on every call, never cached: the layer's parameters may have changed since
+        # (conversion is exact and deterministic, so forward and backward see the same values)
+        return self.layer.astype(numbers.mode_of(x))
 
     def forward(self, x):
         layer = self._layer_for(x)

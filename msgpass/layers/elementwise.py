@@ -37,6 +37,8 @@ class ReLU(Layer):
     kink_convention = "ReLU'(0) = 0 in both the local partials and the classic backward"
 
     def forward(self, x):
+        if x.dtype == object:   # x·0, not the int 0, so exact and mp values keep their type
+            return np.where(x > 0, x, x * 0), InputSaved(x=x)
         return np.maximum(x, 0), InputSaved(x=x)
 
     def local_partials(self, saved):

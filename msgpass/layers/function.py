@@ -36,6 +36,14 @@ JACOBIAN_RTOL = 1e-8
 _CENTRAL_AGREEMENT = 1e-5
 
 
+def _agree(complex_step: np.ndarray, central: np.ndarray) -> bool:
+    """Complex step and central differences agree to _CENTRAL_AGREEMENT, relative to the
+    largest entry of either (so a function of any scale is judged the same way)."""
+    scale = max(np.abs(central).max(initial=0.0), np.abs(complex_step).max(initial=0.0))
+    return scale == 0 or bool(np.all(np.abs(complex_step - central)
+                                     <= _CENTRAL_AGREEMENT * scale))
+
+
 class DerivativeWarning(UserWarning):
     """The complex step could not be used; central differences were."""
 
@@ -146,6 +154,18 @@ class Function(Layer):
         return jac
 
     # -- derivatives -----------------------------------------------------------------------
+    def _call_complex(self, x: np.ndarray, params=None) -> np.ndarray:
+        """f on complex input; TypeError if f refuses it (a cast to real included)."""
+        with warnings.catch_warnings():   # f casting complex to real is a refusal, not noise
+            warnings.simplefilter("error", np.exceptions.ComplexWarning)
+            try:
+                y = self._call(x, params)
+            except np.exceptions.ComplexWarning as err:
+                raise TypeError(f"f casts complex input to real ({err})") from None
+        if not np.iscomplexobj(y):
+            raise TypeError("f returned real numbers for complex input")
+        return y
+
     def complex_step(self, x: np.ndarray) -> np.ndarray:
         """J (B, n_in, n_out) by the complex step, all n at once: the n_in perturbed copies of
         the batch go through f as one batch of n_in·B rows."""
@@ -153,11 +173,7 @@ class Function(Layer):
         xc = np.repeat(x[None].astype(np.complex128), self.n_in, axis=0)  # (n_in, B, n_in)
         idx = np.arange(self.n_in)
         xc[idx, :, idx] += 1j * COMPLEX_STEP
-        with warnings.catch_warnings():   # f casting complex to real is a refusal, not noise
-            warnings.simplefilter("error", np.exceptions.ComplexWarning)
-            y = self._call(xc.reshape(self.n_in * batch, self.n_in))
-        if not np.iscomplexobj(y):
-            raise TypeError("f returned real numbers for complex input")
+        y = self._call_complex(xc.reshape(self.n_in * batch, self.n_in))
         return (y.imag / COMPLEX_STEP).reshape(self.n_in, batch, self.n_out).transpose(1, 0, 2)
 
     def central_differences(self, x: np.ndarray) -> np.ndarray:
@@ -183,11 +199,13 @@ class Function(Layer):
             return self._fall_back(x, f"it does not take complex input ({err})")
         if self.method is None:       # once: is f analytic, so that the complex step holds?
             central = self.central_differences(x)
-            scale = np.maximum(np.abs(central).max(axis=(1, 2), keepdims=True), 1.0)
-            if not np.all(np.abs(jac - central) <= _CENTRAL_AGREEMENT * scale):
+            if not _agree(jac, central) or not all(
+                    _agree(self._param_complex(x, name), self._param_central(x, name))
+                    for name in self.params):
                 return self._fall_back(x, "its complex-step derivative disagrees with central "
-                                          "differences (is f analytic? abs, max, comparisons "
-                                          "and .real break the complex step)", central)
+                                          "differences (is f analytic in x and its parameters? "
+                                          "abs, max, comparisons and .real break the complex "
+                                          "step; so does mixing rows of the batch)", central)
             self.method = "complex step"
         return jac
 
@@ -197,28 +215,42 @@ class Function(Layer):
         self.method = "central differences"
         return self.central_differences(x) if central is None else central
 
-    def _param_jacobian(self, x: np.ndarray, name: str) -> np.ndarray:
-        """K (B, P, n_out) for parameter ``name``, one complex-step (or central) call per
-        entry of it."""
+    def _param_complex(self, x: np.ndarray, name: str) -> np.ndarray:
         theta = self.params[name]
         flat = theta.reshape(-1)
         out = np.empty((x.shape[0], flat.size, self.n_out))
         for p in range(flat.size):
-            if self.method == "central differences":
-                h = np.cbrt(np.finfo(np.float64).eps) * max(1.0, abs(flat[p]))
-                up, down = flat.copy(), flat.copy()
-                up[p] += h
-                down[p] -= h
-                out[:, p, :] = (self._call(x, {**self.params, name: up.reshape(theta.shape)})
-                                - self._call(x, {**self.params, name: down.reshape(theta.shape)})
-                                ) / (2 * h)
-            else:
-                bumped = flat.astype(np.complex128)
-                bumped[p] += 1j * COMPLEX_STEP
-                y = self._call(x.astype(np.complex128),
-                               {**self.params, name: bumped.reshape(theta.shape)})
-                out[:, p, :] = y.imag / COMPLEX_STEP
+            bumped = flat.astype(np.complex128)
+            bumped[p] += 1j * COMPLEX_STEP
+            y = self._call_complex(x.astype(np.complex128),
+                                   {**self.params, name: bumped.reshape(theta.shape)})
+            out[:, p, :] = y.imag / COMPLEX_STEP
         return out
+
+    def _param_central(self, x: np.ndarray, name: str) -> np.ndarray:
+        theta = self.params[name]
+        flat = theta.reshape(-1)
+        out = np.empty((x.shape[0], flat.size, self.n_out))
+        for p in range(flat.size):
+            h = np.cbrt(np.finfo(np.float64).eps) * max(1.0, abs(flat[p]))
+            up, down = flat.copy(), flat.copy()
+            up[p] += h
+            down[p] -= h
+            out[:, p, :] = (self._call(x, {**self.params, name: up.reshape(theta.shape)})
+                            - self._call(x, {**self.params, name: down.reshape(theta.shape)})
+                            ) / (2 * h)
+        return out
+
+    def _param_jacobian(self, x: np.ndarray, name: str) -> np.ndarray:
+        """K (B, P, n_out) for parameter ``name``: one complex-step call per entry of it, or
+        central differences once the complex step was found unusable. With a user jacobian
+        for x (so no check has run yet), a refusal of complex input falls back here too."""
+        if self.method != "central differences":
+            try:
+                return self._param_complex(x, name)
+            except (TypeError, ValueError, MsgpassError) as err:
+                self._fall_back(x, f"it does not take complex input ({err})")
+        return self._param_central(x, name)
 
     # -- the three faces -------------------------------------------------------------------
     def local_partials(self, saved):

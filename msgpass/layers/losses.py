@@ -28,6 +28,15 @@ def class_target(target, x: np.ndarray) -> np.ndarray:
     Rows need not sum to 1: the losses use derivatives that hold for any row sum."""
     batch, classes = x.shape
     t = as_array(target, "target")
+    if t.dtype == object:   # Fractions or mpf: labels must be whole numbers, rows convert exactly
+        if t.shape == (batch, classes) and x.dtype == object:
+            return _object_rows(x, t)
+        t = numbers.EXACT.array(t, "target")           # exact, so 2.5 is not taken for 2
+        if t.shape == (batch,) and any(v.denominator != 1 for v in t):
+            bad = next(i for i, v in enumerate(t) if v.denominator != 1)
+            raise InputValueError(f"label of sample {bad} is {t[bad]}; labels must be integers")
+        t = t.astype(np.float64) if t.shape == (batch, classes) else \
+            np.array([int(v) for v in t.reshape(-1)]).reshape(t.shape)
     if t.dtype.kind not in "biuf" or (t.dtype.kind == "b" and t.ndim == 1):
         raise DtypeError(
             f"target must be integer labels or numeric one-hot rows, got dtype {t.dtype}")
@@ -52,12 +61,7 @@ def class_target(target, x: np.ndarray) -> np.ndarray:
         return onehot
     if t.shape == (batch, classes):
         if x.dtype == object:
-            rows = numbers.convert_like(x, t, "target")
-            if np.any(rows < 0):
-                bad = np.argwhere(rows < 0)[0]
-                raise InputValueError(f"target rows must be non-negative, but sample {bad[0]}, "
-                                      f"class {bad[1]} is {rows[bad[0], bad[1]]}")
-            return rows
+            return _object_rows(x, t)
         rows = t.astype(x.dtype)
         if not np.all(np.isfinite(rows)):
             bad = np.argwhere(~np.isfinite(rows))[0]
@@ -71,6 +75,16 @@ def class_target(target, x: np.ndarray) -> np.ndarray:
     raise ShapeError(
         f"target must be labels of shape ({batch},) or one-hot rows of shape "
         f"({batch}, {classes}), got {t.shape}")
+
+
+def _object_rows(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Probability rows for an exact or mp input, in its arithmetic; non-negative."""
+    rows = numbers.convert_like(x, t, "target")
+    if np.any(rows < 0):
+        bad = np.argwhere(rows < 0)[0]
+        raise InputValueError(f"target rows must be non-negative, but sample {bad[0]}, "
+                              f"class {bad[1]} is {rows[bad[0], bad[1]]}")
+    return rows
 
 
 def _cross_entropy_partials(prob: np.ndarray, target: np.ndarray):

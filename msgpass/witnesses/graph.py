@@ -41,6 +41,8 @@ class GraphGradients:
 
 
 def _seed(seed, value):
+    if seed is None and value.dtype == object:   # 1 in the graph's arithmetic (int 1 / 2 is
+        return numbers.convert_like(value, np.ones(value.shape), "seed")   # a float)
     if seed is None:
         return np.ones_like(value)
     if value.dtype == object:   # exact or mp graphs: the seed in their arithmetic
@@ -53,7 +55,9 @@ def graph_backprop(graph, output, seed=None) -> GraphGradients:
     of what its consumers hand back (micrograd's ``+=``, written out)."""
     name = getattr(output, "name", output)
     run = graph.evaluate(name)
-    grad = {n: np.zeros_like(run.values[n]) for n in run.order}
+    exact = any(v.dtype == object for v in run.values.values())   # see graph_backward
+    grad = {n: np.zeros(run.values[n].shape, dtype=object if exact else run.values[n].dtype)
+            for n in run.order}
     grad[name] = _seed(seed, run.values[name])
     params: dict[str, np.ndarray] = {}
     for n in reversed(run.order):
