@@ -5,8 +5,10 @@
 ...                      mp.SoftmaxCrossEntropy()])
 """
 
+from . import data, init, optim
 from .compare import Tolerance, compare
 from .errors import (
+    DataError,
     DtypeError,
     GraphError,
     InputValueError,
@@ -20,6 +22,7 @@ from .graph import Graph, GraphTrace, Node, copy, exp, log, maximum, relu, sigmo
 from .layers import (
     Affine,
     DerivativeWarning,
+    Dropout,
     Function,
     JacobianCheck,
     Layer,
@@ -39,6 +42,7 @@ from .numbers import as_numbers
 from .partials import Dense, Diagonal, Elementwise, LocalPartials, Outer, Shared
 from .spec import DEFAULT_SPEC, build_network
 from .trace import Trace
+from .train import History, evaluate, load_checkpoint, save_checkpoint, train
 from .verify import Report, verify
 from .witnesses import backprop, numeric_gradients, numeric_witness
 
@@ -46,12 +50,14 @@ __version__ = "0.6.0"
 
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",
-    "NLLLoss", "MSELoss", "Layer", "LossLayer", "Function", "JacobianCheck", "DerivativeWarning",
-    "Sequential", "Trace", "as_numbers", "MessageBlock", "build_network", "DEFAULT_SPEC",
+    "NLLLoss", "MSELoss", "Layer", "LossLayer", "Dropout", "Function", "JacobianCheck",
+    "DerivativeWarning",
+    "Sequential", "Trace", "as_numbers", "train", "evaluate", "History", "save_checkpoint",
+    "load_checkpoint", "data", "optim", "init", "MessageBlock", "build_network", "DEFAULT_SPEC",
     "Graph", "GraphTrace", "Node", "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",
     "Shared", "Diagonal", "Dense", "Outer", "Elementwise", "LocalPartials",
     "backprop", "numeric_gradients", "numeric_witness", "verify", "Report",
     "Tolerance", "compare",
     "MsgpassError", "ShapeError", "InputValueError", "DtypeError", "StateError",
-    "NonFiniteError", "SpecError", "GraphError",
+    "NonFiniteError", "SpecError", "GraphError", "DataError",
 ]

@@ -69,6 +69,8 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-numeric", action="store_true",
                    help="skip the numerical witness (checks against backprop only)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
+    from .cli_train import add_parser as add_train_parser
+    add_train_parser(sub)
     d = sub.add_parser("demo", help="print a textbook example's values and every message",
                        description="Worked examples: " + ", ".join(DEMOS) + ".")
     d.add_argument("name", nargs="?", help="which demo; leave out to list them")
@@ -144,10 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        print("msgpass: error: choose a command: verify, demo or figures (see msgpass --help)",
+        print("msgpass: error: choose a command: verify, train, demo or figures (see "
+              "msgpass --help)",
               file=sys.stderr)
         return 2
-    commands = {"verify": run_verify, "demo": run_demo, "figures": run_figures}
+    from .cli_train import run as run_train
+    commands = {"verify": run_verify, "demo": run_demo, "figures": run_figures,
+                "train": run_train}
     try:
         return commands[args.command](args)
     except MsgpassError as err:

@@ -37,3 +37,7 @@ class SpecError(MsgpassError, ValueError):
 
 class GraphError(MsgpassError, ValueError):
     """A graph's structure is wrong: a cycle, a reference to a missing node, a duplicate name."""
+
+
+class DataError(MsgpassError, ValueError):
+    """A data file or checkpoint is missing, corrupt, truncated or for something else."""

@@ -215,6 +215,27 @@ class Sequential:
         return Sequential([layer.astype(dt) for layer in self.layers], dtype=dt,
                           input_width=self.input_width)
 
+    # -- modes --------------------------------------------------------------------------------
+    def train(self) -> Sequential:
+        """Training mode (the default): Dropout drops. Returns the network."""
+        for layer in self.layers:
+            if hasattr(layer, "training"):
+                layer.training = True
+        return self
+
+    def eval(self) -> Sequential:
+        """Evaluation mode: Dropout is the identity. Returns the network."""
+        for layer in self.layers:
+            if hasattr(layer, "training"):
+                layer.training = False
+        return self
+
+    def next_step(self) -> None:
+        """Move random layers (Dropout) on to the masks of the next training step."""
+        for layer in self.layers:
+            if hasattr(layer, "step"):
+                layer.step += 1
+
     # -- running --------------------------------------------------------------------------
     def forward(self, x, target=None) -> float:
         """Run the layers on a batch, keep z^t and the local partials, return the loss.

@@ -2,7 +2,8 @@
 
 Tokens are separated by ``-`` (or ``,``). The first is the input width. Every later integer k
 adds ``Affine(previous width, k)``; names add layers: ``relu``, ``sigmoid``, ``tanh``,
-``softmax``, ``logsoftmax``; the last token must be a loss: ``sce`` (SoftmaxCrossEntropy),
+``softmax``, ``logsoftmax``, ``dropout`` (p = 0.5) or ``dropoutP`` (e.g. ``dropout0.2``); the
+last token must be a loss: ``sce`` (SoftmaxCrossEntropy),
 ``nll`` (NLLLoss, put ``logsoftmax`` before it) or ``mse`` (MSELoss).
 
 Examples: ``784-50-relu-10-sce`` (the textbook's two-layer net), ``4-16-tanh-16-sigmoid-2-mse``,
@@ -18,6 +19,7 @@ import numpy as np
 from .errors import SpecError
 from .layers import (
     Affine,
+    Dropout,
     LogSoftmax,
     MSELoss,
     NLLLoss,
@@ -36,6 +38,7 @@ DEFAULT_SPEC = "6-16-relu-12-tanh-12-sigmoid-8-logsoftmax-8-sce"
 ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax,
                "logsoftmax": LogSoftmax}
 LOSSES = {"sce": SoftmaxCrossEntropy, "nll": NLLLoss, "mse": MSELoss}
+DROPOUT = re.compile(r"dropout(\d*\.?\d+)?")
 
 
 def parse_spec(spec: str) -> list[str]:
@@ -63,11 +66,20 @@ def parse_spec(spec: str) -> list[str]:
             if tok == "nll" and tokens[position - 2] != "logsoftmax":
                 raise SpecError(f"spec {spec!r}: nll takes log-probabilities; put logsoftmax "
                                 f"right before it (e.g. 4-3-logsoftmax-nll)")
+        elif DROPOUT.fullmatch(tok):
+            p = _dropout_p(tok)
+            if not 0 <= p < 1:
+                raise SpecError(f"spec {spec!r}: token {position} ({tok!r}): dropout p must "
+                                f"be in [0, 1)")
         elif tok not in ACTIVATIONS:
             raise SpecError(
                 f"spec {spec!r}: token {position} ({tok!r}) is not a width or a layer; known "
-                f"layers: {', '.join([*ACTIVATIONS, *LOSSES])}")
+                f"layers: {', '.join([*ACTIVATIONS, 'dropout', 'dropoutP', *LOSSES])}")
     return tokens
+
+
+def _dropout_p(tok: str) -> float:
+    return float(DROPOUT.fullmatch(tok).group(1) or 0.5)
 
 
 def message_count(spec: str, batch: int) -> int:
@@ -76,18 +88,20 @@ def message_count(spec: str, batch: int) -> int:
     tokens = parse_spec(spec)
     width, total = int(tokens[0]), 0
     for tok in tokens[1:]:
-        out = int(tok) if tok.isdigit() else (1 if tok in LOSSES else width)
+        out = int(tok) if tok.isdigit() else (1 if tok in LOSSES else width)  # dropout: width
         total += 3 * batch * width * out  # the block, the dense partials, the recursion check
         width = out
     return total
 
 
-def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> Sequential:
+def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64",
+                  init: str | None = None) -> Sequential:
     """Build a Sequential from a spec string (see the module docstring).
 
-    The Affine at layer t is initialised with seed ``seed + t``, so every layer differs and
-    the whole network is reproducible. The network remembers its spec and seed
-    (``net.spec``, ``net.seed``).
+    The Affine at layer t is initialised with seed ``seed + t`` (and ``init``, a name from
+    msgpass.init, if given), so every layer differs and the whole network is reproducible;
+    a Dropout at layer t draws its masks from seed ``seed + t``. The network remembers its
+    spec and seed (``net.spec``, ``net.seed``).
     """
     tokens = parse_spec(spec)
     try:
@@ -99,8 +113,10 @@ def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64") -> S
     for tok in tokens[1:]:
         t = len(layers) + 1
         if tok.isdigit():
-            layers.append(Affine(width, int(tok), seed=seed + t, dtype=dt))
+            layers.append(Affine(width, int(tok), seed=seed + t, dtype=dt, init=init))
             width = int(tok)
+        elif DROPOUT.fullmatch(tok):
+            layers.append(Dropout(_dropout_p(tok), seed=seed + t))
         elif tok in ACTIVATIONS:
             layers.append(ACTIVATIONS[tok]())
         else:

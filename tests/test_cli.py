@@ -55,7 +55,7 @@ def test_bad_usage_is_one_line_and_exit_2(argv, pattern):
 def test_no_command_is_one_line_and_exit_2(capsys):
     assert main([]) == 2
     assert capsys.readouterr().err.strip() == (
-        "msgpass: error: choose a command: verify, demo or figures (see msgpass --help)")
+        "msgpass: error: choose a command: verify, train, demo or figures (see msgpass --help)")
 
 
 @pytest.mark.parametrize("spec", ["3-sce", "4-relu-sce", "3-tanh-mse", "5-logsoftmax-nll"])

@@ -2,12 +2,13 @@
 
 from .affine import Affine
 from .base import Layer, LossLayer
-from .elementwise import ReLU, Sigmoid, Tanh
+from .elementwise import Dropout, ReLU, Sigmoid, Tanh
 from .function import DerivativeWarning, Function, JacobianCheck
 from .losses import MSELoss, NLLLoss, SoftmaxCrossEntropy
 from .softmax import LogSoftmax, Softmax
 
 __all__ = [
     "Layer", "LossLayer", "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-    "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "Function", "JacobianCheck", "DerivativeWarning",
+    "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "Dropout", "Function", "JacobianCheck",
+    "DerivativeWarning",
 ]

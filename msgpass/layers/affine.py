@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ShapeError
+from ..init import initial_weights
 from ..partials import Elementwise, LocalPartials, Outer, Shared
 from .base import Layer
 
@@ -29,6 +30,9 @@ class Affine(Layer):
     scale : float, optional
         Standard deviation of the normal initial weights; default ``1/sqrt(n_in)`` (keeps the
         output variance near the input variance). Biases start at 0.
+    init : str, optional
+        A named initialisation instead (msgpass.init): "xavier_normal", "xavier_uniform",
+        "he_normal", "he_uniform" (or "default").
     dtype : numpy dtype, default float64
 
     Local partials: shared, ``J[n, n'] = W[n, n']`` for every sample; parameter partials
@@ -38,7 +42,7 @@ class Affine(Layer):
     rational = True
 
     def __init__(self, n_in: int, n_out: int, seed=None, scale: float | None = None,
-                 dtype=np.float64) -> None:
+                 dtype=np.float64, init: str | None = None) -> None:
         super().__init__()
         for label, value in (("n_in", n_in), ("n_out", n_out)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
@@ -47,9 +51,13 @@ class Affine(Layer):
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(
             0 if seed is None else seed)
         std = 1.0 / np.sqrt(self.n_in) if scale is None else float(scale)
+        if init is not None and scale is not None:
+            raise ValueError("Affine: give scale= or init=, not both")
         try:
+            weights = (std * rng.standard_normal((self.n_in, self.n_out))) if init is None \
+                else initial_weights(init, self.n_in, self.n_out, rng)
             self.params = {
-                "W": (std * rng.standard_normal((self.n_in, self.n_out))).astype(dtype),
+                "W": weights.astype(dtype),
                 "b": np.zeros(self.n_out, dtype=dtype),
             }
         except (MemoryError, ValueError) as err:  # numpy: "array is too big" and the like

@@ -92,3 +92,48 @@ class Tanh(Layer):
     def backward(self, saved, dout):
         dx = dout * (1.0 - saved.out**2)
         return dx, {}
+
+
+@dataclass(frozen=True)
+class MaskSaved:
+    keep: np.ndarray  # (B, N) the factor each input is multiplied by: 0 or 1/(1 − p)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training mode each input is zeroed with probability p and the
+    rest scaled by 1/(1 − p); in evaluation mode (``net.eval()``) it is the identity.
+
+    Local partials: diagonal, the mask itself (0 or 1/(1 − p)), so a dropped node sends and
+    receives exactly zero messages.
+
+    The mask for a batch is a function of (seed, step, batch shape): every forward within one
+    training step draws the same mask, so that the messages, standard backprop and the
+    numerical witness all see one function. ``net.next_step()`` (the trainer calls it once per
+    step) moves on to fresh masks.
+    """
+
+    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
+        self.p, self.seed, self.step = float(p), int(seed), 0
+        self.training = True
+
+    def describe(self) -> str:
+        return f"Dropout({self.p:g})"
+
+    def _keep(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0:
+            return np.ones_like(x)
+        draw = np.random.default_rng([self.seed, self.step, *x.shape]).random(x.shape)
+        return np.where(draw >= self.p, 1.0 / (1.0 - self.p), 0.0).astype(x.dtype)
+
+    def forward(self, x):
+        keep = self._keep(x)
+        return x * keep, MaskSaved(keep)
+
+    def local_partials(self, saved):
+        return LocalPartials(Diagonal(saved.keep.copy()))
+
+    def backward(self, saved, dout):
+        return dout * saved.keep, {}
