@@ -21,6 +21,7 @@ from .errors import (
 from .graph import Graph, GraphTrace, Node, copy, exp, log, maximum, relu, sigmoid, tanh
 from .layers import (
     Affine,
+    BatchNorm,
     DerivativeWarning,
     Dropout,
     Function,
@@ -50,7 +51,7 @@ __version__ = "0.6.0"
 
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",
-    "NLLLoss", "MSELoss", "Layer", "LossLayer", "Dropout", "Function", "JacobianCheck",
+    "NLLLoss", "MSELoss", "Layer", "LossLayer", "Dropout", "BatchNorm", "Function", "JacobianCheck",
     "DerivativeWarning",
     "Sequential", "Trace", "as_numbers", "train", "evaluate", "History", "save_checkpoint",
     "load_checkpoint", "data", "optim", "init", "MessageBlock", "build_network", "DEFAULT_SPEC",

@@ -123,6 +123,8 @@ def sum_incoming(message: np.ndarray, layout: InputPartials) -> np.ndarray:
     message : (b, N_{t-1}, N_t), or (b, N) for a diagonal layout, where node n hears only
     from n' = n and its single message is its sum. Returns (b, N_{t-1}).
     """
+    if getattr(layout, "coupled", False):
+        return layout.receive(message)
     if layout.diagonal:
         return message.copy()
     return message.sum(axis=2)
@@ -136,6 +138,12 @@ def _pieces(batch: int, layout: InputPartials, itemsize: int,
             chunk_bytes: int) -> Iterator[tuple[slice, slice]]:
     """(samples, receivers) slices covering a block, each piece at most ``chunk_bytes``: whole
     samples while one sample fits, else one sample a band of receivers at a time."""
+    if getattr(layout, "coupled", False):   # every sample hears every sample: bands of features
+        per_feature = batch * batch * itemsize
+        band = max(1, chunk_bytes // per_feature)
+        for start in range(0, layout.n_in, band):
+            yield slice(0, batch), slice(start, min(start + band, layout.n_in))
+        return
     per_receiver = (1 if layout.diagonal else layout.n_out) * itemsize
     per_sample = layout.n_in * per_receiver
     if per_sample <= chunk_bytes:
@@ -147,6 +155,14 @@ def _pieces(batch: int, layout: InputPartials, itemsize: int,
     for sample in range(batch):
         for start in range(0, layout.n_in, band):
             yield slice(sample, sample + 1), slice(start, min(start + band, layout.n_in))
+
+
+def _per_receiver(layout: InputPartials, batch: int, itemsize: int) -> int:
+    """Bytes of the smallest piece: one receiver of one sample (one feature of a coupled
+    layer, whose receivers hear from every sample)."""
+    if getattr(layout, "coupled", False):
+        return batch * batch * itemsize
+    return (1 if layout.diagonal else layout.n_out) * itemsize
 
 
 def _kept_samples(samples, batch: int) -> np.ndarray | None:
@@ -243,7 +259,7 @@ def pass_messages(
     for t, local in enumerate(partials, 1):   # refuse before any work, not at layer t
         layout = local.inputs
         itemsize = np.dtype(layout.dtype).itemsize
-        per_receiver = (1 if layout.diagonal else layout.n_out) * itemsize
+        per_receiver = _per_receiver(layout, batch, itemsize)
         if per_receiver > budget_bytes:
             raise ValueError(
                 f"layer {t} ({_label(labels, t)}): budget_bytes={budget_bytes:,} cannot hold "
@@ -295,29 +311,37 @@ def _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels, *
     """Compute every message of layer t piece by piece, sum each receiver's, store the block
     in ``blocks`` if kept; return the sums S^t, shape (B, N_{t-1})."""
     itemsize = np.dtype(layout.dtype).itemsize
-    per_receiver = (1 if layout.diagonal else layout.n_out) * itemsize   # checked ≤ budget
+    per_receiver = _per_receiver(layout, batch, itemsize)   # checked ≤ budget
     # the smallest piece is one receiver of one sample, however small chunk_bytes is
     piece_bytes = max(per_receiver, min(int(budget_bytes), int(chunk_bytes)))
     shape = layout.message_shape(batch)
     pieces = list(_pieces(batch, layout, itemsize, piece_bytes))
-    whole = keep and chosen is None
+    coupled = getattr(layout, "coupled", False)
+    whole = keep and (chosen is None or coupled)   # a coupled block is kept for all samples
     kept = np.empty(shape, dtype=layout.dtype) if whole else None
-    if keep and chosen is not None:
+    if keep and not whole:
         kept = np.empty((len(chosen),) + shape[1:], dtype=layout.dtype)
         row_of = {int(b): i for i, b in enumerate(chosen)}
     scratch = None
     if not whole:
         rows, receivers = pieces[0]
-        scratch = np.empty((rows.stop - rows.start, receivers.stop - receivers.start)
-                           + shape[2:], dtype=layout.dtype)
+        band = receivers.stop - receivers.start
+        scratch = np.empty((band, batch, batch) if coupled else
+                           (rows.stop - rows.start, band) + shape[2:], dtype=layout.dtype)
     sums = np.empty((batch, layout.n_in), dtype=layout.dtype)
     for rows, receivers in pieces:
-        if whole:
+        if whole and coupled:
+            out = kept[receivers]
+        elif whole:
             out = kept[rows, receivers]
+        elif coupled:
+            out = scratch[: receivers.stop - receivers.start]
         else:
             out = scratch[: rows.stop - rows.start, : receivers.stop - receivers.start]
         message = layout.send(arriving[rows], rows, out=out, receivers=receivers)  # δ^t
-        if layout.diagonal:        # node n hears only from n' = n: its message is its sum
+        if coupled:                # (features, B, B): node (b, j) sums over the samples b'
+            sums[:, receivers] = layout.receive(message)
+        elif layout.diagonal:      # node n hears only from n' = n: its message is its sum
             sums[rows, receivers] = message
         else:                      # S^t_n = Σ_{n'} δ^t_{n←n'}
             np.add.reduce(message, axis=2, out=sums[rows, receivers])

@@ -231,8 +231,11 @@ class Sequential:
         return self
 
     def next_step(self) -> None:
-        """Move random layers (Dropout) on to the masks of the next training step."""
+        """End a training step: Dropout moves on to fresh masks, BatchNorm folds the last
+        batch's statistics into its running ones."""
         for layer in self.layers:
+            if hasattr(layer, "advance"):   # BatchNorm: fold the batch into running stats
+                layer.advance()
             if hasattr(layer, "step"):
                 layer.step += 1
 

@@ -68,6 +68,9 @@ class NumberMode:
     def tanh(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def sqrt(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return self.name
 
@@ -111,6 +114,9 @@ class Exact(NumberMode):
     def tanh(self, x):
         self._refuse("tanh")
 
+    def sqrt(self, x):
+        self._refuse("sqrt")
+
 
 class Multiprecision(NumberMode):
     """mpmath numbers at ``digits`` significant decimal digits, in a context of their own (the
@@ -133,6 +139,7 @@ class Multiprecision(NumberMode):
         self._exp = np.frompyfunc(self.context.exp, 1, 1)
         self._log = np.frompyfunc(self.context.log, 1, 1)
         self._tanh = np.frompyfunc(self.context.tanh, 1, 1)
+        self._sqrt = np.frompyfunc(self.context.sqrt, 1, 1)
 
     def scalar(self, value, what="value"):
         if isinstance(value, Fraction):
@@ -159,6 +166,9 @@ class Multiprecision(NumberMode):
 
     def tanh(self, x):
         return self._tanh(x)
+
+    def sqrt(self, x):
+        return self._sqrt(x)
 
 
 EXACT = Exact()
@@ -221,6 +231,11 @@ def exp(x: np.ndarray) -> np.ndarray:
 def log(x: np.ndarray) -> np.ndarray:
     mode = mode_of(x)
     return np.log(x) if mode is None else mode.log(x)
+
+
+def sqrt(x: np.ndarray) -> np.ndarray:
+    mode = mode_of(x)
+    return np.sqrt(x) if mode is None else mode.sqrt(x)
 
 
 def tanh(x: np.ndarray) -> np.ndarray:

@@ -33,6 +33,7 @@ __all__ = [
     "Shared",
     "Diagonal",
     "Dense",
+    "Coupled",
     "ParamPartials",
     "Outer",
     "Elementwise",
@@ -237,6 +238,73 @@ class Dense(InputPartials):
 
     def magnitude(self):
         return np.abs(self.values) if self.terms is None else self.terms
+
+
+@dataclass(frozen=True, eq=False)
+class Coupled(InputPartials):
+    """A layer that couples the samples of a batch (BatchNorm in training mode): its nodes
+    are (sample, feature) pairs, and node (b', j) of the output hears from every (b, j) of
+    the input with the same feature: ``J_j[b, b'] = ∂y_{b',j}/∂x_{b,j}``.
+
+    Parameters
+    ----------
+    values : ndarray, shape (N, B, B)
+    terms : ndarray of the same shape, optional
+        Sizes of the terms each entry is formed from (for round-off magnitudes).
+
+    Messages: ``δ[j, b, b'] = J_j[b, b'] · S[b', j]``, a block of shape (N, B, B); the sum
+    arriving at input node (b, j) is ``Σ_{b'} δ[j, b, b']``.
+    """
+
+    values: np.ndarray
+    terms: np.ndarray | None = None
+    kind = "coupled"
+    coupled = True
+
+    @property
+    def n_in(self) -> int:  # type: ignore[override]
+        return self.values.shape[0]
+
+    @property
+    def n_out(self) -> int:  # type: ignore[override]
+        return self.values.shape[0]
+
+    @property
+    def batch(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.values.dtype
+
+    def message_shape(self, batch: int) -> tuple[int, ...]:
+        return (self.n_in, batch, batch)
+
+    def send(self, arriving, rows, out=None, receivers=slice(None)):
+        # ``receivers`` selects features here (every sample talks to every sample)
+        return np.multiply(self.values[receivers], arriving[:, receivers].T[:, None, :],
+                           out=out)
+
+    def receive(self, message: np.ndarray) -> np.ndarray:
+        """The sums (B, features) of a (features, B, B) message block."""
+        return message.sum(axis=2).T
+
+    def dense(self):
+        return self.values.copy()
+
+    def magnitude(self):
+        return np.abs(self.values) if self.terms is None else self.terms
+
+    def edges(self):
+        return np.eye(self.n_in, dtype=bool)   # feature j to feature j (across all samples)
+
+    def dense_messages(self, values):
+        return values
+
+    def apply(self, arriving: np.ndarray, partial: np.ndarray | None = None) -> np.ndarray:
+        """Σ_{b'} J_j[b, b'] · arriving[b', j], shape (B, N) (``partial`` replaces J)."""
+        values = self.values if partial is None else partial
+        return np.einsum("jab,bj->aj", values, arriving)
 
 
 class ParamPartials:

@@ -2,9 +2,9 @@
 
 Tokens are separated by ``-`` (or ``,``). The first is the input width. Every later integer k
 adds ``Affine(previous width, k)``; names add layers: ``relu``, ``sigmoid``, ``tanh``,
-``softmax``, ``logsoftmax``, ``dropout`` (p = 0.5) or ``dropoutP`` (e.g. ``dropout0.2``); the
-last token must be a loss: ``sce`` (SoftmaxCrossEntropy),
-``nll`` (NLLLoss, put ``logsoftmax`` before it) or ``mse`` (MSELoss).
+``softmax``, ``logsoftmax``, ``batchnorm`` (BatchNorm of the current width), ``dropout``
+(p = 0.5) or ``dropoutP`` (e.g. ``dropout0.2``); the last token must be a loss: ``sce``
+(SoftmaxCrossEntropy), ``nll`` (NLLLoss, put ``logsoftmax`` before it) or ``mse`` (MSELoss).
 
 Examples: ``784-50-relu-10-sce`` (the textbook's two-layer net), ``4-16-tanh-16-sigmoid-2-mse``,
 ``6-10-logsoftmax-nll``.
@@ -19,6 +19,7 @@ import numpy as np
 from .errors import SpecError
 from .layers import (
     Affine,
+    BatchNorm,
     Dropout,
     LogSoftmax,
     MSELoss,
@@ -66,6 +67,8 @@ def parse_spec(spec: str) -> list[str]:
             if tok == "nll" and tokens[position - 2] != "logsoftmax":
                 raise SpecError(f"spec {spec!r}: nll takes log-probabilities; put logsoftmax "
                                 f"right before it (e.g. 4-3-logsoftmax-nll)")
+        elif tok == "batchnorm":
+            pass
         elif DROPOUT.fullmatch(tok):
             p = _dropout_p(tok)
             if not 0 <= p < 1:
@@ -74,7 +77,7 @@ def parse_spec(spec: str) -> list[str]:
         elif tok not in ACTIVATIONS:
             raise SpecError(
                 f"spec {spec!r}: token {position} ({tok!r}) is not a width or a layer; known "
-                f"layers: {', '.join([*ACTIVATIONS, 'dropout', 'dropoutP', *LOSSES])}")
+                f"layers: {', '.join([*ACTIVATIONS, 'batchnorm', 'dropout', 'dropoutP', *LOSSES])}")
     return tokens
 
 
@@ -117,6 +120,8 @@ def build_network(spec: str = DEFAULT_SPEC, seed: int = 0, dtype="float64",
             width = int(tok)
         elif DROPOUT.fullmatch(tok):
             layers.append(Dropout(_dropout_p(tok), seed=seed + t))
+        elif tok == "batchnorm":
+            layers.append(BatchNorm(width, dtype=dt))
         elif tok in ACTIVATIONS:
             layers.append(ACTIVATIONS[tok]())
         else:

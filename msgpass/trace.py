@@ -82,6 +82,10 @@ class Trace:
         """The dense (N_{t-1}, N_t) messages of layer t for batch sample ``sample``, or their
         mean over the batch for ``"mean"`` (which needs every sample kept)."""
         block = self.block(t)
+        if block.kind == "coupled":
+            raise StateError(f"layer {t} ({self.labels[t - 1]}) couples the samples: its "
+                             f"messages run between (sample, feature) nodes, not within one "
+                             f"sample; trace.message({t}) is its (N, B, B) block")
         if isinstance(sample, str):
             if sample != "mean":
                 raise ValueError(f"sample must be a sample index or 'mean', got {sample!r}")

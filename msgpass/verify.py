@@ -331,7 +331,8 @@ def _verify(net, x, target, numeric, numeric_entries, seed) -> Report:
             expected = jac / trace.batch
         else:
             claim = f"δ^{t} = J^{t} · Σ δ^{t + 1}"
-            expected = jac * trace.message(t + 1).sum(axis=2)[:, None, :]
+            expected = _times_arriving(trace.partials[t - 1].inputs, jac,
+                                       _received(trace, t + 1))
         add(Check(part, t, label, claim, "partials",
                   compare(trace.message(t), expected, tols["recursion"]), tols["recursion"]))
         add(Check(part, t, label, f"S^{t} = ∂L/∂z^{t - 1} (backprop)", "backprop",
@@ -448,6 +449,21 @@ def _numeric_note(straddles: np.ndarray, evaluated: np.ndarray | None = None,
     return "; ".join(notes)
 
 
+def _received(trace, t: int) -> np.ndarray:
+    """The sums of layer t's stored messages, (B, N_{t-1}), summed here from the block."""
+    block = trace.block(t)
+    if block.kind == "coupled":            # (features, B, B): sum over the sending samples
+        return block.values.sum(axis=2).T
+    return trace.message(t).sum(axis=2)
+
+
+def _times_arriving(layout, jac: np.ndarray, arriving: np.ndarray) -> np.ndarray:
+    """J · S in the block's own layout: (B, N, N') per sample, or (N, B, B) coupled."""
+    if layout.kind == "coupled":
+        return jac * arriving.T[:, None, :]
+    return jac * arriving[:, None, :]
+
+
 def path_magnitudes(trace) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]]:
     """Round-off scales: the sums and gradients recomputed with every local partial replaced
     by the size of the terms it is formed from (|J|, or more where J is a difference).
@@ -461,8 +477,12 @@ def path_magnitudes(trace) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]
     dtype = np.float64
     sums = {T + 1: np.full((batch, 1), 1.0 / batch, dtype=dtype)}
     for t in range(T, 0, -1):
-        jac = trace.partials[t - 1].inputs.magnitude().astype(dtype)
-        sums[t] = (jac * sums[t + 1][:, None, :]).sum(axis=2)
+        layout = trace.partials[t - 1].inputs
+        jac = layout.magnitude().astype(dtype)
+        if layout.kind == "coupled":       # node (b, j) reaches every (b', j)
+            sums[t] = np.einsum("jab,bj->aj", jac, sums[t + 1])
+        else:
+            sums[t] = (jac * sums[t + 1][:, None, :]).sum(axis=2)
     grads = {}
     for key in trace.grads:
         t, name = key.split(".", 1)

@@ -336,3 +336,78 @@ def test_msgpass_train_errors_are_one_line_and_overwrite_nothing(tmp_path, capsy
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and message in err, err
         assert (out / "checkpoint.npz").read_bytes() == saved
+
+
+# -- batch normalisation ----------------------------------------------------------------------
+
+def bn_case(batch=6, seed=0):
+    net = mp.build_network("5-7-batchnorm-relu-6-tanh-batchnorm-3-sce", seed=seed)
+    rng = np.random.default_rng(seed)
+    return net, rng.standard_normal((batch, 5)) * 2 + 1, rng.integers(0, 3, batch)
+
+
+def test_batchnorm_messages_run_between_samples():
+    net, x, y = bn_case()
+    net.forward(x, y)
+    trace = net.backward()
+    block = trace.block(2)                                  # BatchNorm(7), training mode
+    assert block.kind == "coupled" and trace.message(2).shape == (7, 6, 6)
+    J = trace.partials[1].inputs.values                     # (N, B, B)
+    arriving = trace.incoming(3)                            # (B, N)
+    np.testing.assert_array_equal(trace.message(2), J * arriving.T[:, None, :])
+    np.testing.assert_allclose(trace.incoming(2), trace.message(2).sum(axis=2).T, rtol=1e-15)
+    # off-diagonal sample pairs really talk: J_j[b, b'] = (γ/σ)(δ − 1/B − x̂_b x̂_b'/B)
+    assert np.all(np.abs(J[:, 0, 1]) > 0)
+    with pytest.raises(mp.StateError, match="couples the samples"):
+        trace.sample_messages(2, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_batchnorm_verifies_against_backprop_and_numerical_differentiation(seed):
+    net, x, y = bn_case(batch=4 + seed, seed=seed)
+    report = mp.verify(net, x, y)
+    assert report.ok, str(report)
+    assert any(c.witness == "numeric" and c.t == 2 and not c.result.inconclusive
+               for c in report.checks)
+
+
+def test_batchnorm_streams_under_a_budget_and_evaluates_elementwise():
+    net, x, y = bn_case(batch=8)
+    net.forward(x, y)
+    full = net.backward()
+    for budget in (8 * 8 * 8, 3 * 8 * 8 * 8):               # one feature, three features
+        streamed = net.backward(keep="sums", budget_bytes=budget)
+        for t in range(1, net.T + 2):
+            np.testing.assert_array_equal(streamed.incoming(t), full.incoming(t))
+    layer = net.layers[1]
+    before = layer.running_mean.copy()
+    mp.verify(net, x, y)                                    # many forwards: stats unchanged
+    np.testing.assert_array_equal(layer.running_mean, before)
+    net.next_step()                                         # the trainer's end of step
+    np.testing.assert_allclose(layer.running_mean, 0.1 * (x @ net.params["1.W"]
+                                                          + net.params["1.b"]).mean(axis=0))
+    net.eval()
+    net.forward(x, y)
+    assert net.backward().block(2).kind == "diagonal"       # eval mode: elementwise
+    assert mp.verify(net, x, y).ok
+
+
+def test_training_with_batchnorm_messages_equals_backprop_and_learns():
+    train_set, val = digits_split()
+    finals = []
+    for backward in ("messages", "backprop"):
+        net = mp.build_network("64-32-batchnorm-relu-10-sce", seed=0, init="he_normal")
+        history = mp.train(net, optim.Adam(net.params, lr=1e-2), train_set, epochs=4,
+                           batch_size=32, backward=backward, validation=val, steps=100)
+        finals.append(({k: v.copy() for k, v in net.params.items()},
+                       net.layers[1].running_var.copy(), history.last["val_accuracy"]))
+    (a, var_a, acc), (b, var_b, _) = finals
+    # relative to the largest parameter: the bias that feeds BatchNorm has gradient exactly 0
+    # (the normalisation removes any shift), so its values are round-off (~1e-11) that Adam
+    # moves around; measured per array it is noise against noise
+    scale = max(np.max(np.abs(v)) for v in b.values())
+    for key in a:
+        assert np.max(np.abs(a[key] - b[key])) <= 1e-9 * scale, key
+    assert np.max(np.abs(b["1.b"])) < 1e-9           # and that bias did stay at ~0
+    np.testing.assert_allclose(var_a, var_b, rtol=1e-9)
+    assert acc >= 0.95          # measured 0.975 after 100 steps

@@ -2,6 +2,7 @@
 
 from .affine import Affine
 from .base import Layer, LossLayer
+from .batchnorm import BatchNorm
 from .elementwise import Dropout, ReLU, Sigmoid, Tanh
 from .function import DerivativeWarning, Function, JacobianCheck
 from .losses import MSELoss, NLLLoss, SoftmaxCrossEntropy
@@ -9,6 +10,6 @@ from .softmax import LogSoftmax, Softmax
 
 __all__ = [
     "Layer", "LossLayer", "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
-    "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "Dropout", "Function", "JacobianCheck",
-    "DerivativeWarning",
+    "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "Dropout", "BatchNorm", "Function",
+    "JacobianCheck", "DerivativeWarning",
 ]

@@ -1,0 +1,110 @@
+"""Batch normalisation: in training mode each feature is normalised with the statistics of the
+batch, so every output depends on every sample of the batch and the messages run between
+(sample, feature) nodes (DESIGN.md §2, the coupled kind); in evaluation mode it uses running
+statistics and is elementwise.
+
+Training mode, per feature j, with μ, σ² the batch mean and (biased) variance, σ = √(σ² + ε):
+
+    x̂_b = (x_b − μ) / σ,    y_b = γ x̂_b + β,
+    J_j[b, b'] = ∂y_{b'}/∂x_b = (γ/σ) (δ_{bb'} − 1/B − x̂_b x̂_{b'} / B).
+
+The running statistics are updated by ``net.next_step()`` (the trainer calls it after every
+step) from the batch statistics of the last forward, so repeated forwards within a step (the
+witnesses of verify) change nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import numbers
+from ..errors import ShapeError
+from ..partials import Coupled, Diagonal, Elementwise, LocalPartials
+from .base import Layer
+
+__all__ = ["BatchNorm"]
+
+
+@dataclass(frozen=True)
+class BatchNormSaved:
+    xhat: np.ndarray    # (B, N)
+    scale: np.ndarray   # (N,) γ / σ
+    training: bool
+
+
+class BatchNorm(Layer):
+    """``BatchNorm(n, momentum=0.9, eps=1e-5)``: parameters γ ("gamma", ones) and β ("beta",
+    zeros); running mean and variance for evaluation mode."""
+
+    couples_samples = True
+
+    def __init__(self, n: int, momentum: float = 0.9, eps: float = 1e-5,
+                 dtype=np.float64) -> None:
+        super().__init__()
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+            raise ShapeError(f"BatchNorm: n must be a positive integer, got {n!r}")
+        self.n, self.momentum, self.eps = int(n), float(momentum), float(eps)
+        self.params = {"gamma": np.ones(self.n, dtype=dtype), "beta": np.zeros(self.n, dtype=dtype)}
+        self.running_mean = np.zeros(self.n)
+        self.running_var = np.ones(self.n)
+        self.training = True
+        self.step = 0
+        self._batch_stats: tuple[np.ndarray, np.ndarray] | None = None
+
+    def describe(self) -> str:
+        return f"BatchNorm({self.n})"
+
+    def output_width(self, n_in):
+        if n_in is not None and n_in != self.n:
+            raise ShapeError(f"expects {self.n} inputs but receives {n_in}")
+        return self.n
+
+    def forward(self, x):
+        self._check_width(x, self.n)
+        gamma, beta = self.params["gamma"], self.params["beta"]
+        if self.training:
+            if x.shape[0] < 2:
+                raise ShapeError("BatchNorm in training mode needs a batch of at least 2 "
+                                 "samples (the variance of one sample is 0)")
+            mean, var = x.mean(axis=0), x.var(axis=0)
+            self._batch_stats = (mean, var)
+        else:
+            mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
+        sigma = numbers.sqrt(var + self.eps)
+        xhat = (x - mean) / sigma
+        return gamma * xhat + beta, BatchNormSaved(xhat, gamma / sigma, self.training)
+
+    def advance(self) -> None:
+        """Fold the last training batch's statistics into the running ones."""
+        if self._batch_stats is not None:
+            mean, var = self._batch_stats   # the biased variance, as the forward uses
+            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
+            self._batch_stats = None
+
+    def local_partials(self, saved):
+        params = {"gamma": Elementwise(saved.xhat.copy(), self.n),
+                  "beta": Elementwise(None, self.n)}
+        if not saved.training:
+            batch = saved.xhat.shape[0]
+            return LocalPartials(Diagonal(np.broadcast_to(saved.scale, (batch, self.n)).copy()),
+                                 params)
+        xhat = saved.xhat.T                                   # (N, B)
+        batch = xhat.shape[1]
+        eye = np.eye(batch, dtype=xhat.dtype)
+        outer = xhat[:, :, None] * xhat[:, None, :] / batch   # (N, B, B)
+        scale = saved.scale[:, None, None]
+        values = scale * (eye[None] - 1.0 / batch - outer)
+        terms = np.abs(scale) * (eye[None] + 1.0 / batch + np.abs(outer))
+        return LocalPartials(Coupled(values, terms), params)
+
+    def backward(self, saved, dout):
+        dgamma = np.sum(dout * saved.xhat, axis=0)
+        dbeta = np.sum(dout, axis=0)
+        if not saved.training:
+            return dout * saved.scale, {"gamma": dgamma, "beta": dbeta}
+        dx = saved.scale * (dout - dout.mean(axis=0) - saved.xhat * np.mean(dout * saved.xhat,
+                                                                            axis=0))
+        return dx, {"gamma": dgamma, "beta": dbeta}
