@@ -47,7 +47,7 @@ from .train import History, evaluate, load_checkpoint, save_checkpoint, train
 from .verify import Report, verify
 from .witnesses import backprop, numeric_gradients, numeric_witness
 
-__version__ = "0.6.0"
+__version__ = "0.7.0"
 
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",

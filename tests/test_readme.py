@@ -55,3 +55,12 @@ def test_streaming_example_runs_as_written():
     trace = namespace["trace"]
     assert trace.param_messages["1.W"].shape == (8, 784, 100)
     assert trace.per_sample_grads()["1.W"].shape == (8, 784, 100)
+
+
+def test_training_example_runs_as_written():
+    import msgpass as mp
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Training.*?```python\n(.*?)```", text, re.S).group(1)
+    namespace = {"mp": mp}
+    exec(compile(block, "README", "exec"), namespace)
+    assert namespace["history"].last["val_accuracy"] >= 0.95

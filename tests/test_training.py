@@ -203,6 +203,7 @@ def test_dropout_masks_step_and_evaluate():
     np.testing.assert_array_equal(layer.forward(x)[0], x)
 
 
+@pytest.mark.claim("C4.9")
 def test_dropout_messages_are_the_mask_and_verify():
     net = mp.build_network("5-8-relu-dropout0.5-3-sce", seed=0)
     x, y = np.random.default_rng(0).standard_normal((4, 5)), np.array([0, 1, 2, 1])
@@ -346,6 +347,7 @@ def bn_case(batch=6, seed=0):
     return net, rng.standard_normal((batch, 5)) * 2 + 1, rng.integers(0, 3, batch)
 
 
+@pytest.mark.claim("C4.10")
 def test_batchnorm_messages_run_between_samples():
     net, x, y = bn_case()
     net.forward(x, y)
@@ -363,6 +365,7 @@ def test_batchnorm_messages_run_between_samples():
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.claim("C4.10")
 def test_batchnorm_verifies_against_backprop_and_numerical_differentiation(seed):
     net, x, y = bn_case(batch=4 + seed, seed=seed)
     report = mp.verify(net, x, y)
