@@ -148,12 +148,21 @@ def train(net, optimizer, data: Dataset, *, epochs: int = 1, batch_size: int = 1
 
 # -- checkpoints --------------------------------------------------------------------------
 
+def _layer_state(net) -> dict[str, np.ndarray]:
+    """State that is not a parameter but belongs in a checkpoint: BatchNorm's running mean
+    and variance, keyed "t.running_mean" / "t.running_var"."""
+    return {f"{t}.{name}": getattr(layer, name)
+            for t, layer in enumerate(net.layers, 1)
+            for name in ("running_mean", "running_var") if hasattr(layer, name)}
+
+
 def save_checkpoint(path, net, optimizer=None, history: History | None = None) -> Path:
     """Parameters (and optimizer state, and the history's numbers) as .npz, written to a
     temporary file in the same directory and renamed over ``path``, so an interrupted save
     never leaves a broken file."""
     path = Path(path)
     arrays = {f"param/{key}": np.asarray(value) for key, value in net.params.items()}
+    arrays |= {f"state/{key}": value for key, value in _layer_state(net).items()}
     arrays["meta/labels"] = np.array(net.labels)
     if optimizer is not None:
         arrays["meta/optimizer"] = np.array(type(optimizer).__name__)
@@ -198,8 +207,17 @@ def load_checkpoint(path, net, optimizer=None) -> dict[str, np.ndarray]:
             shape = params[key].shape if key in params else "missing"
             raise DataError(f"{path}: parameter {key} is {shape}, the network's is "
                             f"{value.shape}")
+    state = {key[len("state/"):]: value for key, value in arrays.items()
+             if key.startswith("state/")}
+    for key, value in _layer_state(net).items():
+        if key in state and state[key].shape != value.shape:
+            raise DataError(f"{path}: {key} is {state[key].shape}, the network's is "
+                            f"{value.shape}")
     for key, value in params.items():          # only now, when everything fits
         net.params[key] = value
+    for key, value in state.items():           # BatchNorm's running statistics
+        t, name = key.split(".", 1)
+        setattr(net.layers[int(t) - 1], name, np.array(value, dtype=np.float64))
     if optimizer is not None:
         state = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
         if state and str(arrays.get("meta/optimizer")) != type(optimizer).__name__:

@@ -414,3 +414,15 @@ def test_training_with_batchnorm_messages_equals_backprop_and_learns():
     assert np.max(np.abs(b["1.b"])) < 1e-9           # and that bias did stay at ~0
     np.testing.assert_allclose(var_a, var_b, rtol=1e-9)
     assert acc >= 0.95          # measured 0.975 after 100 steps
+
+
+def test_checkpoints_keep_batchnorm_running_statistics(tmp_path):
+    train_set, _ = digits_split()
+    net = mp.build_network("64-16-batchnorm-relu-10-sce", seed=0)
+    mp.train(net, optim.SGD(net.params, lr=0.1), train_set, steps=20, batch_size=32)
+    path = mp.save_checkpoint(tmp_path / "c.npz", net)
+    fresh = mp.build_network("64-16-batchnorm-relu-10-sce", seed=5)
+    mp.load_checkpoint(path, fresh)
+    np.testing.assert_array_equal(fresh.layers[1].running_mean, net.layers[1].running_mean)
+    np.testing.assert_array_equal(fresh.layers[1].running_var, net.layers[1].running_var)
+    assert mp.evaluate(fresh, train_set) == mp.evaluate(net, train_set)
