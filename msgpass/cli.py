@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     except MsgpassError as err:
         print(f"msgpass: error: {err}", file=sys.stderr)
         return 2
-    except OSError as err:
+    except (OSError, ValueError) as err:   # bad values the library refuses, e.g. lr < 0
         print(f"msgpass: error: {err}", file=sys.stderr)
         return 2
     except MemoryError as err:

@@ -4,9 +4,12 @@ default, no download) or on MNIST, with message-passing gradients or standard ba
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from . import optim
 from .data import Dataset, Standardizer, load_digits, load_mnist, split
@@ -91,14 +94,38 @@ class Progress:
         sys.stderr.flush()
 
 
+def _refuse_to_overwrite(path: Path, net) -> None:
+    """A run must not silently replace a checkpoint of another network."""
+    if not path.exists():
+        return
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            labels = [str(v) for v in stored["meta/labels"]] if "meta/labels" in stored.files \
+                else []
+    except Exception:   # not a checkpoint we can read: do not overwrite it either
+        labels = None
+    if labels != net.labels:
+        held = "an unreadable file" if labels is None else "a checkpoint of " + " → ".join(labels)
+        raise DataError(f"{path} holds {held}, not of this network; choose another --out (or "
+                        f"remove it)")
+
+
 def run(args) -> int:
     chosen = DEFAULTS[args.data]
     arch = args.arch or chosen["arch"]
     epochs = args.epochs if args.epochs is not None else chosen["epochs"]
-    batch = args.batch or chosen["batch"]
-    for label, value in (("--epochs", epochs), ("--batch", batch)):
-        if value < 1:
+    batch = args.batch if args.batch is not None else chosen["batch"]
+    for label, value in (("--epochs", epochs), ("--batch", batch), ("--steps", args.steps)):
+        if value is not None and value < 1:
             raise DataError(f"{label} must be a positive integer, got {value}")
+    for label, value, low in (("--lr", args.lr, "> 0"), ("--weight-decay", args.weight_decay,
+                                                         "≥ 0"), ("--l1", args.l1, "≥ 0")):
+        if value is not None and (not math.isfinite(value) or value < 0 or
+                                  (low == "> 0" and value == 0)):
+            raise DataError(f"{label} must be finite and {low}, got {value}")
+    if not 0 < args.validation < 1:
+        raise DataError(f"--validation must be a fraction between 0 and 1, got "
+                        f"{args.validation}")
     train_set, validation, test = _data(args)
     if train_set.x.shape[1] != int(arch.split("-")[0]):
         raise DataError(f"the {args.data} inputs have {train_set.x.shape[1]} features, but "
@@ -112,6 +139,7 @@ def run(args) -> int:
                                        l1=args.l1)
     if args.resume:
         load_checkpoint(args.resume, net, optimizer)   # refuses another architecture
+    _refuse_to_overwrite(Path(args.out) / "checkpoint.npz", net)
     schedule = {"none": None, "step": optim.StepLR(max(1, epochs // 3), 0.1),
                 "exponential": optim.ExponentialLR(0.9),
                 "cosine": optim.CosineLR(epochs)}[args.schedule]

@@ -118,7 +118,7 @@ class Comparison:
     worst: tuple[int, ...] | None  # index of the entry with the largest relative error
 
 
-def compare_numbers(a, b, tol: Tolerance) -> Comparison:
+def compare_numbers(a, b, tol: Tolerance, magnitude=None) -> Comparison:
     """Compare two object arrays of exact Fractions (``tol.rtol == 0``: every entry ``==``) or
     of mpmath numbers (relative to the largest entry, computed at the numbers' own
     precision; only the reported errors become floats)."""
@@ -140,6 +140,8 @@ def compare_numbers(a, b, tol: Tolerance) -> Comparison:
         ok = bool(np.all(a == b)) and rational
         rel = 0.0 if ok else float(max_abs / size) if size != 0 else np.inf
         return Comparison(float(max_abs), rel, ok, int(a.size), 0, False, worst)
+    if magnitude is not None:   # the path magnitude: the scale of an entry's round-off
+        size = max(size, float(np.max(np.asarray(magnitude, dtype=np.float64))))
     rel = max_abs / max(size, tol.floor * size) if size != 0 else 0 * max_abs
     return Comparison(float(max_abs), float(rel), bool(rel <= tol.rtol), int(a.size), 0, False,
                       worst)

@@ -168,10 +168,17 @@ def split(data: Dataset, validation: float, seed: int) -> tuple[Dataset, Dataset
             data.subset(order[cut:], f"{data.name}-validation"))
 
 
-def minibatches(count: int, batch: int, rng: np.random.Generator,
-                shuffle: bool = True) -> Iterator[np.ndarray]:
+def minibatches(count: int, batch: int, rng: np.random.Generator, shuffle: bool = True,
+                smallest: int = 1) -> Iterator[np.ndarray]:
     """Index arrays of one epoch: a fresh permutation (seeded by ``rng``), cut into batches;
-    the last one may be smaller."""
+    the last one may be smaller, but a last batch of fewer than ``smallest`` samples joins
+    the one before (BatchNorm in training mode needs at least 2)."""
+    if batch < 1:
+        raise DataError(f"the batch size must be a positive integer, got {batch}")
     order = rng.permutation(count) if shuffle else np.arange(count)
-    for start in range(0, count, batch):
-        yield order[start:start + batch]
+    starts = list(range(0, count, batch))
+    if len(starts) > 1 and count - starts[-1] < smallest:
+        starts.pop()
+    for i, start in enumerate(starts):
+        stop = starts[i + 1] if i + 1 < len(starts) else count
+        yield order[start:stop]

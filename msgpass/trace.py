@@ -122,6 +122,15 @@ class Trace:
         if not self.param_messages and self.grads:
             raise StateError("this trace has no per-sample parameter messages; call "
                              "net.backward(per_sample=True)")
+        coupled = [t for t, p in enumerate(self.partials, 1) if p.inputs.kind == "coupled"]
+        below = sorted(k for k in self.param_messages if coupled and int(k.split(".")[0])
+                       < max(coupled))
+        if below:
+            t = max(coupled)
+            raise StateError(f"layer {t} ({self.labels[t - 1]}) couples the samples, so what "
+                             f"reaches the parameters below it ({', '.join(below)}) mixes every "
+                             f"sample's loss: their per-sample messages are not per-sample "
+                             f"gradients")
         return {key: m * self.batch for key, m in self.param_messages.items()}
 
     def incoming(self, t: int) -> np.ndarray:

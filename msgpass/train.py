@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,12 @@ def train(net, optimizer, data: Dataset, *, epochs: int = 1, batch_size: int = 1
         raise ValueError(f"backward must be 'messages' or 'backprop', got {backward!r}")
     if len(data) == 0:
         raise DataError("the training data is empty")
+    for label, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise DataError(f"{label} must be a positive integer, got {value!r}")
+    if steps is not None and (not isinstance(steps, (int, np.integer)) or steps < 1):
+        raise DataError(f"steps must be a positive integer, got {steps!r}")
+    coupled = any(getattr(layer, "couples_samples", False) for layer in net.layers)
     rng = np.random.default_rng(seed)
     history = History()
     done = 0
@@ -116,7 +123,8 @@ def train(net, optimizer, data: Dataset, *, epochs: int = 1, batch_size: int = 1
                 optimizer.lr = optimizer.base_lr * schedule(epoch)
             start, total, seen = time.perf_counter(), 0.0, 0
             net.train()
-            for i, index in enumerate(minibatches(len(data), batch_size, rng)):
+            for i, index in enumerate(minibatches(len(data), batch_size, rng,
+                                                  smallest=2 if coupled else 1)):
                 x, y = data.x[index], data.y[index]
                 loss, grads = gradients(net, x, y, backward)
                 optimizer.step(grads)
@@ -194,7 +202,7 @@ def load_checkpoint(path, net, optimizer=None) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {key: stored[key] for key in stored.files}
-    except (OSError, ValueError, EOFError) as err:
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as err:
         raise DataError(f"{path}: not a readable msgpass checkpoint ({err})") from None
     labels = [str(v) for v in arrays.get("meta/labels", np.array([]))]
     if labels != net.labels:
@@ -213,15 +221,17 @@ def load_checkpoint(path, net, optimizer=None) -> dict[str, np.ndarray]:
         if key in state and state[key].shape != value.shape:
             raise DataError(f"{path}: {key} is {state[key].shape}, the network's is "
                             f"{value.shape}")
+    optimizer_state = {k[len("optim/"):]: v for k, v in arrays.items()
+                       if k.startswith("optim/")}
+    if optimizer is not None and optimizer_state and \
+            str(arrays.get("meta/optimizer")) != type(optimizer).__name__:
+        raise StateError(f"{path}: optimizer state of {arrays.get('meta/optimizer')}, not "
+                         f"{type(optimizer).__name__}")
     for key, value in params.items():          # only now, when everything fits
         net.params[key] = value
     for key, value in state.items():           # BatchNorm's running statistics
         t, name = key.split(".", 1)
         setattr(net.layers[int(t) - 1], name, np.array(value, dtype=np.float64))
     if optimizer is not None:
-        state = {k[len("optim/"):]: v for k, v in arrays.items() if k.startswith("optim/")}
-        if state and str(arrays.get("meta/optimizer")) != type(optimizer).__name__:
-            raise StateError(f"{path}: optimizer state of {arrays.get('meta/optimizer')}, not "
-                             f"{type(optimizer).__name__}")
-        optimizer.load_state_arrays(state)
+        optimizer.load_state_arrays(optimizer_state)
     return arrays

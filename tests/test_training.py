@@ -426,3 +426,109 @@ def test_checkpoints_keep_batchnorm_running_statistics(tmp_path):
     np.testing.assert_array_equal(fresh.layers[1].running_mean, net.layers[1].running_mean)
     np.testing.assert_array_equal(fresh.layers[1].running_var, net.layers[1].running_var)
     assert mp.evaluate(fresh, train_set) == mp.evaluate(net, train_set)
+
+
+# -- what a review found ----------------------------------------------------------------------
+
+def test_a_last_batch_of_one_joins_the_one_before_when_batchnorm_needs_two():
+    batches = list(minibatches(33, 16, np.random.default_rng(0), smallest=2))
+    assert [len(b) for b in batches] == [16, 17]
+    assert [len(b) for b in minibatches(33, 16, np.random.default_rng(0))] == [16, 16, 1]
+    train_set, _ = digits_split()
+    net = mp.build_network("64-8-batchnorm-relu-10-sce", seed=0)
+    mp.train(net, optim.SGD(net.params, lr=0.1), train_set.subset(np.arange(33)),
+             batch_size=16, epochs=2)                      # would fail on a batch of one
+
+
+def test_minibatches_are_shuffled_and_schedules_are_applied():
+    order = np.concatenate(list(minibatches(50, 10, np.random.default_rng(0))))
+    assert sorted(order) == list(range(50)) and list(order) != list(range(50))
+    train_set, _ = digits_split()
+    net = mp.build_network("64-8-relu-10-sce", seed=0)
+    history = mp.train(net, optim.SGD(net.params, lr=0.2), train_set, epochs=3, batch_size=256,
+                       schedule=optim.StepLR(1, 0.5))
+    assert history.column("lr") == [0.2, 0.1, 0.05]
+
+
+def test_per_sample_gradients_are_refused_below_batchnorm():
+    net = mp.build_network("3-4-batchnorm-relu-2-sce", seed=0)
+    net.forward(np.random.default_rng(0).standard_normal((5, 3)), np.array([0, 1, 0, 1, 1]))
+    trace = net.backward(per_sample=True)
+    with pytest.raises(mp.StateError, match=r"layer 2 \(BatchNorm\(4\)\) couples.*1\.W"):
+        trace.per_sample_grads()
+
+
+def test_coupled_messages_are_oriented_receiver_first():
+    from msgpass.partials import Coupled
+    values = np.random.default_rng(1).standard_normal((3, 4, 4))   # not symmetric in b, b'
+    arriving = np.random.default_rng(2).standard_normal((4, 3))    # (B, N)
+    layout = Coupled(values)
+    message = layout.send(arriving, slice(None))
+    for j in range(3):
+        for b in range(4):
+            for b2 in range(4):
+                assert message[j, b, b2] == values[j, b, b2] * arriving[b2, j]
+    np.testing.assert_allclose(layout.receive(message),
+                               np.einsum("jab,bj->aj", values, arriving), rtol=1e-14)
+
+
+def test_batchnorm_running_variance_and_mp_verify():
+    net, x, y = bn_case(batch=8)
+    net.forward(x, y)
+    net.next_step()
+    z = x @ net.params["1.W"] + net.params["1.b"]
+    np.testing.assert_allclose(net.layers[1].running_var, 0.9 + 0.1 * z.var(axis=0))
+    pytest.importorskip("mpmath")
+    net, x, y = bn_case(batch=3)
+    assert mp.verify(net.astype("mp:30"), x, y).ok
+
+
+def test_dropouts_built_without_a_seed_draw_different_masks():
+    a, b = mp.Dropout(0.5), mp.Dropout(0.5)
+    x = np.ones((20, 30))
+    assert not np.array_equal(a.forward(x)[0], b.forward(x)[0])
+
+
+def test_a_refused_checkpoint_changes_nothing(tmp_path):
+    net = mp.build_network("64-16-relu-10-sce", seed=0)
+    path = mp.save_checkpoint(tmp_path / "c.npz", net, optim.Adam(net.params, lr=1e-3))
+    other = mp.build_network("64-16-relu-10-sce", seed=3)
+    before = {k: v.copy() for k, v in other.params.items()}
+    with pytest.raises(mp.StateError, match="optimizer state of Adam, not SGD"):
+        mp.load_checkpoint(path, other, optim.SGD(other.params, lr=0.1))
+    for key in before:
+        np.testing.assert_array_equal(other.params[key], before[key])
+    (tmp_path / "bad.npz").write_bytes(path.read_bytes()[:3000])
+    with pytest.raises(DataError, match="not a readable msgpass checkpoint"):
+        mp.load_checkpoint(tmp_path / "bad.npz", other)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "-1"], "--lr must be finite and > 0"),
+    (["--lr", "nan"], "--lr must be finite"),
+    (["--weight-decay", "-1"], "--weight-decay must be finite and ≥ 0"),
+    (["--batch", "0"], "--batch must be a positive integer"),
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["--validation", "1.5"], "--validation must be a fraction"),
+])
+def test_msgpass_train_refuses_bad_numbers(argv, message, tmp_path, capsys):
+    from msgpass.cli import main
+    assert main(["train", "--quiet", "--out", str(tmp_path / "r"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_msgpass_train_will_not_overwrite_another_networks_checkpoint(tmp_path, capsys):
+    from msgpass.cli import main
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", "--epochs", "1", "--out", str(out)]) == 0
+    saved = (out / "checkpoint.npz").read_bytes()
+    assert main(["train", "--quiet", "--epochs", "1", "--arch", "64-32-relu-10-sce",
+                 "--out", str(out)]) == 2
+    assert "not of this network; choose another --out" in capsys.readouterr().err
+    assert (out / "checkpoint.npz").read_bytes() == saved
+    (tmp_path / "bad.npz").write_bytes(saved[:3000])
+    assert main(["train", "--quiet", "--resume", str(tmp_path / "bad.npz"), "--out",
+                 str(tmp_path / "other")]) == 2
+    assert "not a readable msgpass checkpoint" in capsys.readouterr().err

@@ -93,11 +93,13 @@ class BatchNorm(Layer):
                                  params)
         xhat = saved.xhat.T                                   # (N, B)
         batch = xhat.shape[1]
-        eye = np.eye(batch, dtype=xhat.dtype)
+        # an int identity and "/ batch" on the scale: exact and mp numbers stay exact
+        # (1.0 / batch would bring a rounded float into an mp computation)
+        eye = np.eye(batch, dtype=int if xhat.dtype == object else xhat.dtype)
         outer = xhat[:, :, None] * xhat[:, None, :] / batch   # (N, B, B)
         scale = saved.scale[:, None, None]
-        values = scale * (eye[None] - 1.0 / batch - outer)
-        terms = np.abs(scale) * (eye[None] + 1.0 / batch + np.abs(outer))
+        values = scale * (eye[None] - outer) - scale / batch
+        terms = np.abs(scale) * (eye[None] + np.abs(outer)) + np.abs(scale) / batch
         return LocalPartials(Coupled(values, terms), params)
 
     def backward(self, saved, dout):

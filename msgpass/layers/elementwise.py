@@ -112,10 +112,15 @@ class Dropout(Layer):
     step) moves on to fresh masks.
     """
 
-    def __init__(self, p: float = 0.5, seed: int = 0) -> None:
+    _made = 0   # Dropouts built without a seed get distinct ones, in the order they are made
+
+    def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
+        if seed is None:
+            Dropout._made += 1
+            seed = 10_000 + Dropout._made
         self.p, self.seed, self.step = float(p), int(seed), 0
         self.training = True
 
