@@ -123,7 +123,7 @@ def sum_incoming(message: np.ndarray, layout: InputPartials) -> np.ndarray:
     message : (b, N_{t-1}, N_t), or (b, N) for a diagonal layout, where node n hears only
     from n' = n and its single message is its sum. Returns (b, N_{t-1}).
     """
-    if getattr(layout, "coupled", False):
+    if layout.coupled:
         return layout.receive(message)
     if layout.diagonal:
         return message.copy()
@@ -138,7 +138,7 @@ def _pieces(batch: int, layout: InputPartials, itemsize: int,
             chunk_bytes: int) -> Iterator[tuple[slice, slice]]:
     """(samples, receivers) slices covering a block, each piece at most ``chunk_bytes``: whole
     samples while one sample fits, else one sample a band of receivers at a time."""
-    if getattr(layout, "coupled", False):   # every sample hears every sample: bands of features
+    if layout.coupled:   # every sample hears every sample: bands of features
         per_feature = batch * batch * itemsize
         band = max(1, chunk_bytes // per_feature)
         for start in range(0, layout.n_in, band):
@@ -160,7 +160,7 @@ def _pieces(batch: int, layout: InputPartials, itemsize: int,
 def _per_receiver(layout: InputPartials, batch: int, itemsize: int) -> int:
     """Bytes of the smallest piece: one receiver of one sample (one feature of a coupled
     layer, whose receivers hear from every sample)."""
-    if getattr(layout, "coupled", False):
+    if layout.coupled:
         return batch * batch * itemsize
     return (1 if layout.diagonal else layout.n_out) * itemsize
 
@@ -316,7 +316,7 @@ def _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels, *
     piece_bytes = max(per_receiver, min(int(budget_bytes), int(chunk_bytes)))
     shape = layout.message_shape(batch)
     pieces = list(_pieces(batch, layout, itemsize, piece_bytes))
-    coupled = getattr(layout, "coupled", False)
+    coupled = layout.coupled
     whole = keep and (chosen is None or coupled)   # a coupled block is kept for all samples
     kept = np.empty(shape, dtype=layout.dtype) if whole else None
     if keep and not whole:

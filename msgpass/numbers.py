@@ -222,22 +222,18 @@ def convert_like(x: np.ndarray, values, what: str) -> np.ndarray:
     return mode.array(values, what)
 
 
-def exp(x: np.ndarray) -> np.ndarray:
-    """Elementwise e^x for float arrays and for mp object arrays (exact mode refuses)."""
-    mode = mode_of(x)
-    return np.exp(x) if mode is None else mode.exp(x)
+def _elementwise(name: str, on_floats):
+    """The function ``name`` elementwise, in the arithmetic of its argument: numpy's for
+    float arrays, the mode's (mpmath's, or a refusal in exact mode) for object arrays."""
+    def apply(x: np.ndarray) -> np.ndarray:
+        mode = mode_of(x)
+        return on_floats(x) if mode is None else getattr(mode, name)(x)
+    apply.__name__ = name
+    apply.__doc__ = f"Elementwise {name} for float arrays and mp object arrays (exact refuses)."
+    return apply
 
 
-def log(x: np.ndarray) -> np.ndarray:
-    mode = mode_of(x)
-    return np.log(x) if mode is None else mode.log(x)
-
-
-def sqrt(x: np.ndarray) -> np.ndarray:
-    mode = mode_of(x)
-    return np.sqrt(x) if mode is None else mode.sqrt(x)
-
-
-def tanh(x: np.ndarray) -> np.ndarray:
-    mode = mode_of(x)
-    return np.tanh(x) if mode is None else mode.tanh(x)
+exp = _elementwise("exp", np.exp)
+log = _elementwise("log", np.log)
+sqrt = _elementwise("sqrt", np.sqrt)
+tanh = _elementwise("tanh", np.tanh)

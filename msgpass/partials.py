@@ -56,6 +56,7 @@ class InputPartials:
 
     kind: str = ""
     diagonal: bool = False
+    coupled: bool = False   # nodes are (sample, feature) pairs (BatchNorm in training mode)
     n_in: int
     n_out: int
 

@@ -12,19 +12,17 @@ def draw_curves(history, title: str = "") -> Figure:
     epochs = history.column("epoch")
     fig = Figure(figsize=(8.0, 3.4), dpi=100)
     loss_ax, acc_ax = fig.subplots(1, 2)
-    loss_ax.plot(epochs, history.column("loss"), "o-", ms=3, label="training (running)")
-    if any(v is not None for v in history.column("val_loss")):
-        loss_ax.plot(epochs, history.column("val_loss"), "s--", ms=3, label="validation")
-    loss_ax.set_xlabel("epoch")
-    loss_ax.set_ylabel("loss")
-    loss_ax.legend(fontsize=8)
-    if any(v is not None for v in history.column("accuracy")):
-        acc_ax.plot(epochs, history.column("accuracy"), "o-", ms=3, label="training")
-    if any(v is not None for v in history.column("val_accuracy")):
-        acc_ax.plot(epochs, history.column("val_accuracy"), "s--", ms=3, label="validation")
-    acc_ax.set_xlabel("epoch")
-    acc_ax.set_ylabel("accuracy")
-    acc_ax.legend(fontsize=8)
+    panels = [(loss_ax, "loss", [("loss", "o-", "training (running)"),
+                                 ("val_loss", "s--", "validation")]),
+              (acc_ax, "accuracy", [("accuracy", "o-", "training"),
+                                    ("val_accuracy", "s--", "validation")])]
+    for ax, ylabel, curves in panels:
+        for key, style, label in curves:
+            if any(v is not None for v in history.column(key)):
+                ax.plot(epochs, history.column(key), style, ms=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=8)
     for ax in (loss_ax, acc_ax):
         ax.grid(True, alpha=0.3)
     if title:
