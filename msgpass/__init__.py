@@ -49,12 +49,19 @@ from .witnesses import backprop, numeric_gradients, numeric_witness
 
 __version__ = "0.7.0"
 
+
+def load_trace(path):
+    """A trace saved with ``trace.save(path)`` as a lazy xarray Dataset (msgpass[scale])."""
+    from .scale import load_trace as load
+    return load(path)
+
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",
     "NLLLoss", "MSELoss", "Layer", "LossLayer", "Dropout", "BatchNorm", "Function", "JacobianCheck",
     "DerivativeWarning",
-    "Sequential", "Trace", "as_numbers", "train", "evaluate", "History", "save_checkpoint",
-    "load_checkpoint", "data", "optim", "init", "MessageBlock", "build_network", "DEFAULT_SPEC",
+    "Sequential", "Trace", "as_numbers", "load_trace", "train", "evaluate", "History",
+    "save_checkpoint", "load_checkpoint", "data", "optim", "init", "MessageBlock",
+    "build_network", "DEFAULT_SPEC",
     "Graph", "GraphTrace", "Node", "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",
     "Shared", "Diagonal", "Dense", "Outer", "Elementwise", "LocalPartials",
     "backprop", "numeric_gradients", "numeric_witness", "verify", "Report",

@@ -113,6 +113,18 @@ class Trace:
                      nondifferentiable=self.nondifferentiable,
                      param_messages={k: f(m) for k, m in self.param_messages.items()})
 
+    def to_xarray(self):
+        """This trace as an ``xarray.Dataset`` (optional extra ``msgpass[scale]``); see
+        msgpass.scale."""
+        from .scale import to_xarray
+        return to_xarray(self)
+
+    def save(self, path, chunk_samples: int = 256):
+        """Write this trace as a zarr store (optional extra ``msgpass[scale]``): chunked over
+        samples, compressed, exact; read it back with ``mp.load_trace``."""
+        from .scale import save_trace
+        return save_trace(self, path, chunk_samples)
+
     def per_sample_grads(self) -> dict[str, np.ndarray]:
         """∂ℓ_b/∂θ for every sample b and parameter, shape (B, *parameter shape): the
         per-sample parameter messages times B, undoing the batch mean's 1/B.

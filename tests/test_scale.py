@@ -1,0 +1,96 @@
+"""Traces as labelled arrays (xarray) and zarr stores: structure, exact round trips, appends
+by step, and clear errors (issue 10, first part)."""
+
+import sys
+
+import numpy as np
+import pytest
+
+import msgpass as mp
+from msgpass.errors import DataError, MsgpassError
+from msgpass.sampling import random_batch
+
+xr = pytest.importorskip("xarray")
+pytest.importorskip("zarr")
+from msgpass import scale  # noqa: E402
+
+
+def make_trace(spec="6-8-relu-5-tanh-3-sce", batch=7, dtype="float64", seed=0):
+    net = mp.build_network(spec, seed=seed, dtype=dtype)
+    x, target = random_batch(net, batch, np.random.default_rng(seed))
+    net.forward(x, target)
+    return net, net.backward()
+
+
+def bitwise(a, b) -> bool:
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def test_the_dataset_labels_every_block_sum_value_and_gradient():
+    net, trace = make_trace()
+    ds = trace.to_xarray()
+    assert ds["message1"].dims == ("sample", "src1", "dst1")
+    assert ds["message2"].dims == ("sample", "src2") and ds["message2"].attrs["stored"] == \
+        "diagonal"
+    assert ds.attrs["label2"] == "ReLU" and ds.attrs["kind2"] == "diagonal"
+    for t in range(1, net.T + 1):
+        assert bitwise(ds.msgpass.dense(t).values, trace.message(t))
+        assert bitwise(ds[f"incoming{t}"].values, trace.incoming(t))
+        assert bitwise(ds[f"value{t}"].values, trace.value(t))
+    assert bitwise(ds["value0"].values, trace.value(0))
+    for key, grad in trace.grads.items():
+        t, name = key.split(".")
+        assert bitwise(ds[f"grad{t}_{name}"].values, grad)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_zarr_round_trips_are_bitwise(tmp_path, dtype):
+    _, trace = make_trace(batch=11, dtype=dtype)
+    trace.save(tmp_path / "t.zarr", chunk_samples=4)
+    back = mp.load_trace(tmp_path / "t.zarr")
+    ds = trace.to_xarray()
+    assert set(back.data_vars) == set(ds.data_vars)
+    for name in ds.data_vars:
+        assert back[name].chunks is not None                 # lazy: dask arrays
+        assert bitwise(back[name].values, ds[name].values), name
+    assert back["message1"].data.chunksize[0] == 4            # chunked over samples
+    assert back.attrs == ds.attrs
+
+
+def test_traces_append_by_step_and_refuse_another_network(tmp_path):
+    store = tmp_path / "run.zarr"
+    net, first = make_trace()
+    scale.append_trace(first, store, step=0)
+    net.params["1.W"] *= 0.5
+    net.forward(first.value(0), np.array([0, 1, 2, 0, 1, 2, 0]))
+    second = net.backward()
+    scale.append_trace(second, store, step=10)
+    ds = mp.load_trace(store)
+    assert list(ds["step"].values) == [0, 10]
+    assert bitwise(ds["message1"].sel(step=10).values, second.message(1))
+    assert bitwise(ds["message1"].sel(step=0).values, first.message(1))
+    with pytest.raises(DataError, match="already holds step 10"):
+        scale.append_trace(second, store, step=10)
+    _, other = make_trace("6-9-relu-5-tanh-3-sce")
+    with pytest.raises(DataError, match=r"holds traces of Affine\(6→8\).*not of Affine\(6→9\)"):
+        scale.append_trace(other, store, step=20)
+    assert list(mp.load_trace(store)["step"].values) == [0, 10]   # nothing written
+
+
+def test_clear_errors(tmp_path, monkeypatch):
+    _, trace = make_trace()
+    trace.save(tmp_path / "t.zarr")
+    with pytest.raises(DataError, match="exists; msgpass does not overwrite"):
+        trace.save(tmp_path / "t.zarr")
+    with pytest.raises(DataError, match="no such trace store"):
+        mp.load_trace(tmp_path / "missing.zarr")
+    (tmp_path / "junk").mkdir()
+    with pytest.raises(DataError, match="not a readable msgpass trace store"):
+        mp.load_trace(tmp_path / "junk")
+    net, _ = make_trace()
+    with pytest.raises(DataError, match="samples \\[0\\] only"):
+        net.backward(keep=[1], keep_samples=[0]).to_xarray()
+    monkeypatch.setitem(sys.modules, "xarray", None)
+    with pytest.raises(MsgpassError, match=r'pip install "msgpass\[scale\]"'):
+        trace.to_xarray()
