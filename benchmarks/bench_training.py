@@ -72,8 +72,11 @@ def modern(train: Dataset, test: Dataset, epochs: int = 10, seed: int = 0) -> No
 
 
 def epoch_cost(train: Dataset, repeat: int = 3) -> None:
-    import torch
-    import torch.nn.functional as F
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        raise SystemExit("the epoch comparison needs PyTorch: pip install torch==2.13.0") from None
     order = np.random.default_rng(0).permutation(len(train))
     batches = [order[i:i + 100] for i in range(0, len(train), 100)]
 

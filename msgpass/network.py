@@ -168,7 +168,7 @@ class Sequential:
             if refused:
                 raise DtypeError(f"exact mode needs layers that keep rational numbers rational "
                                  f"(Affine, ReLU, MSELoss, NLLLoss); {', '.join(refused)} "
-                                 f"need exp, log or tanh. Use an arbitrary-precision mode "
+                                 f"use exp, log or tanh. Use an arbitrary-precision mode "
                                  f"such as 'mp:50' for them")
         self.numbers = mode
         self.dtype = np.dtype(object)

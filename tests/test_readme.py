@@ -64,3 +64,12 @@ def test_training_example_runs_as_written():
     namespace = {"mp": mp}
     exec(compile(block, "README", "exec"), namespace)
     assert namespace["history"].last["val_accuracy"] >= 0.95
+
+
+def test_exact_and_function_example_runs_as_written(capsys):
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Exact proofs.*?```python\n(.*?)```", text, re.S).group(1)
+    exec(compile(block, "README", "exec"), {})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("VERIFIED EXACTLY") and out[1].startswith("VERIFIED")
+    assert "agrees with the complex step" in out[2]

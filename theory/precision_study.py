@@ -16,7 +16,7 @@ prints the table. Needs mpmath (pip install "msgpass[mp]").
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -100,4 +100,7 @@ def main(out: Path | None = None) -> list[tuple[str, float, float]]:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path,
+                        help="where to write the figure (default figures/precision.png)")
+    main(parser.parse_args().out)

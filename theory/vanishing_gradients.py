@@ -18,7 +18,7 @@ node sums S arriving at its input nodes. Writes figures/vanishing.png and prints
 
 from __future__ import annotations
 
-import sys
+import argparse
 from pathlib import Path
 
 import numpy as np
@@ -96,4 +96,7 @@ def main(out: Path | None = None) -> dict[str, dict[str, np.ndarray]]:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else None)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", type=Path,
+                        help="where to write the figure (default figures/vanishing.png)")
+    main(parser.parse_args().out)
