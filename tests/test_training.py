@@ -532,3 +532,17 @@ def test_msgpass_train_will_not_overwrite_another_networks_checkpoint(tmp_path, 
     assert main(["train", "--quiet", "--resume", str(tmp_path / "bad.npz"), "--out",
                  str(tmp_path / "other")]) == 2
     assert "not a readable msgpass checkpoint" in capsys.readouterr().err
+
+
+def test_the_cli_fits_its_standardiser_on_the_training_split_only():
+    from types import SimpleNamespace
+
+    from msgpass.cli_train import _data
+    args = SimpleNamespace(data="digits", mnist=None, validation=0.1, seed=3)
+    train_set, val, test = _data(args)
+    raw_train, raw_val = split(load_digits(), 0.1, seed=3)
+    scale = Standardizer.fit(raw_train.x, eps=1.6)           # the training rows only
+    np.testing.assert_array_equal(train_set.x, scale(raw_train.x))
+    np.testing.assert_array_equal(val.x, scale(raw_val.x))
+    leaky = Standardizer.fit(load_digits().x, eps=1.6)       # what a leak would give
+    assert not np.array_equal(val.x, leaky(raw_val.x)) and test is None
