@@ -291,7 +291,8 @@ class Sequential:
 
     def backward(self, keep="all", *, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                  keep_samples=None, per_sample: bool = False,
-                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Trace:
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, backend: str = "memory",
+                 chunk_samples: int = 256) -> Trace:
         """Message passing from the loss down to the input, using the partials kept by the
         last ``forward``. Every message is computed, whatever is kept; calling it again gives
         the same result.
@@ -319,6 +320,10 @@ class Sequential:
         chunk_bytes : int
             Piece size used within the budget for speed (default 4 MiB, measured); rarely
             worth changing.
+        backend : "memory" (default) or "dask"
+            "dask" builds each layer's messages as a dask array chunked over samples
+            (``chunk_samples`` per chunk; msgpass.scale.dask_backward, optional extra
+            msgpass[scale]); it runs on a dask.distributed cluster when a Client is active.
 
         Returns
         -------
@@ -327,6 +332,11 @@ class Sequential:
         if self._record is None:
             raise StateError("net.backward() was called before net.forward(x, target): there "
                              "are no local partials to send messages from yet")
+        if backend == "dask":   # lazy blocks chunked over samples (msgpass[scale])
+            from .scale import dask_backward
+            return dask_backward(self, chunk_samples=chunk_samples, keep=keep)
+        if backend != "memory":
+            raise ValueError(f"backend must be 'memory' or 'dask', got {backend!r}")
         record = self._record
         batch = record.values[0].shape[0]
         seed = None if self.numbers is None else np.full(   # 1/B as a Fraction or an mpf

@@ -179,3 +179,64 @@ def _describe(attrs: dict) -> str:
 
 
 _register_accessor()
+
+
+# -- the dask backend ---------------------------------------------------------------------
+
+def dask_backward(net, chunk_samples: int = 256, keep="sums"):
+    """The message pass with every layer's messages as a dask array chunked over samples.
+
+    Layer by layer from the loss down, the block δ^t is a lazy array whose chunks are sent
+    by the layer's structured partials for ``chunk_samples`` samples at a time; the node sums
+    S^t are its reduction over senders (computed, since layer t−1 needs them), and the
+    parameter gradients come from S^{t+1} as in the in-memory pass. Nothing larger than a
+    few chunks is held at once. With ``keep="all"`` (or a list of layers) the trace keeps the
+    lazy blocks: ``trace.block(t).values`` is a dask array, recomputed chunk by chunk on
+    access. Runs on dask's threaded scheduler, or on a ``dask.distributed`` cluster when a
+    ``Client`` is active.
+    """
+    da = require("dask.array")
+    from .messages import MessageBlock, _wanted
+    from .trace import Trace
+    if net._record is None:
+        raise MsgpassError("net.backward(backend='dask') was called before net.forward")
+    if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, (int, np.integer)) \
+            or chunk_samples < 1:
+        raise ValueError(f"chunk_samples must be a positive integer, got {chunk_samples!r}")
+    record = net._record
+    batch, T = record.values[0].shape[0], net.T
+    wanted = _wanted(keep, T)
+    if any(p.inputs.coupled for p in record.partials):
+        raise MsgpassError("the dask backend streams samples independently; a layer that "
+                           "couples the samples (BatchNorm in training mode) needs them all")
+    arriving = np.full((batch, 1), 1.0 / batch, dtype=net.dtype)
+    sums, blocks, grads = {T + 1: arriving}, {}, {}
+    index = da.arange(batch, chunks=chunk_samples)
+    for t in range(T, 0, -1):
+        local = record.partials[t - 1]
+        layout = local.inputs
+        for name, partial in local.params.items():
+            grads[f"{t}.{name}"] = partial.gradient(arriving)
+
+        def send(rows_index, layout=layout, arriving=arriving):
+            rows = slice(int(rows_index[0]), int(rows_index[-1]) + 1)
+            return layout.send(arriving[rows], rows)
+        if layout.diagonal:
+            messages = index.map_blocks(send, chunks=(index.chunks[0], (layout.n_in,)),
+                                        new_axis=[1], dtype=layout.dtype)
+            total = messages
+        else:
+            messages = index.map_blocks(
+                send, chunks=(index.chunks[0], (layout.n_in,), (layout.n_out,)),
+                new_axis=[1, 2], dtype=layout.dtype)
+            total = messages.sum(axis=2)
+        arriving = np.asarray(total.compute())
+        arriving.flags.writeable = False
+        sums[t] = arriving
+        if t in wanted:
+            blocks[t] = MessageBlock(t, layout, messages)
+    ordered = {f"{t}.{name}": grads[f"{t}.{name}"]
+               for t, layer in enumerate(net.layers, 1) for name in layer.params}
+    return Trace(labels=net.labels, values=record.values, partials=record.partials,
+                 blocks=blocks, sums=sums, grads=ordered, loss=record.loss,
+                 nondifferentiable=record.kinks)

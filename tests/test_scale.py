@@ -94,3 +94,51 @@ def test_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "xarray", None)
     with pytest.raises(MsgpassError, match=r'pip install "msgpass\[scale\]"'):
         trace.to_xarray()
+
+
+def random_case(seed):
+    from msgpass.sampling import random_spec
+    rng = np.random.default_rng(seed)
+    net = mp.build_network(random_spec(rng), seed=seed)
+    x, target = random_batch(net, int(rng.integers(5, 40)), rng)
+    net.forward(x, target)
+    return net
+
+
+def assert_same(memory, lazy, T):
+    for t in range(1, T + 2):
+        a, b = memory.incoming(t), lazy.incoming(t)
+        assert np.max(np.abs(a - b)) <= 1e-12 * max(1.0, np.max(np.abs(a))), t
+    for key, grad in memory.grads.items():
+        assert np.max(np.abs(grad - lazy.grads[key])) <= 1e-12 * max(1.0, np.max(np.abs(grad)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_the_dask_backend_equals_the_in_memory_pass(seed):
+    pytest.importorskip("dask")
+    net = random_case(seed)
+    memory = net.backward()
+    lazy = net.backward(backend="dask", chunk_samples=3, keep="all")
+    assert_same(memory, lazy, net.T)
+    for t in range(1, net.T + 1):                      # the lazy blocks, computed on access
+        assert np.array_equal(np.asarray(lazy.block(t).values), memory.block(t).values)
+
+
+def test_the_dask_backend_on_a_two_worker_local_cluster():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        for seed in range(3):
+            net = random_case(seed)
+            assert_same(net.backward(keep="sums"),
+                        net.backward(backend="dask", chunk_samples=4, keep="sums"), net.T)
+
+
+def test_the_dask_backend_refuses_what_it_cannot_stream():
+    net = mp.build_network("4-6-batchnorm-3-sce", seed=0)
+    net.forward(np.random.default_rng(0).standard_normal((5, 4)), np.array([0, 1, 2, 0, 1]))
+    with pytest.raises(MsgpassError, match="couples the samples"):
+        net.backward(backend="dask")
+    with pytest.raises(ValueError, match="backend must be"):
+        net.backward(backend="spark")
