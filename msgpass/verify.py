@@ -489,7 +489,7 @@ def path_magnitudes(trace) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]
         layout = trace.partials[t - 1].inputs
         jac = layout.magnitude().astype(dtype)
         if layout.kind == "coupled":       # node (b, j) reaches every (b', j)
-            sums[t] = np.einsum("jab,bj->aj", jac, sums[t + 1])
+            sums[t] = layout.apply(sums[t + 1], jac)
         else:
             sums[t] = (jac * sums[t + 1][:, None, :]).sum(axis=2)
     grads = {}

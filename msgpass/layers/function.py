@@ -138,10 +138,11 @@ class Function(Layer):
         self._check_width(x, self.n_in)
         y = self._call(x)
         if self.jacobian is not None:
-            jac = self._user_jacobian(x)
+            jac, param_jacs = self._user_jacobian(x), None
         else:
-            jac = self._derivative(x)
-        param_jacs = {name: self._param_jacobian(x, name) for name in self.params}
+            jac, param_jacs = self._derivative(x)
+        if param_jacs is None:
+            param_jacs = {name: self._param_jacobian(x, name) for name in self.params}
         return y.astype(x.dtype, copy=False), FunctionSaved(x, jac.astype(x.dtype, copy=False),
                                                             param_jacs)
 
@@ -190,24 +191,28 @@ class Function(Layer):
         diff = diff.reshape(self.n_in, batch, self.n_out).transpose(1, 0, 2)
         return diff / (2 * step[:, :, None])
 
-    def _derivative(self, x: np.ndarray) -> np.ndarray:
+    def _derivative(self, x: np.ndarray) -> tuple[np.ndarray, dict | None]:
+        """J, and the parameter partials when the first-batch check already computed them
+        (None: compute them with ``_param_jacobian``)."""
         if self.method == "central differences":
-            return self.central_differences(x)
+            return self.central_differences(x), None
         try:
             jac = self.complex_step(x)
-        except (TypeError, ValueError, MsgpassError, np.exceptions.ComplexWarning) as err:
-            return self._fall_back(x, f"it does not take complex input ({err})")
-        if self.method is None:       # once: is f analytic, so that the complex step holds?
-            central = self.central_differences(x)
-            if not _agree(jac, central) or not all(
-                    _agree(self._param_complex(x, name), self._param_central(x, name))
-                    for name in self.params):
-                return self._fall_back(x, "its complex-step derivative disagrees with central "
-                                          "differences (is f analytic in x and its parameters? "
-                                          "abs, max, comparisons and .real break the complex "
-                                          "step; so does mixing rows of the batch)", central)
-            self.method = "complex step"
-        return jac
+        except (TypeError, ValueError, MsgpassError) as err:
+            return self._fall_back(x, f"it does not take complex input ({err})"), None
+        if self.method is not None:
+            return jac, None
+        # once: is f analytic in x and its parameters, so that the complex step holds?
+        central = self.central_differences(x)
+        params = {name: self._param_complex(x, name) for name in self.params}
+        if not _agree(jac, central) or not all(
+                _agree(params[name], self._param_central(x, name)) for name in self.params):
+            return self._fall_back(x, "its complex-step derivative disagrees with central "
+                                      "differences (is f analytic in x and its parameters? "
+                                      "abs, max, comparisons and .real break the complex "
+                                      "step; so does mixing rows of the batch)", central), None
+        self.method = "complex step"
+        return jac, params
 
     def _fall_back(self, x, why: str, central: np.ndarray | None = None) -> np.ndarray:
         warnings.warn(f"{self.describe()}: using central differences (accurate to about 1e-10 "
