@@ -50,10 +50,11 @@ from .witnesses import backprop, numeric_gradients, numeric_witness
 __version__ = "0.7.0"
 
 
-def load_trace(path):
-    """A trace saved with ``trace.save(path)`` as a lazy xarray Dataset (msgpass[scale])."""
+def load_trace(path, network=None):
+    """A trace saved with ``trace.save(path)`` (or streamed by ``backward(store=path)``) as a
+    lazy xarray Dataset (msgpass[scale]); with ``network``, refuse another architecture's."""
     from .scale import load_trace as load
-    return load(path)
+    return load(path, network=network)
 
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",

@@ -16,13 +16,14 @@ or networks.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from .checks import first_nonfinite
 from .errors import NonFiniteError, StateError
 from .partials import InputPartials, LocalPartials
+from .stats import MessageStats, statistics_wanted
 
 __all__ = ["MessageBlock", "MessagePass", "pass_messages", "sum_incoming",
            "DEFAULT_BUDGET_BYTES", "DEFAULT_CHUNK_BYTES"]
@@ -109,12 +110,15 @@ class MessagePass:
     param_messages : dict of (int, str) to ndarray
         With ``per_sample=True``: each sample's messages to each parameter, shape
         (B, *parameter shape), summing over b to ``grads``. Empty otherwise.
+    stats : dict of int to MessageStats
+        With ``stats``: the statistics of every layer's messages (msgpass.stats).
     """
 
     blocks: dict[int, MessageBlock]
     incoming: dict[int, np.ndarray]
     grads: dict[tuple[int, str], np.ndarray]
     param_messages: dict[tuple[int, str], np.ndarray]
+    stats: dict[int, MessageStats] = field(default_factory=dict)
 
 
 def sum_incoming(message: np.ndarray, layout: InputPartials) -> np.ndarray:
@@ -152,8 +156,10 @@ def _pieces(batch: int, layout: InputPartials, itemsize: int,
             yield slice(start, min(start + step, batch)), slice(0, layout.n_in)
         return
     band = max(1, chunk_bytes // per_receiver)
-    for sample in range(batch):
-        for start in range(0, layout.n_in, band):
+    # band by band, every sample's: the band's partials (and per-edge statistics) stay in
+    # cache across the samples, where sample by sample would stream the whole block each time
+    for start in range(0, layout.n_in, band):
+        for sample in range(batch):
             yield slice(sample, sample + 1), slice(start, min(start + band, layout.n_in))
 
 
@@ -206,6 +212,7 @@ def pass_messages(
     seed: np.ndarray | None = None,
     keep_samples: Iterable[int] | None = None,
     per_sample: bool = False,
+    stats=False,
 ) -> MessagePass:
     """Run the message recursion from the loss (t = T) down to the input (t = 1).
 
@@ -239,6 +246,10 @@ def pass_messages(
     per_sample : bool
         Also keep each sample's messages to each parameter (``param_messages``): B times
         the parameters' size, outside the budget, like kept blocks.
+    stats : bool or list of str
+        Gather statistics of every layer's messages as they are sent (msgpass.stats:
+        "mean", "absmax", "histogram"; True for all): 2·N_{t-1}·N_t float64 per layer for
+        the per-edge ones, outside the budget, and the messages need not be kept.
 
     Raises
     ------
@@ -265,6 +276,15 @@ def pass_messages(
                 f"layer {t} ({_label(labels, t)}): budget_bytes={budget_bytes:,} cannot hold "
                 f"one receiver's {per_receiver // itemsize:,} messages ({per_receiver:,} "
                 f"bytes)")
+    names = statistics_wanted(stats)
+    gathered = {}
+    for t, local in enumerate(partials, 1):
+        if names and local.inputs.coupled:
+            raise ValueError(f"layer {t} ({_label(labels, t)}) couples the samples: message "
+                             f"statistics are per edge over independent samples; gather them "
+                             f"in eval mode or keep that layer's block instead")
+        if names:
+            gathered[t] = MessageStats.start(t, _label(labels, t), local.inputs, names)
     dtype = partials[-1].inputs.dtype
     if seed is None:
         arriving = np.full((batch, 1), 1.0 / batch, dtype=dtype)  # S^{T+1} = ∂L/∂ℓ_b
@@ -293,7 +313,8 @@ def pass_messages(
                 message.flags.writeable = False
                 param_messages[(t, name)] = message
         sums = _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels,
-                           keep=t in wanted, chosen=chosen, blocks=blocks)
+                           keep=t in wanted, chosen=chosen, blocks=blocks,
+                           stats=gathered.get(t))
         where = first_nonfinite(sums)
         if where is not None:
             raise NonFiniteError(
@@ -303,13 +324,18 @@ def pass_messages(
         incoming[t] = sums
         arriving = sums
     return MessagePass(blocks=blocks, incoming=incoming, grads=grads,
-                       param_messages=param_messages)
+                       param_messages=param_messages,
+                       stats={t: gathered[t].finished() for t in sorted(gathered)})
 
 
 def _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels, *, keep, chosen,
-                blocks):
+                blocks, stats=None, offset=0):
     """Compute every message of layer t piece by piece, sum each receiver's, store the block
-    in ``blocks`` if kept; return the sums S^t, shape (B, N_{t-1})."""
+    in ``blocks`` if kept, fold each piece into ``stats`` if given; return the sums S^t,
+    shape (B, N_{t-1}).
+
+    ``arriving`` holds the B = ``batch`` samples ``offset``, ``offset`` + 1, … of the whole
+    batch (a chunk of it, for the dask backend); the block and sums are those rows'."""
     itemsize = np.dtype(layout.dtype).itemsize
     per_receiver = _per_receiver(layout, batch, itemsize)   # checked ≤ budget
     # the smallest piece is one receiver of one sample, however small chunk_bytes is
@@ -338,7 +364,10 @@ def _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels, *
             out = scratch[: receivers.stop - receivers.start]
         else:
             out = scratch[: rows.stop - rows.start, : receivers.stop - receivers.start]
-        message = layout.send(arriving[rows], rows, out=out, receivers=receivers)  # δ^t
+        where = slice(offset + rows.start, offset + rows.stop)   # rows of the whole batch
+        message = layout.send(arriving[rows], where, out=out, receivers=receivers)  # δ^t
+        if stats is not None:
+            stats.update(message, receivers)
         if coupled:                # (features, B, B): node (b, j) sums over the samples b'
             sums[:, receivers] = layout.receive(message)
         elif layout.diagonal:      # node n hears only from n' = n: its message is its sum

@@ -292,7 +292,7 @@ class Sequential:
     def backward(self, keep="all", *, budget_bytes: int = DEFAULT_BUDGET_BYTES,
                  keep_samples=None, per_sample: bool = False,
                  chunk_bytes: int = DEFAULT_CHUNK_BYTES, backend: str = "memory",
-                 chunk_samples: int = 256) -> Trace:
+                 chunk_samples: int = 256, stats=False, store=None) -> Trace:
         """Message passing from the loss down to the input, using the partials kept by the
         last ``forward``. Every message is computed, whatever is kept; calling it again gives
         the same result.
@@ -324,6 +324,15 @@ class Sequential:
             "dask" builds each layer's messages as a dask array chunked over samples
             (``chunk_samples`` per chunk; msgpass.scale.dask_backward, optional extra
             msgpass[scale]); it runs on a dask.distributed cluster when a Client is active.
+        stats : bool or list of str
+            Gather statistics of every layer's messages while they are sent, without keeping
+            them: "mean" and "absmax" per edge over the samples, "histogram" of magnitudes
+            per layer (True: all three); ``trace.stats[t]`` (msgpass.stats.MessageStats).
+        store : path, optional
+            With ``backend="dask"``: write the kept layers' messages into a new zarr store
+            at this path chunk by chunk as they are sent, then the sums, values, gradients
+            and statistics, so that ``mp.load_trace(store)`` reads it like a saved trace.
+            The returned trace holds no blocks: they are on disk.
 
         Returns
         -------
@@ -334,9 +343,14 @@ class Sequential:
                              "are no local partials to send messages from yet")
         if backend == "dask":   # lazy blocks chunked over samples (msgpass[scale])
             from .scale import dask_backward
-            return dask_backward(self, chunk_samples=chunk_samples, keep=keep)
+            return dask_backward(self, chunk_samples=chunk_samples, keep=keep, stats=stats,
+                                 store=store, budget_bytes=budget_bytes,
+                                 chunk_bytes=chunk_bytes)
         if backend != "memory":
             raise ValueError(f"backend must be 'memory' or 'dask', got {backend!r}")
+        if store is not None:
+            raise ValueError("store= streams messages into zarr through the dask backend: "
+                             "call net.backward(backend='dask', store=path, ...)")
         record = self._record
         batch = record.values[0].shape[0]
         seed = None if self.numbers is None else np.full(   # 1/B as a Fraction or an mpf
@@ -344,10 +358,11 @@ class Sequential:
         result = pass_messages(record.partials, batch=batch, seed=seed,
                                labels=self.labels, keep=keep, budget_bytes=budget_bytes,
                                chunk_bytes=chunk_bytes, keep_samples=keep_samples,
-                               per_sample=per_sample)
+                               per_sample=per_sample, stats=stats)
         grads = {f"{t}.{name}": result.grads[(t, name)]
                  for t, layer in enumerate(self.layers, 1) for name in layer.params}
         param_messages = {f"{t}.{name}": m for (t, name), m in result.param_messages.items()}
         return Trace(labels=self.labels, values=record.values, partials=record.partials,
                      blocks=result.blocks, sums=result.incoming, grads=grads, loss=record.loss,
-                     nondifferentiable=record.kinks, param_messages=param_messages)
+                     nondifferentiable=record.kinks, param_messages=param_messages,
+                     stats=result.stats)

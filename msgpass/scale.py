@@ -28,6 +28,10 @@ from .errors import DataError, MsgpassError
 __all__ = ["to_xarray", "save_trace", "load_trace", "append_trace", "dense", "require"]
 
 EXTRA = 'pip install "msgpass[scale]"'
+# A store's attribute that is true only once everything in it was written: set last, so a
+# store whose writer died half-way is refused rather than read (zarr reads an unwritten chunk
+# as the fill value, silently).
+COMPLETE = "msgpass_complete"
 
 
 def require(module: str):
@@ -66,6 +70,18 @@ def to_xarray(trace):
                 data[f"message{t}"] = (("sample", f"src{t}", f"dst{t}"), block.values,
                                        {"stored": "dense"})
     data["value0"] = (("sample", "src1"), trace.value(0))
+    for t, stats in trace.stats.items():
+        edges = (f"src{t}",) if len(stats.edges) == 1 else (f"src{t}", f"dst{t}")
+        if stats.total is not None:
+            data[f"mean{t}"] = (edges, stats.mean, {"samples": stats.samples})
+        if stats.absmax is not None:
+            data[f"absmax{t}"] = (edges, stats.absmax, {"samples": stats.samples})
+        if stats.counts is not None:
+            coords["exponent"] = np.arange(stats.counts.size) - stats.bias
+            data[f"histogram{t}"] = (("exponent",), stats.counts, {
+                "samples": stats.samples,
+                "bins": "count of messages with 2**e <= |message| < 2**(e+1); the lowest bin "
+                        "counts every message below the smallest normal number (zeros)"})
     for key, grad in trace.grads.items():
         t, name = key.split(".", 1)
         dims = (f"src{t}", f"dst{t}") if grad.ndim == 2 else (f"dst{t}",)
@@ -121,8 +137,7 @@ def save_trace(trace, path, chunk_samples: int = 256) -> Path:
         raise DataError(f"{path} exists; msgpass does not overwrite a saved trace")
     chunks = {name: _chunks(ds[name], chunk_samples) for name in ds.data_vars}
     # consolidated metadata is not part of zarr format 3: off, so no store depends on it
-    ds.to_zarr(path, mode="w-", encoding={name: {"chunks": c} for name, c in chunks.items()},
-               consolidated=False)
+    _write_new(ds, path, chunks)
     return path
 
 
@@ -131,9 +146,10 @@ def _chunks(var, chunk_samples: int) -> tuple[int, ...]:
                  for dim, n in zip(var.dims, var.shape, strict=True))
 
 
-def load_trace(path):
+def load_trace(path, network=None):
     """A saved trace (or a store of traces appended by step) as a lazy xarray Dataset: the
-    arrays are dask arrays read chunk by chunk on demand."""
+    arrays are dask arrays read chunk by chunk on demand. A store that is incomplete or has
+    chunks missing is refused; with ``network``, so is one of another architecture."""
     xr = require("xarray")
     require("zarr")
     path = Path(path)
@@ -143,9 +159,35 @@ def load_trace(path):
         ds = xr.open_zarr(path, consolidated=False)
     except Exception as err:   # zarr and xarray raise many kinds for a broken store
         raise DataError(f"{path}: not a readable msgpass trace store ({err})") from None
-    if "T" not in ds.attrs:
+    if "T" not in ds.attrs and COMPLETE not in ds.attrs:
         raise DataError(f"{path}: a zarr store, but not one msgpass wrote (no layer attributes)")
+    if ds.attrs.get(COMPLETE) is not True:
+        raise DataError(f"{path}: an incomplete trace store (its writer stopped before "
+                        f"finishing); write it again")
+    _check_chunks(path)
+    ds.attrs.pop(COMPLETE)
+    if network is not None:
+        _check_network(ds, network, path)
     return ds
+
+
+def _check_chunks(path: Path) -> None:
+    """Refuse a store with chunks missing (deleted, or lost in a partial copy): zarr would
+    read them as the fill value without a word."""
+    zarr = require("zarr")
+    group = zarr.open_group(str(path), mode="r")
+    for name, array in group.arrays():
+        if array.nchunks_initialized < array.nchunks:
+            raise DataError(f"{path}: a truncated trace store: {name} has "
+                            f"{array.nchunks_initialized} of its {array.nchunks} chunks; "
+                            f"copy or write it again")
+
+
+def _check_network(ds, network, path: Path) -> None:
+    labels = [ds.attrs.get(f"label{t}") for t in range(1, int(ds.attrs["T"]) + 1)]
+    if labels != list(network.labels):
+        raise DataError(f"{path} holds traces of {' → '.join(map(str, labels))}, not of this "
+                        f"network ({' → '.join(network.labels)})")
 
 
 def append_trace(trace, path, step: int, chunk_samples: int = 256) -> Path:
@@ -156,9 +198,7 @@ def append_trace(trace, path, step: int, chunk_samples: int = 256) -> Path:
     ds = to_xarray(trace).expand_dims(step=[step])
     path = Path(path)
     if not path.exists():
-        chunks = {name: _chunks(ds[name], chunk_samples) for name in ds.data_vars}
-        ds.to_zarr(path, mode="w-", encoding={n: {"chunks": c} for n, c in chunks.items()},
-                   consolidated=False)
+        _write_new(ds, path, {name: _chunks(ds[name], chunk_samples) for name in ds.data_vars})
         return path
     stored = load_trace(path)
     mine = {k: v for k, v in ds.attrs.items() if k.startswith(("label", "kind", "T", "batch"))}
@@ -168,8 +208,23 @@ def append_trace(trace, path, step: int, chunk_samples: int = 256) -> Path:
                         f"{_describe(mine)}; append to a store of the same network and batch")
     if step in stored["step"].values:
         raise DataError(f"{path} already holds step {step}")
-    ds.to_zarr(path, mode="a", append_dim="step", consolidated=False)
+    _mark(path, False)         # an append that dies half-way leaves the store refused
+    ds.to_zarr(path, mode="a", append_dim="step", consolidated=False, write_empty_chunks=True)
+    _mark(path, True)
     return path
+
+
+def _write_new(ds, path: Path, chunks: dict) -> None:
+    # every chunk is written, even all-zero ones, so a missing chunk means a truncated store
+    ds.attrs[COMPLETE] = False
+    ds.to_zarr(path, mode="w-", encoding={name: {"chunks": c} for name, c in chunks.items()},
+               consolidated=False, write_empty_chunks=True)
+    _mark(path, True)
+
+
+def _mark(path: Path, complete: bool) -> None:
+    zarr = require("zarr")
+    zarr.open_group(str(path), mode="r+").attrs[COMPLETE] = complete
 
 
 def _describe(attrs: dict) -> str:
@@ -183,60 +238,171 @@ _register_accessor()
 
 # -- the dask backend ---------------------------------------------------------------------
 
-def dask_backward(net, chunk_samples: int = 256, keep="sums"):
-    """The message pass with every layer's messages as a dask array chunked over samples.
+def dask_backward(net, chunk_samples: int = 256, keep="sums", stats=False, store=None,
+                  budget_bytes: int | None = None, chunk_bytes: int | None = None):
+    """The message pass with the batch split into chunks of ``chunk_samples`` samples, each
+    chunk of each layer one dask task.
 
-    Layer by layer from the loss down, the block δ^t is a lazy array whose chunks are sent
-    by the layer's structured partials for ``chunk_samples`` samples at a time; the node sums
-    S^t are its reduction over senders (computed, since layer t−1 needs them), and the
-    parameter gradients come from S^{t+1} as in the in-memory pass. Nothing larger than a
-    few chunks is held at once. With ``keep="all"`` (or a list of layers) the trace keeps the
-    lazy blocks: ``trace.block(t).values`` is a dask array, recomputed chunk by chunk on
-    access. Runs on dask's threaded scheduler, or on a ``dask.distributed`` cluster when a
-    ``Client`` is active.
+    Layer by layer from the loss down, every chunk's messages δ^t are sent piece by piece
+    (within ``budget_bytes``, as in the in-memory pass) and summed by their receivers; the
+    tasks run in parallel on dask's threaded scheduler, or on a ``dask.distributed`` cluster
+    when a ``Client`` is active. Each task returns its rows of S^t and, with ``stats``, the
+    statistics of its messages, merged pairwise up a tree, so at most a few chunks' worth is
+    in memory. With ``store`` each task also writes its chunk of every kept layer's messages
+    into a zarr store (see ``net.backward``); without it, kept blocks are lazy dask arrays
+    that send their chunks again when read.
     """
+    dask = require("dask")
     da = require("dask.array")
-    from .messages import MessageBlock, _wanted
+    from .messages import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, MessageBlock, _wanted
+    from .stats import MessageStats, statistics_wanted
     from .trace import Trace
     if net._record is None:
         raise MsgpassError("net.backward(backend='dask') was called before net.forward")
     if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, (int, np.integer)) \
             or chunk_samples < 1:
         raise ValueError(f"chunk_samples must be a positive integer, got {chunk_samples!r}")
+    budget_bytes = DEFAULT_BUDGET_BYTES if budget_bytes is None else budget_bytes
+    chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     record = net._record
     batch, T = record.values[0].shape[0], net.T
     wanted = _wanted(keep, T)
-    if any(p.inputs.coupled for p in record.partials):
-        raise MsgpassError("the dask backend streams samples independently; a layer that "
-                           "couples the samples (BatchNorm in training mode) needs them all")
+    names = statistics_wanted(stats)
+    for t, local in enumerate(record.partials, 1):
+        if local.inputs.coupled:
+            raise MsgpassError(f"layer {t} ({net.labels[t - 1]}) couples the samples: the dask "
+                               f"backend streams samples independently; run BatchNorm in eval "
+                               f"mode, or use the in-memory backend")
+        if net.numbers is not None:
+            raise MsgpassError("the dask backend runs float networks; exact and mp networks "
+                               "use the in-memory backend")
+    target = _start_store(store, net, record, wanted, chunk_samples) if store else None
+    rows = [(start, min(start + chunk_samples, batch)) for start in range(0, batch, chunk_samples)]
     arriving = np.full((batch, 1), 1.0 / batch, dtype=net.dtype)
-    sums, blocks, grads = {T + 1: arriving}, {}, {}
-    index = da.arange(batch, chunks=chunk_samples)
+    sums, blocks, grads, gathered = {T + 1: arriving}, {}, {}, {}
     for t in range(T, 0, -1):
         local = record.partials[t - 1]
-        layout = local.inputs
+        layout, label = local.inputs, net.labels[t - 1]
         for name, partial in local.params.items():
             grads[f"{t}.{name}"] = partial.gradient(arriving)
-
-        def send(rows_index, layout=layout, arriving=arriving):
-            rows = slice(int(rows_index[0]), int(rows_index[-1]) + 1)
-            return layout.send(arriving[rows], rows)
-        if layout.diagonal:
-            messages = index.map_blocks(send, chunks=(index.chunks[0], (layout.n_in,)),
-                                        new_axis=[1], dtype=layout.dtype)
-            total = messages
-        else:
-            messages = index.map_blocks(
-                send, chunks=(index.chunks[0], (layout.n_in,), (layout.n_out,)),
-                new_axis=[1, 2], dtype=layout.dtype)
-            total = messages.sum(axis=2)
-        arriving = np.asarray(total.compute())
+        # one graph node each for the partials and the sums arriving, shared by every task
+        # (a distributed cluster receives them once)
+        shared = dask.delayed(layout, traverse=False), dask.delayed(arriving, traverse=False)
+        written = (target, f"message{t}") if target is not None and t in wanted else None
+        tasks = [dask.delayed(_send_chunk, nout=2, pure=True)(
+            t, label, *shared, start, stop, budget_bytes, chunk_bytes, names, written)
+            for start, stop in rows]
+        merged = _tree([task[1] for task in tasks], MessageStats.merge) if names else None
+        pieces, merged = dask.compute([task[0] for task in tasks], merged)
+        arriving = np.concatenate(pieces)
+        where = _first_nonfinite(arriving)
+        if where is not None:
+            raise MsgpassError(f"layer {t} ({label}) sent non-finite messages: the sum arriving "
+                               f"at node {where[1]} of sample {where[0]} is {arriving[where]}")
         arriving.flags.writeable = False
         sums[t] = arriving
-        if t in wanted:
-            blocks[t] = MessageBlock(t, layout, messages)
+        if merged is not None:
+            gathered[t] = merged.finished()
+        if t in wanted and target is None:
+            blocks[t] = MessageBlock(t, layout, _lazy_block(da, layout, sums[t + 1], batch,
+                                                            chunk_samples))
     ordered = {f"{t}.{name}": grads[f"{t}.{name}"]
                for t, layer in enumerate(net.layers, 1) for name in layer.params}
+    trace = Trace(labels=net.labels, values=record.values, partials=record.partials,
+                  blocks=blocks, sums=sums, grads=ordered, loss=record.loss,
+                  nondifferentiable=record.kinks, stats=gathered)
+    if target is None:
+        return trace
+    _finish_store(trace, target)
+    on_disk = {t: MessageBlock(t, record.partials[t - 1].inputs,
+                               da.from_zarr(str(target), component=f"message{t}"))
+               for t in sorted(wanted)}
     return Trace(labels=net.labels, values=record.values, partials=record.partials,
-                 blocks=blocks, sums=sums, grads=ordered, loss=record.loss,
-                 nondifferentiable=record.kinks)
+                 blocks=on_disk, sums=sums, grads=ordered, loss=record.loss,
+                 nondifferentiable=record.kinks, stats=gathered)
+
+
+def _first_nonfinite(values):
+    from .checks import first_nonfinite
+    return first_nonfinite(values)
+
+
+def _send_chunk(t, label, layout, arriving, start, stop, budget_bytes, chunk_bytes, names,
+                written):
+    """One task: layer t's messages for samples start..stop−1, sent piece by piece. Returns
+    their sums (stop − start, N_{t-1}) and their statistics (or None); writes the chunk to
+    the zarr array ``written`` = (store path, array name) if given."""
+    from .messages import _send_layer
+    from .stats import MessageStats
+    stats = MessageStats.start(t, label, layout, names) if names else None
+    blocks = {}
+    sums = _send_layer(t, layout, arriving[start:stop], stop - start, budget_bytes,
+                       chunk_bytes, [label] * t, keep=written is not None, chosen=None,
+                       blocks=blocks, stats=stats, offset=start)
+    if written is not None:
+        zarr = require("zarr")
+        zarr.open_array(written[0], path=written[1], mode="r+")[start:stop] = blocks[t].values
+    if stats is not None:
+        stats._scratch.clear()        # the task's result travels: no scratch with it
+    return sums, stats
+
+
+def _tree(items, combine):
+    """Combine delayed items pairwise, level by level: a balanced tree, so partial results
+    are released as soon as their pair is merged and the depth is log2 of their number."""
+    dask = require("dask")
+    while len(items) > 1:
+        pairs = [dask.delayed(combine, pure=True)(items[i], items[i + 1])
+                 for i in range(0, len(items) - 1, 2)]
+        items = pairs + ([items[-1]] if len(items) % 2 else [])
+    return items[0]
+
+
+def _lazy_block(da, layout, arriving, batch, chunk_samples):
+    """Layer t's messages as a lazy dask array chunked over samples (sent again on access)."""
+    index = da.arange(batch, chunks=chunk_samples)
+
+    def send(rows_index, layout=layout, arriving=arriving):
+        rows = slice(int(rows_index[0]), int(rows_index[-1]) + 1)
+        return layout.send(arriving[rows], rows)
+    if layout.diagonal:
+        return index.map_blocks(send, chunks=(index.chunks[0], (layout.n_in,)), new_axis=[1],
+                                dtype=layout.dtype)
+    return index.map_blocks(send, chunks=(index.chunks[0], (layout.n_in,), (layout.n_out,)),
+                            new_axis=[1, 2], dtype=layout.dtype)
+
+
+def _start_store(store, net, record, wanted, chunk_samples) -> str:
+    """Create the store's message arrays before the pass (NaN-filled until written)."""
+    zarr = require("zarr")
+    require("xarray")
+    path = Path(store)
+    if path.exists():
+        raise DataError(f"{path} exists; msgpass does not overwrite a saved trace")
+    batch = record.values[0].shape[0]
+    group = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    group.attrs.update({COMPLETE: False})
+    for t in sorted(wanted):
+        layout = record.partials[t - 1].inputs
+        shape = layout.message_shape(batch)
+        dims = ("sample", f"src{t}") if layout.diagonal else ("sample", f"src{t}", f"dst{t}")
+        group.create_array(f"message{t}", shape=shape, dtype=layout.dtype,
+                           chunks=(min(chunk_samples, batch),) + shape[1:], fill_value=np.nan,
+                           dimension_names=dims, config={"write_empty_chunks": True},
+                           attributes={"stored": "diagonal" if layout.diagonal else "dense"})
+    return str(path)
+
+
+def _finish_store(trace, target: str) -> None:
+    """Write the sums, values, gradients and statistics beside the streamed messages; mark
+    the store complete last, so a run that died half-way leaves a store load_trace refuses."""
+    zarr = require("zarr")
+    rest = to_xarray(_without_blocks(trace))
+    rest.to_zarr(target, mode="a", consolidated=False, write_empty_chunks=True)
+    group = zarr.open_group(target, mode="r+")
+    group.attrs.update({**rest.attrs, COMPLETE: True})
+
+
+def _without_blocks(trace):
+    from dataclasses import replace
+    return replace(trace, blocks={})

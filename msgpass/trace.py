@@ -9,6 +9,7 @@ import numpy as np
 from .errors import StateError
 from .messages import MessageBlock
 from .partials import LocalPartials
+from .stats import MessageStats
 
 __all__ = ["Trace"]
 
@@ -37,6 +38,9 @@ class Trace:
     param_messages : dict of str to ndarray
         With ``backward(per_sample=True)``: for each parameter ("t.name"), every sample's
         message to it, shape (B, *parameter shape); their sum over samples is ``grads``.
+    stats : dict of int to MessageStats
+        With ``backward(stats=...)``: statistics of every layer's messages, gathered as they
+        were sent (per-edge mean and |max|, magnitude histogram; msgpass.stats).
     """
 
     labels: list[str]
@@ -48,6 +52,7 @@ class Trace:
     loss: float
     nondifferentiable: dict[int, np.ndarray]
     param_messages: dict[str, np.ndarray] = field(default_factory=dict)
+    stats: dict[int, MessageStats] = field(default_factory=dict)
 
     @property
     def T(self) -> int:

@@ -142,3 +142,75 @@ def test_the_dask_backend_refuses_what_it_cannot_stream():
         net.backward(backend="dask")
     with pytest.raises(ValueError, match="backend must be"):
         net.backward(backend="spark")
+
+
+def test_messages_stream_into_a_store_that_loads_like_a_saved_trace(tmp_path):
+    pytest.importorskip("dask")
+    net = random_case(1)
+    memory = net.backward(keep="all", stats=True)
+    streamed = net.backward(backend="dask", chunk_samples=4, keep=[1, 2], stats=True,
+                            store=tmp_path / "run.zarr")
+    ds = mp.load_trace(tmp_path / "run.zarr", network=net)
+    saved = memory.to_xarray()
+    assert {f"message{t}" for t in range(3, net.T + 1)}.isdisjoint(ds.data_vars)
+    for name in ds.data_vars:     # messages, sums, values, gradients, statistics
+        if name.startswith(("message", "incoming", "value", "absmax", "histogram")):
+            assert bitwise(ds[name].values, saved[name].values), name
+    for t in (1, 2):              # the returned trace reads its blocks from the store
+        assert bitwise(np.asarray(streamed.block(t).values), memory.block(t).values)
+        assert ds[f"message{t}"].data.chunksize[0] == 4
+    assert ds.attrs["label1"] == net.labels[0] and "msgpass_complete" not in ds.attrs
+
+
+def test_broken_stores_are_refused_with_the_reason(tmp_path):
+    pytest.importorskip("dask")
+    import shutil
+
+    import zarr
+    net = random_case(2)
+    net.backward(backend="dask", chunk_samples=2, keep=[1], store=tmp_path / "run.zarr")
+    with pytest.raises(DataError, match="exists; msgpass does not overwrite"):
+        net.backward(backend="dask", keep=[1], store=tmp_path / "run.zarr")
+    with pytest.raises(ValueError, match="through the dask backend"):
+        net.backward(keep=[1], store=tmp_path / "other.zarr")
+    shutil.copytree(tmp_path / "run.zarr", tmp_path / "cut.zarr")   # a chunk lost in a copy
+    chunk = next(p for p in (tmp_path / "cut.zarr" / "message1").rglob("*") if p.is_file()
+                 and p.name != "zarr.json")
+    chunk.unlink()
+    with pytest.raises(DataError, match=r"truncated trace store: message1 has \d+ of its"):
+        mp.load_trace(tmp_path / "cut.zarr")
+    shutil.copytree(tmp_path / "run.zarr", tmp_path / "half.zarr")  # a writer that died
+    zarr.open_group(str(tmp_path / "half.zarr"), mode="r+").attrs["msgpass_complete"] = False
+    with pytest.raises(DataError, match="incomplete trace store"):
+        mp.load_trace(tmp_path / "half.zarr")
+    other = mp.build_network("3-4-relu-2-sce", seed=0)
+    with pytest.raises(DataError, match=r"holds traces of .*not of this network \(Affine\(3→4\)"):
+        mp.load_trace(tmp_path / "run.zarr", network=other)
+    _, trace = make_trace()
+    trace.save(tmp_path / "zeros.zarr", chunk_samples=2)   # all-zero chunks are written too
+    mp.load_trace(tmp_path / "zeros.zarr")
+
+
+def test_statistics_only_traces_append_by_step(tmp_path):
+    net, _ = make_trace()
+    for step in (0, 5):
+        net.params["1.W"] *= 0.5
+        net.forward(np.ones((7, 6)), np.array([0, 1, 2, 0, 1, 2, 0]))
+        scale.append_trace(net.backward(keep="sums", stats=True), tmp_path / "s.zarr", step)
+    ds = mp.load_trace(tmp_path / "s.zarr")
+    assert ds["histogram1"].dims == ("step", "exponent") and list(ds["step"].values) == [0, 5]
+    assert int(ds["histogram1"].sel(step=5).sum()) == 7 * 6 * 8
+    assert not any(name.startswith("message") for name in ds.data_vars)
+
+
+def test_statistics_on_a_two_worker_local_cluster():
+    distributed = pytest.importorskip("distributed")
+    from test_message_stats import assert_same_statistics
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        net = random_case(4)
+        memory = net.backward(keep="sums", stats=True)
+        lazy = net.backward(backend="dask", chunk_samples=3, keep="sums", stats=True)
+        assert_same(memory, lazy, net.T)
+        assert_same_statistics(memory, lazy, net.T)
