@@ -117,6 +117,33 @@ def ratios(batch: int, chunk: int, repeat: int) -> dict:
     return {"bytes": message_bytes(net, batch), "timed": timed}
 
 
+def sweep(repeat: int, batch: int = 32) -> None:
+    """Each statistic's price (÷ the sums-only pass) by piece size. The statistics' piece is
+    fixed (STATS_CHUNK_BYTES), so this patches it to sweep."""
+    from msgpass import messages
+    net = mp.build_network(SPEC, seed=0)
+    x, target = random_batch(net, batch, np.random.default_rng(0))
+    net.forward(x, target)
+    choices = [["mean"], ["absmax"], ["histogram"], True]
+    print(f"\n## price of statistics by piece size, B = {batch} (fastest of {repeat})\n")
+    print("| piece | sums s | " + " | ".join(str(c) for c in choices) + " |")
+    print("|---" * (2 + len(choices)) + "|")
+    saved = messages.STATS_CHUNK_BYTES
+    try:
+        for piece in (4 << 20, 1 << 20, 256 << 10, 64 << 10):
+            messages.STATS_CHUNK_BYTES = piece
+            cases = {"sums": lambda piece=piece: net.backward(keep="sums", chunk_bytes=piece)}
+            for c in choices:
+                cases[str(c)] = lambda c=c, piece=piece: net.backward(
+                    keep="sums", stats=c, chunk_bytes=piece)
+            timed = time_interleaved(cases, repeat, warmup=1)
+            base = timed["sums"][1]
+            print(f"| {piece >> 10} KiB | {base / 1e3:.3f} | " + " | ".join(
+                f"{timed[str(c)][1] / base:.2f}x" for c in choices) + " |")
+    finally:
+        messages.STATS_CHUNK_BYTES = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096, help="the large pass's batch")
@@ -125,9 +152,14 @@ def main() -> None:
     parser.add_argument("--ratio-chunk-samples", type=int, default=8)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-large", action="store_true")
+    parser.add_argument("--sweep-chunks", action="store_true",
+                        help="only the price of each statistic by piece size, at B = 32")
     args = parser.parse_args()
     print(f"# bench_scale: {SPEC}, python {sys.version.split()[0]}, numpy {np.__version__}, "
           f"{os.cpu_count()} cores")
+    if args.sweep_chunks:
+        sweep(args.repeat)
+        return
 
     measured = ratios(args.ratio_batch, args.ratio_chunk_samples, args.repeat)
     timed = measured["timed"]

@@ -35,6 +35,11 @@ __all__ = ["MessageBlock", "MessagePass", "pass_messages", "sum_incoming",
 # 1 MiB and 1.54x unchunked, for 784-100-10 at B = 100); each piece is one vectorised operation.
 DEFAULT_BUDGET_BYTES = 64 << 20
 DEFAULT_CHUNK_BYTES = 1 << 22
+# Gathering statistics reads each piece three more times and keeps per-edge running values
+# beside it, so smaller pieces stay in cache: 1 MiB measured best (python
+# benchmarks/bench_scale.py --sweep-chunks: all three statistics cost 4.6x the sums-only pass
+# at 1 MiB, 7.7x at 4 MiB, 5.2x at 256 KiB, for 2048-2048-relu-10-sce at B = 32).
+STATS_CHUNK_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class MessageBlock:
@@ -340,6 +345,8 @@ def _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels, *
     per_receiver = _per_receiver(layout, batch, itemsize)   # checked ≤ budget
     # the smallest piece is one receiver of one sample, however small chunk_bytes is
     piece_bytes = max(per_receiver, min(int(budget_bytes), int(chunk_bytes)))
+    if stats is not None:
+        piece_bytes = max(per_receiver, min(piece_bytes, STATS_CHUNK_BYTES))
     shape = layout.message_shape(batch)
     pieces = list(_pieces(batch, layout, itemsize, piece_bytes))
     coupled = layout.coupled

@@ -11,7 +11,11 @@ t has its own node dimensions ``src{t}`` (its N_{t-1} receiving nodes, layer t�
   (``dense(ds, t)`` or ``ds.msgpass.dense(t)`` expands it);
 * ``incoming{t}`` (sample, src{t}): the node sums S^t, for t = 1..T;
 * ``value0`` (sample, src1) and ``value{t}`` (sample, dst{t}): the forward values;
-* ``grad{t}_{name}``: the parameter gradients ("W": (src{t}, dst{t}), "b": (dst{t},)).
+* ``grad{t}_{name}``: the parameter gradients ("W": (src{t}, dst{t}), "b": (dst{t},));
+* ``loss``: the batch-mean loss L;
+* with statistics (``backward(stats=...)``): ``mean{t}`` and ``absmax{t}`` per edge, with the
+  dims of the layer's messages less ``sample``, and ``histogram{t}`` (exponent): how many
+  messages have 2^e ≤ |δ| < 2^(e+1), the lowest bin holding those below the smallest normal.
 
 Attributes name each layer (``label{t}``) and its kind of local partials (``kind{t}``).
 """
@@ -86,7 +90,9 @@ def to_xarray(trace):
         t, name = key.split(".", 1)
         dims = (f"src{t}", f"dst{t}") if grad.ndim == 2 else (f"dst{t}",)
         data[f"grad{t}_{name}"] = (dims, grad)
-    attrs = {"T": T, "batch": batch, "loss": float(trace.loss),
+    # the loss as a variable, not an attribute: appended by step, each step keeps its own
+    data["loss"] = ((), float(trace.loss))
+    attrs = {"T": T, "batch": batch,
              **{f"label{t}": trace.labels[t - 1] for t in range(1, T + 1)},
              **{f"kind{t}": trace.partials[t - 1].inputs.kind for t in range(1, T + 1)}}
     return xr.Dataset(data, coords=coords, attrs=attrs)

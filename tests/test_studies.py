@@ -45,3 +45,36 @@ def test_the_vanishing_gradient_study(tmp_path):
         assert max(m) / min(m) < bound, (name, max(m) / min(m))
     study.plot(results, tmp_path / "vanishing.png")
     assert np.all(np.isfinite(results["relu"]["rms S"]))
+
+
+def test_the_message_magnitude_study(tmp_path):
+    pytest.importorskip("zarr")
+    pytest.importorskip("xarray")
+    import msgpass as mp
+    from msgpass.data import Standardizer, load_digits, split
+    study = load("message_magnitudes")
+    study.run(tmp_path / "run.zarr", steps=100, every=50)
+    ds = mp.load_trace(tmp_path / "run.zarr")
+    assert list(ds["step"].values) == [0, 50, 100]
+    rows = study.summarise(ds)
+    net = mp.build_network(study.SPEC, seed=study.SEED)     # the untrained network: step 0
+    train, held_out = split(load_digits(), validation=0.2, seed=study.SEED)
+    probe = Standardizer.fit(train.x, eps=1.6)(held_out.x[:study.PROBE])
+    net.forward(probe, held_out.y[:study.PROBE])
+    trace = net.backward(keep="all")
+    for t in range(1, net.T + 1):
+        values = trace.block(t).values
+        assert np.all(rows[t]["total"] == values.size)          # every message, every step
+        nonzero = np.abs(values[values != 0])
+        assert rows[t]["zero"][0] == np.mean(values == 0)        # nothing subnormal here
+        exponents = np.frexp(nonzero)[1] - 1                     # 2^e <= |δ| < 2^(e+1)
+        counts = ds[f"histogram{t}"].sel(step=0)
+        for e, n in zip(*np.unique(exponents, return_counts=True), strict=True):
+            assert int(counts.sel(exponent=e)) == n, (t, e)
+        median = np.sort(exponents)[(exponents.size - 1) // 2]   # the lower median's bin
+        assert rows[t]["median"][0] in (median, np.sort(exponents)[exponents.size // 2])
+    # what the figure shows: the top Affine layer's messages shrink as the loss falls
+    assert ds["loss"].values[-1] < ds["loss"].values[0]
+    assert rows[5]["median"][-1] < rows[5]["median"][0]
+    study.plot(ds, rows, tmp_path / "magnitudes.png")
+    assert (tmp_path / "magnitudes.png").stat().st_size > 0
