@@ -47,7 +47,7 @@ from .train import History, evaluate, load_checkpoint, save_checkpoint, train
 from .verify import Report, verify
 from .witnesses import backprop, numeric_gradients, numeric_witness
 
-__version__ = "0.7.0"
+__version__ = "0.8.0"
 
 
 def load_trace(path, network=None):

@@ -41,9 +41,14 @@ COMPLETE = "msgpass_complete"
 def require(module: str):
     """Import an optional dependency or say what to install."""
     try:
-        return importlib.import_module(module)
+        imported = importlib.import_module(module)
     except ImportError:
-        raise MsgpassError(f"this needs {module}, part of the optional extra: {EXTRA}") from None
+        raise MsgpassError(f"this needs {module}, part of the optional extra: {EXTRA} "
+                           f"(Python >= 3.11)") from None
+    if module == "zarr" and int(imported.__version__.split(".")[0]) < 3:
+        raise MsgpassError(f"msgpass writes zarr format 3, which needs zarr >= 3 (found "
+                           f"{imported.__version__}): pip install -U \"msgpass[scale]\"")
+    return imported
 
 
 def to_xarray(trace):

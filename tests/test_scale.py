@@ -95,6 +95,11 @@ def test_clear_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "xarray", None)
     with pytest.raises(MsgpassError, match=r'pip install "msgpass\[scale\]"'):
         trace.to_xarray()
+    old_zarr = type(sys)("zarr")
+    old_zarr.__version__ = "2.18.3"
+    monkeypatch.setitem(sys.modules, "zarr", old_zarr)
+    with pytest.raises(MsgpassError, match=r"needs zarr >= 3 \(found 2.18.3\)"):
+        scale.require("zarr")        # what every store function calls first
 
 
 def random_case(seed):
@@ -114,6 +119,7 @@ def assert_same(memory, lazy, T):
         assert np.max(np.abs(grad - lazy.grads[key])) <= 1e-12 * max(1.0, np.max(np.abs(grad)))
 
 
+@pytest.mark.claim("C6.2")
 @pytest.mark.parametrize("seed", range(6))
 def test_the_dask_backend_equals_the_in_memory_pass(seed):
     pytest.importorskip("dask")
@@ -125,6 +131,7 @@ def test_the_dask_backend_equals_the_in_memory_pass(seed):
         assert np.array_equal(np.asarray(lazy.block(t).values), memory.block(t).values)
 
 
+@pytest.mark.claim("C6.2")
 def test_the_dask_backend_on_a_two_worker_local_cluster():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -204,6 +211,7 @@ def test_statistics_only_traces_append_by_step(tmp_path):
     assert not any(name.startswith("message") for name in ds.data_vars)
 
 
+@pytest.mark.claim("C6.2")
 def test_statistics_on_a_two_worker_local_cluster():
     distributed = pytest.importorskip("distributed")
     from test_message_stats import assert_same_statistics

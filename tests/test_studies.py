@@ -47,6 +47,7 @@ def test_the_vanishing_gradient_study(tmp_path):
     assert np.all(np.isfinite(results["relu"]["rms S"]))
 
 
+@pytest.mark.claim("C6.3")
 def test_the_message_magnitude_study(tmp_path):
     pytest.importorskip("zarr")
     pytest.importorskip("xarray")
