@@ -7,7 +7,8 @@ t has its own node dimensions ``src{t}`` (its N_{t-1} receiving nodes, layer t�
 ``dst{t}`` (its N_t sending nodes); ``sample`` is shared. Variables:
 
 * ``message{t}`` (sample, src{t}, dst{t}): every kept message δ^t_{n←n'}; for an elementwise
-  layer only its diagonal, (sample, src{t}), with ``attrs["stored"] == "diagonal"``
+  layer only its diagonal, (sample, node{t}) (node n sends only to node n, so src and dst
+  are one dimension there), with ``attrs["stored"] == "diagonal"``
   (``dense(ds, t)`` or ``ds.msgpass.dense(t)`` expands it);
 * ``incoming{t}`` (sample, src{t}): the node sums S^t, for t = 1..T;
 * ``value0`` (sample, src1) and ``value{t}`` (sample, dst{t}): the forward values;
@@ -60,6 +61,8 @@ def to_xarray(trace):
     for t in range(1, T + 1):
         layout = trace.partials[t - 1].inputs
         coords[f"src{t}"] = np.arange(layout.n_in)
+        if layout.diagonal:
+            coords[f"node{t}"] = np.arange(layout.n_in)
         coords[f"dst{t}"] = np.arange(layout.n_out)
         data[f"incoming{t}"] = (("sample", f"src{t}"), trace.incoming(t))
         data[f"value{t}"] = (("sample", f"dst{t}"), trace.value(t))
@@ -73,14 +76,14 @@ def to_xarray(trace):
                 raise DataError(f"layer {t} ({trace.labels[t - 1]}) couples the samples; its "
                                 f"(N, B, B) block has no (sample, src, dst) form to save yet")
             if block.kind == "diagonal":
-                data[f"message{t}"] = (("sample", f"src{t}"), block.values,
+                data[f"message{t}"] = (("sample", f"node{t}"), block.values,
                                        {"stored": "diagonal"})
             else:
                 data[f"message{t}"] = (("sample", f"src{t}", f"dst{t}"), block.values,
                                        {"stored": "dense"})
     data["value0"] = (("sample", "src1"), trace.value(0))
     for t, stats in trace.stats.items():
-        edges = (f"src{t}",) if len(stats.edges) == 1 else (f"src{t}", f"dst{t}")
+        edges = (f"node{t}",) if len(stats.edges) == 1 else (f"src{t}", f"dst{t}")
         if stats.total is not None:
             data[f"mean{t}"] = (edges, stats.mean, {"samples": stats.samples})
         if stats.absmax is not None:
@@ -104,7 +107,8 @@ def to_xarray(trace):
 
 
 def dense(ds, t: int):
-    """Layer t's message block of a Dataset as the full (sample, src, dst) DataArray."""
+    """Layer t's message block of a Dataset as the full (sample, src{t}, dst{t}) DataArray
+    (with ``step`` first for a store of appended traces)."""
     xr = require("xarray")
     name = f"message{t}"
     if name not in ds:
@@ -113,13 +117,15 @@ def dense(ds, t: int):
     var = ds[name]
     if var.attrs.get("stored") != "diagonal":
         return var
-    values = np.asarray(var.values)          # read on request: (sample, node)
-    size = values.shape[1]
-    full = np.zeros((values.shape[0], size, size), dtype=values.dtype)   # exact +0.0 off
-    full[:, np.arange(size), np.arange(size)] = values                    # the diagonal
-    return xr.DataArray(full, dims=("sample", f"src{t}", f"dst{t}"),
-                        coords={"sample": ds["sample"], f"src{t}": ds[f"src{t}"],
-                                f"dst{t}": np.arange(size)}, attrs={"stored": "dense"})
+    values = np.asarray(var.values)   # read on request: (sample, node), or (step, sample, node)
+    size = values.shape[-1]
+    full = np.zeros(values.shape + (size,), dtype=values.dtype)   # exact +0.0 off the diagonal
+    full[..., np.arange(size), np.arange(size)] = values
+    outer = var.dims[:-1]
+    coords = {dim: ds[dim] for dim in outer if dim in ds.coords}
+    coords |= {f"src{t}": np.arange(size), f"dst{t}": np.arange(size)}
+    return xr.DataArray(full, dims=outer + (f"src{t}", f"dst{t}"), coords=coords,
+                        attrs={"stored": "dense"})
 
 
 def _register_accessor():
@@ -396,7 +402,7 @@ def _start_store(store, net, record, wanted, chunk_samples) -> str:
     for t in sorted(wanted):
         layout = record.partials[t - 1].inputs
         shape = layout.message_shape(batch)
-        dims = ("sample", f"src{t}") if layout.diagonal else ("sample", f"src{t}", f"dst{t}")
+        dims = ("sample", f"node{t}") if layout.diagonal else ("sample", f"src{t}", f"dst{t}")
         group.create_array(f"message{t}", shape=shape, dtype=layout.dtype,
                            chunks=(min(chunk_samples, batch),) + shape[1:], fill_value=np.nan,
                            dimension_names=dims, config={"write_empty_chunks": True},

@@ -31,7 +31,7 @@ def test_the_dataset_labels_every_block_sum_value_and_gradient():
     net, trace = make_trace()
     ds = trace.to_xarray()
     assert ds["message1"].dims == ("sample", "src1", "dst1")
-    assert ds["message2"].dims == ("sample", "src2") and ds["message2"].attrs["stored"] == \
+    assert ds["message2"].dims == ("sample", "node2") and ds["message2"].attrs["stored"] == \
         "diagonal"
     assert ds.attrs["label2"] == "ReLU" and ds.attrs["kind2"] == "diagonal"
     for t in range(1, net.T + 1):
@@ -71,6 +71,7 @@ def test_traces_append_by_step_and_refuse_another_network(tmp_path):
     assert list(ds["step"].values) == [0, 10]
     assert bitwise(ds["message1"].sel(step=10).values, second.message(1))
     assert bitwise(ds["message1"].sel(step=0).values, first.message(1))
+    assert bitwise(ds.msgpass.dense(2).sel(step=10).values, second.message(2))   # diagonal
     with pytest.raises(DataError, match="already holds step 10"):
         scale.append_trace(second, store, step=10)
     _, other = make_trace("6-9-relu-5-tanh-3-sce")
@@ -212,14 +213,18 @@ def test_statistics_only_traces_append_by_step(tmp_path):
 
 
 @pytest.mark.claim("C6.2")
-def test_statistics_on_a_two_worker_local_cluster():
+def test_statistics_on_a_two_worker_local_cluster(tmp_path):
     distributed = pytest.importorskip("distributed")
     from test_message_stats import assert_same_statistics
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster):
         net = random_case(4)
-        memory = net.backward(keep="sums", stats=True)
-        lazy = net.backward(backend="dask", chunk_samples=3, keep="sums", stats=True)
+        memory = net.backward(keep="all", stats=True)
+        lazy = net.backward(backend="dask", chunk_samples=3, keep="all", stats=True,
+                            store=tmp_path / "run.zarr")      # workers write their chunks
         assert_same(memory, lazy, net.T)
         assert_same_statistics(memory, lazy, net.T)
+    stored = mp.load_trace(tmp_path / "run.zarr")
+    for t in range(1, net.T + 1):
+        assert bitwise(stored.msgpass.dense(t).values, memory.message(t))
