@@ -6,7 +6,7 @@ Run from the repository root (needs the optional extra msgpass[scale]):
     python benchmarks/bench_scale.py [--batch 4096] [--ratio-batch 64] [--repeat 3]
 
 The network is 2048-2048-relu-10-sce (issue 10's example): its messages are
-B·(2048·2048 + 2048 + 2048·10 + 10·10) float64s, 128.4 GiB at B = 4,096, over five times
+B·(2048·2048 + 2048 + 2048·10 + 10) float64s, 128.7 GiB at B = 4,096, over five times
 this machine's 24 GiB. Weights are msgpass's seeded defaults, inputs standard normal, labels
 uniform; everything is seeded.
 

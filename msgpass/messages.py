@@ -51,7 +51,7 @@ class MessageBlock:
         Layer index, 1..T.
     layout : InputPartials
         The structured partials the block was sent from; says which (n, n') are edges.
-    values : ndarray
+    values : ndarray (a dask array for the dask backend's kept blocks)
         The stored messages: shape (B, N_{t-1}, N_t), or (B, N) for a diagonal layer whose
         off-diagonal entries are non-edges carrying exact zeros. When only some samples were
         kept, B is their number and ``samples`` says which they are.
@@ -207,6 +207,44 @@ def _wanted(keep, T: int) -> set[int]:
     return wanted
 
 
+def check_memory_options(partials, batch: int, budget_bytes, chunk_bytes, labels) -> None:
+    """Refuse unusable byte options before any work (not at layer t of a long pass)."""
+    for name, value in (("budget_bytes", budget_bytes), ("chunk_bytes", chunk_bytes)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
+    for t, local in enumerate(partials, 1):
+        layout = local.inputs
+        itemsize = np.dtype(layout.dtype).itemsize
+        per_receiver = _per_receiver(layout, batch, itemsize)
+        if per_receiver > budget_bytes:
+            raise ValueError(
+                f"layer {t} ({_label(labels, t)}): budget_bytes={budget_bytes:,} cannot hold "
+                f"one receiver's {per_receiver // itemsize:,} messages ({per_receiver:,} "
+                f"bytes)")
+
+
+def check_statistics(partials, stats, labels) -> tuple[str, ...]:
+    """The statistics asked for (() for none), after refusing layers that have none."""
+    names = statistics_wanted(stats)
+    for t, local in enumerate(partials, 1):
+        if names and local.inputs.coupled:
+            raise ValueError(f"layer {t} ({_label(labels, t)}) couples the samples: message "
+                             f"statistics are per edge over independent samples; gather them "
+                             f"in eval mode or keep that layer's block instead")
+        if names and np.dtype(local.inputs.dtype).kind != "f":
+            raise ValueError(f"layer {t} ({_label(labels, t)}): message statistics need float "
+                             f"messages, these are {np.dtype(local.inputs.dtype)}; keep the "
+                             f"messages of an exact or mp network instead")
+    return names
+
+
+def start_statistics(partials, stats, labels) -> dict[int, MessageStats]:
+    """Empty statistics for every layer, or {} without ``stats``."""
+    names = check_statistics(partials, stats, labels)
+    return {t: MessageStats.start(t, _label(labels, t), local.inputs, names)
+            for t, local in enumerate(partials, 1)} if names else {}
+
+
 def pass_messages(
     partials: Sequence[LocalPartials],
     batch: int,
@@ -269,27 +307,8 @@ def pass_messages(
     if chosen is not None and not wanted and not per_sample:
         raise ValueError("keep_samples chooses whose messages to keep, but keep='sums' keeps "
                          "none: name the layers too, e.g. keep=[1], keep_samples=[0]")
-    for name, value in (("budget_bytes", budget_bytes), ("chunk_bytes", chunk_bytes)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive number of bytes, got {value!r}")
-    for t, local in enumerate(partials, 1):   # refuse before any work, not at layer t
-        layout = local.inputs
-        itemsize = np.dtype(layout.dtype).itemsize
-        per_receiver = _per_receiver(layout, batch, itemsize)
-        if per_receiver > budget_bytes:
-            raise ValueError(
-                f"layer {t} ({_label(labels, t)}): budget_bytes={budget_bytes:,} cannot hold "
-                f"one receiver's {per_receiver // itemsize:,} messages ({per_receiver:,} "
-                f"bytes)")
-    names = statistics_wanted(stats)
-    gathered = {}
-    for t, local in enumerate(partials, 1):
-        if names and local.inputs.coupled:
-            raise ValueError(f"layer {t} ({_label(labels, t)}) couples the samples: message "
-                             f"statistics are per edge over independent samples; gather them "
-                             f"in eval mode or keep that layer's block instead")
-        if names:
-            gathered[t] = MessageStats.start(t, _label(labels, t), local.inputs, names)
+    check_memory_options(partials, batch, budget_bytes, chunk_bytes, labels)
+    gathered = start_statistics(partials, stats, labels)
     dtype = partials[-1].inputs.dtype
     if seed is None:
         arriving = np.full((batch, 1), 1.0 / batch, dtype=dtype)  # S^{T+1} = ∂L/∂ℓ_b

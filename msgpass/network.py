@@ -330,9 +330,10 @@ class Sequential:
             per layer (True: all three); ``trace.stats[t]`` (msgpass.stats.MessageStats).
         store : path, optional
             With ``backend="dask"``: write the kept layers' messages into a new zarr store
-            at this path chunk by chunk as they are sent, then the sums, values, gradients
-            and statistics, so that ``mp.load_trace(store)`` reads it like a saved trace.
-            The returned trace holds no blocks: they are on disk.
+            at this path as they are sent (a store chunk of whole samples within
+            ``budget_bytes`` at a time), then the sums, values, gradients and statistics,
+            so that ``mp.load_trace(store)`` reads it like a saved trace. The returned
+            trace's blocks are dask arrays that read from the store.
 
         Returns
         -------
@@ -341,6 +342,10 @@ class Sequential:
         if self._record is None:
             raise StateError("net.backward() was called before net.forward(x, target): there "
                              "are no local partials to send messages from yet")
+        if backend == "dask" and (keep_samples is not None or per_sample):
+            raise ValueError("keep_samples and per_sample are options of the in-memory "
+                             "backend; the dask backend keeps whole blocks (lazily, or in a "
+                             "store=)")
         if backend == "dask":   # lazy blocks chunked over samples (msgpass[scale])
             from .scale import dask_backward
             return dask_backward(self, chunk_samples=chunk_samples, keep=keep, stats=stats,

@@ -24,6 +24,8 @@ Attributes name each layer (``label{t}``) and its kind of local partials (``kind
 from __future__ import annotations
 
 import importlib
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,9 @@ EXTRA = 'pip install "msgpass[scale]"'
 # store whose writer died half-way is refused rather than read (zarr reads an unwritten chunk
 # as the fill value, silently).
 COMPLETE = "msgpass_complete"
+# Beside it, once complete: every array's shape and chunk count, so that a lost array or chunk
+# is found on load.
+MANIFEST = "msgpass_manifest"
 
 
 def require(module: str):
@@ -96,8 +101,14 @@ def to_xarray(trace):
                         "counts every message below the smallest normal number (zeros)"})
     for key, grad in trace.grads.items():
         t, name = key.split(".", 1)
-        dims = (f"src{t}", f"dst{t}") if grad.ndim == 2 else (f"dst{t}",)
-        data[f"grad{t}_{name}"] = (dims, grad)
+        layout = trace.partials[int(t) - 1].inputs
+        if grad.shape == (layout.n_in, layout.n_out):        # a weight matrix
+            dims = (f"src{t}", f"dst{t}")
+        elif grad.shape == (layout.n_out,):                  # a bias
+            dims = (f"dst{t}",)
+        else:                # any other shape (a Function's own parameters): its own dims
+            dims = tuple(f"grad{t}_{name}_{axis}" for axis in range(grad.ndim))
+        data[f"grad{t}_{name}"] = (dims, np.asarray(grad))
     # the loss as a variable, not an attribute: appended by step, each step keeps its own
     data["loss"] = ((), float(trace.loss))
     attrs = {"T": T, "batch": batch,
@@ -146,57 +157,109 @@ def _register_accessor():
 def save_trace(trace, path, chunk_samples: int = 256) -> Path:
     """Write the trace as a zarr store at ``path`` (a new directory), chunked over samples
     (``chunk_samples`` per chunk) and compressed with zarr's default codec. Round trips are
-    exact (bitwise for floats)."""
+    exact (bitwise for floats). A trace of the dask backend is written chunk by chunk."""
     require("zarr")
-    ds = to_xarray(trace)
+    _check_chunk_samples(chunk_samples)
     path = Path(path)
     if path.exists():
         raise DataError(f"{path} exists; msgpass does not overwrite a saved trace")
-    chunks = {name: _chunks(ds[name], chunk_samples) for name in ds.data_vars}
-    # consolidated metadata is not part of zarr format 3: off, so no store depends on it
-    _write_new(ds, path, chunks)
+    _write_new(to_xarray(trace), path, chunk_samples)
     return path
 
 
-def _chunks(var, chunk_samples: int) -> tuple[int, ...]:
-    return tuple(min(chunk_samples, n) if dim in ("sample", "step") else n
-                 for dim, n in zip(var.dims, var.shape, strict=True))
+def _chunked(ds, chunk_samples: int):
+    """The Dataset as dask arrays of ``chunk_samples`` samples (one step) per chunk, so that
+    each written zarr chunk is one dask chunk, whatever chunks the trace's blocks had."""
+    require("dask")
+    sizes = {"sample": chunk_samples} if "sample" in ds.dims else {}
+    if "step" in ds.dims:
+        sizes["step"] = 1
+    return ds.chunk(sizes)
+
+
+def _write_new(ds, path: Path, chunk_samples: int) -> None:
+    """Write a new store; on failure remove what was written, so a retry finds no debris."""
+    ds = _chunked(ds, chunk_samples)
+    ds.attrs[COMPLETE] = False
+    encoding = {name: {"chunks": tuple(c[0] for c in ds[name].chunks)} if ds[name].chunks
+                else {} for name in ds.data_vars}
+    try:
+        # every chunk is written, even all-zero ones, so a missing one means truncation;
+        # consolidated metadata is not part of zarr format 3: off, so no store depends on it
+        ds.to_zarr(path, mode="w-", encoding=encoding, consolidated=False,
+                   write_empty_chunks=True)
+    except Exception:
+        shutil.rmtree(path, ignore_errors=True)
+        raise
+    _mark(path, True)
+
+
+def _mark(path: Path, complete: bool, attrs: dict | None = None) -> None:
+    """Set the completion mark (and ``attrs``). Marking complete also records a manifest:
+    every array's shape and number of chunks, which load_trace checks."""
+    zarr = require("zarr")
+    group = zarr.open_group(str(path), mode="r+")
+    update = dict(attrs or {})
+    if complete:
+        update[MANIFEST] = {name: {"shape": list(array.shape), "chunks": int(array.nchunks)}
+                            for name, array in group.arrays()}
+    update[COMPLETE] = complete
+    group.attrs.update(update)
 
 
 def load_trace(path, network=None):
     """A saved trace (or a store of traces appended by step) as a lazy xarray Dataset: the
     arrays are dask arrays read chunk by chunk on demand. A store that is incomplete or has
-    chunks missing is refused; with ``network``, so is one of another architecture."""
+    arrays or chunks missing is refused; with ``network``, so is one of another
+    architecture. (A chunk that is present but corrupt is found when it is read.)"""
     xr = require("xarray")
     require("zarr")
+    require("dask")
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such trace store")
+    _check_complete(path)
     try:
         ds = xr.open_zarr(path, consolidated=False)
     except Exception as err:   # zarr and xarray raise many kinds for a broken store
         raise DataError(f"{path}: not a readable msgpass trace store ({err})") from None
-    if "T" not in ds.attrs and COMPLETE not in ds.attrs:
-        raise DataError(f"{path}: a zarr store, but not one msgpass wrote (no layer attributes)")
-    if ds.attrs.get(COMPLETE) is not True:
-        raise DataError(f"{path}: an incomplete trace store (its writer stopped before "
-                        f"finishing); write it again")
-    _check_chunks(path)
-    ds.attrs.pop(COMPLETE)
+    for key in (COMPLETE, MANIFEST):
+        ds.attrs.pop(key, None)
     if network is not None:
         _check_network(ds, network, path)
     return ds
 
 
-def _check_chunks(path: Path) -> None:
-    """Refuse a store with chunks missing (deleted, or lost in a partial copy): zarr would
-    read them as the fill value without a word."""
+def _check_complete(path: Path) -> None:
+    """Refuse a store whose writer did not finish, or that lost arrays or chunks since (a
+    partial copy, a deleted file): zarr would read a missing chunk as its fill value, and
+    xarray would simply not show a missing array."""
     zarr = require("zarr")
-    group = zarr.open_group(str(path), mode="r")
-    for name, array in group.arrays():
-        if array.nchunks_initialized < array.nchunks:
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+    except Exception as err:
+        raise DataError(f"{path}: not a readable msgpass trace store ({err})") from None
+    if COMPLETE not in attrs:
+        raise DataError(f"{path}: no msgpass completion mark: a zarr store that msgpass "
+                        f"0.8 or later did not write, or whose writer stopped at once")
+    if attrs[COMPLETE] is not True or MANIFEST not in attrs:
+        raise DataError(f"{path}: an incomplete trace store (its writer stopped before "
+                        f"finishing); write it again")
+    with warnings.catch_warnings():   # zarr warns of a directory that lost its metadata;
+        warnings.simplefilter("ignore")  # the manifest check below names what is missing
+        arrays = dict(group.arrays())
+    for name, expected in attrs[MANIFEST].items():
+        array = arrays.get(name)
+        if array is None:
+            raise DataError(f"{path}: a truncated trace store: its array {name} is missing; "
+                            f"copy or write it again")
+        if list(array.shape) != expected["shape"]:
+            raise DataError(f"{path}: {name} has shape {list(array.shape)}, but the store was "
+                            f"written with {expected['shape']}")
+        if array.nchunks_initialized < expected["chunks"]:
             raise DataError(f"{path}: a truncated trace store: {name} has "
-                            f"{array.nchunks_initialized} of its {array.nchunks} chunks; "
+                            f"{array.nchunks_initialized} of its {expected['chunks']} chunks; "
                             f"copy or write it again")
 
 
@@ -209,39 +272,52 @@ def _check_network(ds, network, path: Path) -> None:
 
 def append_trace(trace, path, step: int, chunk_samples: int = 256) -> Path:
     """Append ``trace`` to the store at ``path`` along a ``step`` dimension (creating it on
-    the first call), e.g. every k training steps. A trace of another architecture or batch
-    size is refused before anything is written."""
+    the first call), e.g. every k training steps. Every trace of one store must be of the
+    same network and batch size and kept the same way (the same blocks and statistics, the
+    same dtype); anything else is refused, naming the difference, before a byte is written.
+    """
     require("zarr")
-    ds = to_xarray(trace).expand_dims(step=[step])
+    if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+        raise ValueError(f"step must be an integer (a training step), got {step!r}")
+    _check_chunk_samples(chunk_samples)
+    ds = to_xarray(trace).expand_dims(step=[int(step)])
     path = Path(path)
     if not path.exists():
-        _write_new(ds, path, {name: _chunks(ds[name], chunk_samples) for name in ds.data_vars})
+        _write_new(ds, path, chunk_samples)
         return path
     stored = load_trace(path)
-    mine = {k: v for k, v in ds.attrs.items() if k.startswith(("label", "kind", "T", "batch"))}
-    theirs = {k: v for k, v in stored.attrs.items() if k in mine}
-    if mine != theirs or dict(stored.sizes) | {"step": 0} != dict(ds.sizes) | {"step": 0}:
-        raise DataError(f"{path} holds traces of {_describe(theirs)}, not of "
-                        f"{_describe(mine)}; append to a store of the same network and batch")
-    if step in stored["step"].values:
-        raise DataError(f"{path} already holds step {step}")
+    if "step" not in stored.dims:
+        raise DataError(f"{path} holds one trace (written by trace.save or backward(store=)), "
+                        f"not traces by step; append to a store that append_trace created")
+    _check_same_kind(stored, ds, path)
+    if int(step) in stored["step"].values:
+        raise DataError(f"{path} already holds step {int(step)}")
+    samples = next((var.encoding["chunks"][var.dims.index("sample")]
+                    for var in stored.data_vars.values() if "sample" in var.dims), 1)
+    ds = _chunked(ds, samples)
     _mark(path, False)         # an append that dies half-way leaves the store refused
     ds.to_zarr(path, mode="a", append_dim="step", consolidated=False, write_empty_chunks=True)
     _mark(path, True)
     return path
 
 
-def _write_new(ds, path: Path, chunks: dict) -> None:
-    # every chunk is written, even all-zero ones, so a missing chunk means a truncated store
-    ds.attrs[COMPLETE] = False
-    ds.to_zarr(path, mode="w-", encoding={name: {"chunks": c} for name, c in chunks.items()},
-               consolidated=False, write_empty_chunks=True)
-    _mark(path, True)
-
-
-def _mark(path: Path, complete: bool) -> None:
-    zarr = require("zarr")
-    zarr.open_group(str(path), mode="r+").attrs[COMPLETE] = complete
+def _check_same_kind(stored, ds, path: Path) -> None:
+    mine = {k: v for k, v in ds.attrs.items() if k.startswith(("label", "kind", "T", "batch"))}
+    theirs = {k: v for k, v in stored.attrs.items() if k in mine}
+    if mine != theirs or dict(stored.sizes) | {"step": 0} != dict(ds.sizes) | {"step": 0}:
+        raise DataError(f"{path} holds traces of {_describe(theirs)}, not of "
+                        f"{_describe(mine)}; append to a store of the same network and batch")
+    missing, extra = set(stored.data_vars) - set(ds.data_vars), \
+        set(ds.data_vars) - set(stored.data_vars)
+    if missing or extra:
+        raise DataError(f"{path} holds traces kept another way: the store has "
+                        f"{sorted(missing) or 'nothing'} that this trace lacks and this trace "
+                        f"has {sorted(extra) or 'nothing'} that the store lacks; keep the same "
+                        f"blocks and statistics at every step")
+    for name, var in ds.data_vars.items():
+        if var.dtype != stored[name].dtype:
+            raise DataError(f"{path} holds {name} as {stored[name].dtype}, this trace has "
+                            f"{var.dtype}; append traces of one dtype")
 
 
 def _describe(attrs: dict) -> str:
@@ -264,36 +340,49 @@ def dask_backward(net, chunk_samples: int = 256, keep="sums", stats=False, store
     (within ``budget_bytes``, as in the in-memory pass) and summed by their receivers; the
     tasks run in parallel on dask's threaded scheduler, or on a ``dask.distributed`` cluster
     when a ``Client`` is active. Each task returns its rows of S^t and, with ``stats``, the
-    statistics of its messages, merged pairwise up a tree, so at most a few chunks' worth is
-    in memory. With ``store`` each task also writes its chunk of every kept layer's messages
-    into a zarr store (see ``net.backward``); without it, kept blocks are lazy dask arrays
-    that send their chunks again when read.
+    statistics of its messages, merged pairwise up a tree.
+
+    With ``store`` each task also writes its samples' messages of every kept layer into a
+    zarr store, a store chunk at a time: a store chunk holds as many whole samples as fit in
+    ``budget_bytes`` (a divisor of ``chunk_samples``, so that no two tasks write one chunk).
+    Without it, kept blocks are lazy dask arrays, chunked over ``chunk_samples`` samples,
+    that send a chunk's messages again, whole, each time it is read: choose
+    ``chunk_samples`` so that chunk_samples·N_{t-1}·N_t numbers fit in memory.
     """
     dask = require("dask")
     da = require("dask.array")
-    from .messages import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, MessageBlock, _wanted
-    from .stats import MessageStats, statistics_wanted
+    from .errors import NonFiniteError
+    from .messages import (
+        DEFAULT_BUDGET_BYTES,
+        DEFAULT_CHUNK_BYTES,
+        MessageBlock,
+        _wanted,
+        check_memory_options,
+        check_statistics,
+    )
+    from .stats import MessageStats
     from .trace import Trace
     if net._record is None:
         raise MsgpassError("net.backward(backend='dask') was called before net.forward")
-    if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, (int, np.integer)) \
-            or chunk_samples < 1:
-        raise ValueError(f"chunk_samples must be a positive integer, got {chunk_samples!r}")
+    if net.numbers is not None:
+        raise MsgpassError("the dask backend runs float networks; exact and mp networks use "
+                           "the in-memory backend")
+    _check_chunk_samples(chunk_samples)
     budget_bytes = DEFAULT_BUDGET_BYTES if budget_bytes is None else budget_bytes
     chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     record = net._record
     batch, T = record.values[0].shape[0], net.T
     wanted = _wanted(keep, T)
-    names = statistics_wanted(stats)
     for t, local in enumerate(record.partials, 1):
         if local.inputs.coupled:
             raise MsgpassError(f"layer {t} ({net.labels[t - 1]}) couples the samples: the dask "
                                f"backend streams samples independently; run BatchNorm in eval "
                                f"mode, or use the in-memory backend")
-        if net.numbers is not None:
-            raise MsgpassError("the dask backend runs float networks; exact and mp networks "
-                               "use the in-memory backend")
-    target = _start_store(store, net, record, wanted, chunk_samples) if store else None
+    check_memory_options(record.partials, batch, budget_bytes, chunk_bytes, net.labels)
+    names = check_statistics(record.partials, stats, net.labels)
+    target = None
+    if store is not None:
+        target = _start_store(store, net, record, wanted, chunk_samples, budget_bytes)
     rows = [(start, min(start + chunk_samples, batch)) for start in range(0, batch, chunk_samples)]
     arriving = np.full((batch, 1), 1.0 / batch, dtype=net.dtype)
     sums, blocks, grads, gathered = {T + 1: arriving}, {}, {}, {}
@@ -301,11 +390,18 @@ def dask_backward(net, chunk_samples: int = 256, keep="sums", stats=False, store
         local = record.partials[t - 1]
         layout, label = local.inputs, net.labels[t - 1]
         for name, partial in local.params.items():
-            grads[f"{t}.{name}"] = partial.gradient(arriving)
+            grad = partial.gradient(arriving)
+            where = _first_nonfinite(grad)
+            if where is not None:
+                raise NonFiniteError(f"layer {t} ({label}): the gradient of parameter {name} "
+                                     f"is {grad[where]} at index {where}")
+            grads[f"{t}.{name}"] = grad
         # one graph node each for the partials and the sums arriving, shared by every task
         # (a distributed cluster receives them once)
         shared = dask.delayed(layout, traverse=False), dask.delayed(arriving, traverse=False)
-        written = (target, f"message{t}") if target is not None and t in wanted else None
+        written = None
+        if target is not None and t in wanted:
+            written = (target, f"message{t}", _store_chunk(layout, chunk_samples, budget_bytes))
         tasks = [dask.delayed(_send_chunk, nout=2, pure=True)(
             t, label, *shared, start, stop, budget_bytes, chunk_bytes, names, written)
             for start, stop in rows]
@@ -314,8 +410,9 @@ def dask_backward(net, chunk_samples: int = 256, keep="sums", stats=False, store
         arriving = np.concatenate(pieces)
         where = _first_nonfinite(arriving)
         if where is not None:
-            raise MsgpassError(f"layer {t} ({label}) sent non-finite messages: the sum arriving "
-                               f"at node {where[1]} of sample {where[0]} is {arriving[where]}")
+            raise NonFiniteError(f"layer {t} ({label}) sent non-finite messages: the sum "
+                                 f"arriving at node {where[1]} of sample {where[0]} is "
+                                 f"{arriving[where]}")
         arriving.flags.writeable = False
         sums[t] = arriving
         if merged is not None:
@@ -332,11 +429,17 @@ def dask_backward(net, chunk_samples: int = 256, keep="sums", stats=False, store
         return trace
     _finish_store(trace, target)
     on_disk = {t: MessageBlock(t, record.partials[t - 1].inputs,
-                               da.from_zarr(str(target), component=f"message{t}"))
+                               da.from_zarr(target, component=f"message{t}"))
                for t in sorted(wanted)}
     return Trace(labels=net.labels, values=record.values, partials=record.partials,
                  blocks=on_disk, sums=sums, grads=ordered, loss=record.loss,
                  nondifferentiable=record.kinks, stats=gathered)
+
+
+def _check_chunk_samples(chunk_samples) -> None:
+    if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, (int, np.integer)) \
+            or chunk_samples < 1:
+        raise ValueError(f"chunk_samples must be a positive integer, got {chunk_samples!r}")
 
 
 def _first_nonfinite(values):
@@ -344,24 +447,39 @@ def _first_nonfinite(values):
     return first_nonfinite(values)
 
 
+def _store_chunk(layout, chunk_samples: int, budget_bytes: int) -> int:
+    """Samples per store chunk of a layer's messages: as many whole samples as fit in the
+    budget, and a divisor of chunk_samples, so every task writes whole chunks of its own."""
+    per_sample = int(np.prod(layout.message_shape(1))) * np.dtype(layout.dtype).itemsize
+    fit = max(1, budget_bytes // per_sample)
+    return max(d for d in range(1, min(fit, chunk_samples) + 1) if chunk_samples % d == 0)
+
+
 def _send_chunk(t, label, layout, arriving, start, stop, budget_bytes, chunk_bytes, names,
                 written):
     """One task: layer t's messages for samples start..stop−1, sent piece by piece. Returns
-    their sums (stop − start, N_{t-1}) and their statistics (or None); writes the chunk to
-    the zarr array ``written`` = (store path, array name) if given."""
+    their sums (stop − start, N_{t-1}) and their statistics (or None). With ``written`` =
+    (store path, array name, samples per store chunk) it also writes the messages there, one
+    store chunk of whole samples at a time (within the budget)."""
     from .messages import _send_layer
     from .stats import MessageStats
     stats = MessageStats.start(t, label, layout, names) if names else None
-    blocks = {}
-    sums = _send_layer(t, layout, arriving[start:stop], stop - start, budget_bytes,
-                       chunk_bytes, [label] * t, keep=written is not None, chosen=None,
-                       blocks=blocks, stats=stats, offset=start)
-    if written is not None:
-        zarr = require("zarr")
-        zarr.open_array(written[0], path=written[1], mode="r+")[start:stop] = blocks[t].values
+    labels = [label] * t          # only labels[t - 1] is read, for error messages
+    step = written[2] if written is not None else stop - start
+    sums = []
+    for first in range(start, stop, step):
+        last = min(first + step, stop)
+        blocks = {}
+        sums.append(_send_layer(t, layout, arriving[first:last], last - first, budget_bytes,
+                                chunk_bytes, labels, keep=written is not None, chosen=None,
+                                blocks=blocks, stats=stats, offset=first))
+        if written is not None:
+            zarr = require("zarr")
+            zarr.open_array(written[0], path=written[1], mode="r+")[first:last] = \
+                blocks[t].values
     if stats is not None:
         stats._scratch.clear()        # the task's result travels: no scratch with it
-    return sums, stats
+    return np.concatenate(sums), stats
 
 
 def _tree(items, combine):
@@ -389,11 +507,12 @@ def _lazy_block(da, layout, arriving, batch, chunk_samples):
                             new_axis=[1, 2], dtype=layout.dtype)
 
 
-def _start_store(store, net, record, wanted, chunk_samples) -> str:
-    """Create the store's message arrays before the pass (NaN-filled until written)."""
+def _start_store(store, net, record, wanted, chunk_samples, budget_bytes) -> str:
+    """Create the store's message arrays before the pass (NaN-filled until written); returns
+    its absolute path, which worker processes elsewhere can open too."""
     zarr = require("zarr")
     require("xarray")
-    path = Path(store)
+    path = Path(store).resolve()
     if path.exists():
         raise DataError(f"{path} exists; msgpass does not overwrite a saved trace")
     batch = record.values[0].shape[0]
@@ -404,8 +523,9 @@ def _start_store(store, net, record, wanted, chunk_samples) -> str:
         shape = layout.message_shape(batch)
         dims = ("sample", f"node{t}") if layout.diagonal else ("sample", f"src{t}", f"dst{t}")
         group.create_array(f"message{t}", shape=shape, dtype=layout.dtype,
-                           chunks=(min(chunk_samples, batch),) + shape[1:], fill_value=np.nan,
-                           dimension_names=dims, config={"write_empty_chunks": True},
+                           chunks=(_store_chunk(layout, chunk_samples, budget_bytes),)
+                           + shape[1:], fill_value=np.nan, dimension_names=dims,
+                           config={"write_empty_chunks": True},
                            attributes={"stored": "diagonal" if layout.diagonal else "dense"})
     return str(path)
 
@@ -413,11 +533,9 @@ def _start_store(store, net, record, wanted, chunk_samples) -> str:
 def _finish_store(trace, target: str) -> None:
     """Write the sums, values, gradients and statistics beside the streamed messages; mark
     the store complete last, so a run that died half-way leaves a store load_trace refuses."""
-    zarr = require("zarr")
     rest = to_xarray(_without_blocks(trace))
     rest.to_zarr(target, mode="a", consolidated=False, write_empty_chunks=True)
-    group = zarr.open_group(target, mode="r+")
-    group.attrs.update({**rest.attrs, COMPLETE: True})
+    _mark(Path(target), True, rest.attrs)
 
 
 def _without_blocks(trace):

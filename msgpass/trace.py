@@ -80,8 +80,10 @@ class Trace:
 
     def message(self, t: int) -> np.ndarray:
         """All messages ``δ^t_{n←n'}`` of layer t, dense: shape (B, N_{t-1}, N_t) (with
-        ``keep_samples``, B is the number of kept samples; ``block(t).samples`` names them)."""
-        return self.block(t).dense()
+        ``keep_samples``, B is the number of kept samples; ``block(t).samples`` names them).
+        A numpy array: the dask backend's lazy blocks are computed here, whole; their
+        ``block(t).values`` stays lazy."""
+        return np.asarray(self.block(t).dense())
 
     def sample_messages(self, t: int, sample: int | str) -> np.ndarray:
         """The dense (N_{t-1}, N_t) messages of layer t for batch sample ``sample``, or their
