@@ -56,11 +56,19 @@ def load_trace(path, network=None):
     from .scale import load_trace as load
     return load(path, network=network)
 
+def append_trace(trace, path, step: int, chunk_samples: int = 256):
+    """Append a trace to the zarr store at ``path`` along a ``step`` dimension, creating it
+    on the first call (msgpass[scale]; see msgpass.scale.append_trace)."""
+    from .scale import append_trace as append
+    return append(trace, path, step, chunk_samples=chunk_samples)
+
+
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",
     "NLLLoss", "MSELoss", "Layer", "LossLayer", "Dropout", "BatchNorm", "Function", "JacobianCheck",
     "DerivativeWarning",
-    "Sequential", "Trace", "as_numbers", "load_trace", "train", "evaluate", "History",
+    "Sequential", "Trace", "as_numbers", "load_trace", "append_trace", "train", "evaluate",
+    "History",
     "save_checkpoint", "load_checkpoint", "data", "optim", "init", "MessageBlock",
     "build_network", "DEFAULT_SPEC",
     "Graph", "GraphTrace", "Node", "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",

@@ -221,7 +221,7 @@ def test_statistics_only_traces_append_by_step(tmp_path):
     for step in (0, 5):
         net.params["1.W"] *= 0.5
         net.forward(np.ones((7, 6)), np.array([0, 1, 2, 0, 1, 2, 0]))
-        scale.append_trace(net.backward(keep="sums", stats=True), tmp_path / "s.zarr", step)
+        mp.append_trace(net.backward(keep="sums", stats=True), tmp_path / "s.zarr", step)
     ds = mp.load_trace(tmp_path / "s.zarr")
     assert ds["histogram1"].dims == ("step", "exponent") and list(ds["step"].values) == [0, 5]
     assert int(ds["histogram1"].sel(step=5).sum()) == 7 * 6 * 8

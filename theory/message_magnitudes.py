@@ -6,7 +6,7 @@ EVERY steps, one fixed probe batch (PROBE held-out samples, the same each time) 
 the network and ``net.backward(keep="sums", stats=True)`` gathers, for every layer, the
 histogram of its messages' binary orders of magnitude (bin e: 2^e ≤ |δ| < 2^(e+1); exact
 zeros in the bin below 2^-1022) without keeping a single message. Each step's statistics are
-appended to a zarr store with a ``step`` dimension (``msgpass.scale.append_trace``), which is
+appended to a zarr store with a ``step`` dimension (``mp.append_trace``), which is
 then read back lazily with ``mp.load_trace`` (xarray over dask) to draw:
 
 * for each Affine layer, the share of its messages in each magnitude bin, step by step;
@@ -30,7 +30,6 @@ import numpy as np
 
 import msgpass as mp
 from msgpass.data import Standardizer, load_digits, minibatches, split
-from msgpass.scale import append_trace
 
 SPEC, STEPS, EVERY, BATCH, PROBE, LR, SEED = "64-64-relu-64-relu-10-sce", 600, 25, 32, 256, 0.1, 0
 
@@ -50,7 +49,7 @@ def run(store: Path, steps: int = STEPS, every: int = EVERY, seed: int = SEED) -
         for index in minibatches(len(y), BATCH, rng):
             if step % every == 0:
                 net.forward(probe_x, probe_y)
-                append_trace(net.backward(keep="sums", stats=True), store, step)
+                mp.append_trace(net.backward(keep="sums", stats=True), store, step)
             if step == steps:
                 return net
             net.forward(x[index], y[index])
