@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .checks import first_nonfinite
-from .errors import NonFiniteError, StateError
+from .errors import InputValueError, NonFiniteError, StateError
 from .partials import InputPartials, LocalPartials
 from .stats import MessageStats, statistics_wanted
 
@@ -228,9 +228,9 @@ def check_statistics(partials, stats, labels) -> tuple[str, ...]:
     names = statistics_wanted(stats)
     for t, local in enumerate(partials, 1):
         if names and local.inputs.coupled:
-            raise ValueError(f"layer {t} ({_label(labels, t)}) couples the samples: message "
-                             f"statistics are per edge over independent samples; gather them "
-                             f"in eval mode or keep that layer's block instead")
+            raise InputValueError(f"layer {t} ({_label(labels, t)}) couples the samples: message "
+                                  f"statistics are per edge over independent samples; gather "
+                                  f"them in eval mode or keep that layer's block instead")
         if names and np.dtype(local.inputs.dtype).kind != "f":
             raise ValueError(f"layer {t} ({_label(labels, t)}): message statistics need float "
                              f"messages, these are {np.dtype(local.inputs.dtype)}; keep the "

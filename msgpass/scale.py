@@ -14,6 +14,10 @@ t has its own node dimensions ``src{t}`` (its N_{t-1} receiving nodes, layer t�
 * ``value0`` (sample, src1) and ``value{t}`` (sample, dst{t}): the forward values;
 * ``grad{t}_{name}``: the parameter gradients ("W": (src{t}, dst{t}), "b": (dst{t},));
 * ``loss``: the batch-mean loss L;
+* with ``keep_samples``, the kept blocks' rows are the dimension ``kept`` (its coordinate
+  the batch indices of the kept samples) instead of ``sample``;
+* with ``per_sample=True``: ``param_message{t}_{name}`` (sample or kept, then the
+  parameter's dims), each sample's message to each parameter;
 * with statistics (``backward(stats=...)``): ``mean{t}`` and ``absmax{t}`` per edge, with the
   dims of the layer's messages less ``sample``, and ``histogram{t}`` (exponent): how many
   messages have 2^e ≤ |δ| < 2^(e+1), the lowest bin holding those below the smallest normal.
@@ -30,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, MsgpassError
+from .errors import DataError, InputValueError, MsgpassError
 
 __all__ = ["to_xarray", "save_trace", "load_trace", "append_trace", "dense", "require"]
 
@@ -42,6 +46,8 @@ COMPLETE = "msgpass_complete"
 # Beside it, once complete: every array's shape and chunk count, so that a lost array or chunk
 # is found on load.
 MANIFEST = "msgpass_manifest"
+# While an append runs: the step being appended (None once it has finished).
+APPENDING = "msgpass_appending"
 
 
 def require(module: str):
@@ -49,8 +55,8 @@ def require(module: str):
     try:
         imported = importlib.import_module(module)
     except ImportError:
-        raise MsgpassError(f"this needs {module}, part of the optional extra: {EXTRA} "
-                           f"(Python >= 3.11)") from None
+        raise MsgpassError(f"this needs {module}, part of the optional extra: {EXTRA} (from "
+                           f"a clone: pip install \".[scale]\"; Python >= 3.11)") from None
     if module == "zarr" and int(imported.__version__.split(".")[0]) < 3:
         raise MsgpassError(f"msgpass writes zarr format 3, which needs zarr >= 3 (found "
                            f"{imported.__version__}): pip install -U \"msgpass[scale]\"")
@@ -60,6 +66,9 @@ def require(module: str):
 def to_xarray(trace):
     """The trace as an ``xarray.Dataset`` (see the module docstring)."""
     xr = require("xarray")
+    if trace.values[0].dtype == object:
+        warnings.warn("an exact or mp trace is labelled and stored as float64: the numbers are "
+                      "rounded (keep the trace itself for exact comparisons)", stacklevel=3)
     trace = trace.as_floats()
     T, batch = trace.T, trace.batch
     data, coords = {}, {"sample": np.arange(batch)}
@@ -73,18 +82,15 @@ def to_xarray(trace):
         data[f"value{t}"] = (("sample", f"dst{t}"), trace.value(t))
         if t in trace.blocks:
             block = trace.blocks[t]
-            if block.samples is not None:
-                raise DataError(f"layer {t}'s messages were kept for samples "
-                                f"{block.samples.tolist()} only; save a trace that kept every "
-                                f"sample")
             if block.kind == "coupled":
                 raise DataError(f"layer {t} ({trace.labels[t - 1]}) couples the samples; its "
                                 f"(N, B, B) block has no (sample, src, dst) form to save yet")
+            rows = _rows(block.samples, coords)      # "sample", or "kept" for keep_samples
             if block.kind == "diagonal":
-                data[f"message{t}"] = (("sample", f"node{t}"), block.values,
+                data[f"message{t}"] = ((rows, f"node{t}"), block.values,
                                        {"stored": "diagonal"})
             else:
-                data[f"message{t}"] = (("sample", f"src{t}", f"dst{t}"), block.values,
+                data[f"message{t}"] = ((rows, f"src{t}", f"dst{t}"), block.values,
                                        {"stored": "dense"})
     data["value0"] = (("sample", "src1"), trace.value(0))
     for t, stats in trace.stats.items():
@@ -109,6 +115,10 @@ def to_xarray(trace):
         else:                # any other shape (a Function's own parameters): its own dims
             dims = tuple(f"grad{t}_{name}_{axis}" for axis in range(grad.ndim))
         data[f"grad{t}_{name}"] = (dims, np.asarray(grad))
+        if key in trace.param_messages:   # backward(per_sample=True): each sample's share
+            messages = trace.param_messages[key]
+            data[f"param_message{t}_{name}"] = ((_param_rows(trace, messages, coords),) + dims,
+                                                messages)
     # the loss as a variable, not an attribute: appended by step, each step keeps its own
     data["loss"] = ((), float(trace.loss))
     attrs = {"T": T, "batch": batch,
@@ -117,9 +127,33 @@ def to_xarray(trace):
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
+def _rows(samples, coords) -> str:
+    """The row dimension of a block: "sample", or "kept" (its coordinate the batch indices)
+    when only some samples were kept (every kept block of a pass keeps the same ones)."""
+    if samples is None:
+        return "sample"
+    coords["kept"] = np.asarray(samples)
+    return "kept"
+
+
+def _param_rows(trace, messages, coords) -> str:
+    """The row dimension of per-sample parameter messages: every sample's, or the kept
+    samples' (named by the kept blocks, which keep the same ones)."""
+    if len(messages) == trace.batch:
+        return "sample"
+    kept = next((b.samples for b in trace.blocks.values() if b.samples is not None), None)
+    if kept is None or len(kept) != len(messages):
+        raise DataError("the per-sample parameter messages were kept for some samples only, "
+                        "and no kept block says which; keep a block too (keep=[1]) or every "
+                        "sample")
+    return _rows(kept, coords)
+
+
 def dense(ds, t: int):
     """Layer t's message block of a Dataset as the full (sample, src{t}, dst{t}) DataArray
-    (with ``step`` first for a store of appended traces)."""
+    (with ``step`` first for a store of appended traces). A diagonal block is expanded with
+    exact zeros off the diagonal: lazily, chunk by chunk, when the Dataset is lazy (a loaded
+    store), at once when it is in memory."""
     xr = require("xarray")
     name = f"message{t}"
     if name not in ds:
@@ -128,15 +162,26 @@ def dense(ds, t: int):
     var = ds[name]
     if var.attrs.get("stored") != "diagonal":
         return var
-    values = np.asarray(var.values)   # read on request: (sample, node), or (step, sample, node)
-    size = values.shape[-1]
-    full = np.zeros(values.shape + (size,), dtype=values.dtype)   # exact +0.0 off the diagonal
-    full[..., np.arange(size), np.arange(size)] = values
+    size = var.shape[-1]
+    if var.chunks is not None:           # lazy: each chunk of samples expands on its own
+        values = var.data.rechunk({var.ndim - 1: -1})
+        full = values.map_blocks(_expand_diagonal, new_axis=[var.ndim],
+                                 chunks=values.chunks + ((size,),), dtype=values.dtype)
+    else:
+        full = _expand_diagonal(np.asarray(var.values))
     outer = var.dims[:-1]
     coords = {dim: ds[dim] for dim in outer if dim in ds.coords}
     coords |= {f"src{t}": np.arange(size), f"dst{t}": np.arange(size)}
     return xr.DataArray(full, dims=outer + (f"src{t}", f"dst{t}"), coords=coords,
                         attrs={"stored": "dense"})
+
+
+def _expand_diagonal(values: np.ndarray) -> np.ndarray:
+    """(..., N) diagonals → (..., N, N) blocks, exact +0.0 off the diagonal."""
+    size = values.shape[-1]
+    full = np.zeros(values.shape + (size,), dtype=values.dtype)
+    full[..., np.arange(size), np.arange(size)] = values
+    return full
 
 
 def _register_accessor():
@@ -147,10 +192,14 @@ def _register_accessor():
 
     @xr.register_dataset_accessor("msgpass")
     class MsgpassAccessor:
+        """``ds.msgpass``: msgpass's view of a trace Dataset."""
+
         def __init__(self, ds):
             self._ds = ds
 
         def dense(self, t: int):
+            """Layer t's messages as (sample, src{t}, dst{t}), diagonal blocks expanded
+            (lazily for a loaded store); see msgpass.scale.dense."""
             return dense(self._ds, t)
 
 
@@ -162,7 +211,8 @@ def save_trace(trace, path, chunk_samples: int = 256) -> Path:
     _check_chunk_samples(chunk_samples)
     path = Path(path)
     if path.exists():
-        raise DataError(f"{path} exists; msgpass does not overwrite a saved trace")
+        raise DataError(f"{path} exists; msgpass does not overwrite a store: remove it or "
+                        f"choose another path")
     _write_new(to_xarray(trace), path, chunk_samples)
     return path
 
@@ -223,7 +273,7 @@ def load_trace(path, network=None):
         ds = xr.open_zarr(path, consolidated=False)
     except Exception as err:   # zarr and xarray raise many kinds for a broken store
         raise DataError(f"{path}: not a readable msgpass trace store ({err})") from None
-    for key in (COMPLETE, MANIFEST):
+    for key in (COMPLETE, MANIFEST, APPENDING):
         ds.attrs.pop(key, None)
     if network is not None:
         _check_network(ds, network, path)
@@ -243,9 +293,13 @@ def _check_complete(path: Path) -> None:
     if COMPLETE not in attrs:
         raise DataError(f"{path}: no msgpass completion mark: a zarr store that msgpass "
                         f"0.8 or later did not write, or whose writer stopped at once")
+    if attrs.get(APPENDING) is not None:
+        raise DataError(f"{path}: the append of step {attrs[APPENDING]} was interrupted; the "
+                        f"steps before it are whole: xarray.open_zarr(path, consolidated=False)"
+                        f".isel(step=slice(None, -1)) reads them")
     if attrs[COMPLETE] is not True or MANIFEST not in attrs:
         raise DataError(f"{path}: an incomplete trace store (its writer stopped before "
-                        f"finishing); write it again")
+                        f"finishing); remove it and write it again")
     with warnings.catch_warnings():   # zarr warns of a directory that lost its metadata;
         warnings.simplefilter("ignore")  # the manifest check below names what is missing
         arrays = dict(group.arrays())
@@ -290,21 +344,26 @@ def append_trace(trace, path, step: int, chunk_samples: int = 256) -> Path:
         raise DataError(f"{path} holds one trace (written by trace.save or backward(store=)), "
                         f"not traces by step; append to a store that append_trace created")
     _check_same_kind(stored, ds, path)
-    if int(step) in stored["step"].values:
-        raise DataError(f"{path} already holds step {int(step)}")
+    last = int(stored["step"].values[-1])
+    if int(step) <= last:
+        raise DataError(f"{path} holds steps up to {last}; append a later step than "
+                        f"{int(step)}")
     samples = next((var.encoding["chunks"][var.dims.index("sample")]
                     for var in stored.data_vars.values() if "sample" in var.dims), 1)
     ds = _chunked(ds, samples)
-    _mark(path, False)         # an append that dies half-way leaves the store refused
+    # xarray rewrites the group's attributes as it appends: these say, until the append has
+    # finished, that it was interrupted and which steps are whole
+    ds.attrs |= {COMPLETE: False, APPENDING: int(step)}
+    _mark(path, False, {APPENDING: int(step)})
     ds.to_zarr(path, mode="a", append_dim="step", consolidated=False, write_empty_chunks=True)
-    _mark(path, True)
+    _mark(path, True, {APPENDING: None})
     return path
 
 
 def _check_same_kind(stored, ds, path: Path) -> None:
     mine = {k: v for k, v in ds.attrs.items() if k.startswith(("label", "kind", "T", "batch"))}
     theirs = {k: v for k, v in stored.attrs.items() if k in mine}
-    if mine != theirs or dict(stored.sizes) | {"step": 0} != dict(ds.sizes) | {"step": 0}:
+    if mine != theirs:
         raise DataError(f"{path} holds traces of {_describe(theirs)}, not of "
                         f"{_describe(mine)}; append to a store of the same network and batch")
     missing, extra = set(stored.data_vars) - set(ds.data_vars), \
@@ -313,11 +372,15 @@ def _check_same_kind(stored, ds, path: Path) -> None:
         raise DataError(f"{path} holds traces kept another way: the store has "
                         f"{sorted(missing) or 'nothing'} that this trace lacks and this trace "
                         f"has {sorted(extra) or 'nothing'} that the store lacks; keep the same "
-                        f"blocks and statistics at every step")
+                        f"blocks, samples and statistics at every step")
     for name, var in ds.data_vars.items():
         if var.dtype != stored[name].dtype:
             raise DataError(f"{path} holds {name} as {stored[name].dtype}, this trace has "
                             f"{var.dtype}; append traces of one dtype")
+        theirs = dict(stored[name].sizes) | {"step": 0}
+        if dict(var.sizes) | {"step": 0} != theirs:
+            raise DataError(f"{path} holds {name} with sizes {theirs}, this trace has "
+                            f"{dict(var.sizes)}; keep the same samples at every step")
 
 
 def _describe(attrs: dict) -> str:
@@ -375,9 +438,9 @@ def dask_backward(net, chunk_samples: int = 256, keep="sums", stats=False, store
     wanted = _wanted(keep, T)
     for t, local in enumerate(record.partials, 1):
         if local.inputs.coupled:
-            raise MsgpassError(f"layer {t} ({net.labels[t - 1]}) couples the samples: the dask "
-                               f"backend streams samples independently; run BatchNorm in eval "
-                               f"mode, or use the in-memory backend")
+            raise InputValueError(f"layer {t} ({net.labels[t - 1]}) couples the samples: the "
+                                  f"dask backend streams samples independently; run BatchNorm "
+                                  f"in eval mode, or use the in-memory backend")
     check_memory_options(record.partials, batch, budget_bytes, chunk_bytes, net.labels)
     names = check_statistics(record.partials, stats, net.labels)
     target = None
@@ -449,7 +512,8 @@ def _first_nonfinite(values):
 
 def _store_chunk(layout, chunk_samples: int, budget_bytes: int) -> int:
     """Samples per store chunk of a layer's messages: as many whole samples as fit in the
-    budget, and a divisor of chunk_samples, so every task writes whole chunks of its own."""
+    budget (at least one, however large one sample is), and a divisor of chunk_samples, so
+    every task writes whole chunks of its own."""
     per_sample = int(np.prod(layout.message_shape(1))) * np.dtype(layout.dtype).itemsize
     fit = max(1, budget_bytes // per_sample)
     return max(d for d in range(1, min(fit, chunk_samples) + 1) if chunk_samples % d == 0)
@@ -514,7 +578,8 @@ def _start_store(store, net, record, wanted, chunk_samples, budget_bytes) -> str
     require("xarray")
     path = Path(store).resolve()
     if path.exists():
-        raise DataError(f"{path} exists; msgpass does not overwrite a saved trace")
+        raise DataError(f"{path} exists; msgpass does not overwrite a store: remove it or "
+                        f"choose another path")
     batch = record.values[0].shape[0]
     group = zarr.open_group(str(path), mode="w-", zarr_format=3)
     group.attrs.update({COMPLETE: False})

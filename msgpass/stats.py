@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["STATISTICS", "MessageStats", "statistics_wanted"]
+__all__ = ["STATISTICS", "MessageStats", "Statistics", "statistics_wanted"]
 
 STATISTICS = ("mean", "absmax", "histogram")
 
@@ -46,6 +46,16 @@ def statistics_wanted(stats) -> tuple[str, ...]:
     if unknown or not names:
         raise ValueError(f"stats names {unknown or 'nothing'}; choose from {list(STATISTICS)}")
     return names
+
+
+class Statistics(dict):
+    """A trace's statistics by layer index; a layer without any says how to gather them."""
+
+    def __missing__(self, t):
+        if not self:
+            raise KeyError("no message statistics in this trace: call "
+                           "net.backward(stats=True) to gather them")
+        raise KeyError(f"no statistics of layer {t!r}; the trace has layers {sorted(self)}")
 
 
 def _exponent_layout(dtype: np.dtype) -> tuple[type, int, int, int]:

@@ -9,7 +9,7 @@ import numpy as np
 from .errors import StateError
 from .messages import MessageBlock
 from .partials import LocalPartials
-from .stats import MessageStats
+from .stats import MessageStats, Statistics
 
 __all__ = ["Trace"]
 
@@ -52,7 +52,11 @@ class Trace:
     loss: float
     nondifferentiable: dict[int, np.ndarray]
     param_messages: dict[str, np.ndarray] = field(default_factory=dict)
-    stats: dict[int, MessageStats] = field(default_factory=dict)
+    stats: dict[int, MessageStats] = field(default_factory=Statistics)
+
+    def __post_init__(self):
+        # a layer without statistics explains itself rather than raising a bare KeyError
+        object.__setattr__(self, "stats", Statistics(self.stats))
 
     @property
     def T(self) -> int:

@@ -72,7 +72,7 @@ def test_traces_append_by_step_and_refuse_another_network(tmp_path):
     assert bitwise(ds["message1"].sel(step=10).values, second.message(1))
     assert bitwise(ds["message1"].sel(step=0).values, first.message(1))
     assert bitwise(ds.msgpass.dense(2).sel(step=10).values, second.message(2))   # diagonal
-    with pytest.raises(DataError, match="already holds step 10"):
+    with pytest.raises(DataError, match="holds steps up to 10; append a later step than 10"):
         scale.append_trace(second, store, step=10)
     _, other = make_trace("6-9-relu-5-tanh-3-sce")
     with pytest.raises(DataError, match=r"holds traces of Affine\(6→8\).*not of Affine\(6→9\)"):
@@ -90,9 +90,6 @@ def test_clear_errors(tmp_path, monkeypatch):
     (tmp_path / "junk").mkdir()
     with pytest.raises(DataError, match="not a readable msgpass trace store"):
         mp.load_trace(tmp_path / "junk")
-    net, _ = make_trace()
-    with pytest.raises(DataError, match="samples \\[0\\] only"):
-        net.backward(keep=[1], keep_samples=[0]).to_xarray()
     monkeypatch.setitem(sys.modules, "xarray", None)
     with pytest.raises(MsgpassError, match=r'pip install "msgpass\[scale\]"'):
         trace.to_xarray()
@@ -375,3 +372,68 @@ def test_loading_without_dask_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "dask", None)
     with pytest.raises(MsgpassError, match="this needs dask"):
         mp.load_trace(tmp_path / "t.zarr")
+
+
+def test_a_loaded_diagonal_block_expands_lazily(tmp_path):
+    net, trace = make_trace(batch=9)
+    trace.save(tmp_path / "t.zarr", chunk_samples=4)
+    full = mp.load_trace(tmp_path / "t.zarr").msgpass.dense(2)        # ReLU: diagonal
+    assert full.chunks is not None and full.data.chunksize[0] == 4     # still lazy
+    assert bitwise(full.values, trace.message(2))
+
+
+def test_kept_samples_and_per_sample_messages_are_labelled_and_saved(tmp_path):
+    net, _ = make_trace()
+    trace = net.backward(keep=[1, 2], keep_samples=[5, 1], per_sample=True)
+    trace.save(tmp_path / "t.zarr")
+    ds = mp.load_trace(tmp_path / "t.zarr")
+    assert list(ds["kept"].values) == [1, 5]
+    assert ds["message1"].dims == ("kept", "src1", "dst1")
+    assert bitwise(ds["message1"].values, trace.message(1))
+    assert bitwise(ds.msgpass.dense(2).sel(kept=5).values, trace.message(2)[1])
+    assert bitwise(ds["param_message1_W"].values, trace.param_messages["1.W"])
+    every = net.backward(keep="sums", per_sample=True).to_xarray()
+    assert every["param_message3_b"].dims == ("sample", "dst3")
+
+
+def test_appends_name_what_differs_and_an_interrupted_one(tmp_path, monkeypatch):
+    store = tmp_path / "run.zarr"
+    net, _ = make_trace()
+    mp.append_trace(net.backward(keep="sums"), store, step=0)
+    with pytest.raises(DataError, match=r"kept another way: the store has nothing .* "
+                                         r"this trace has \['absmax1'"):
+        mp.append_trace(net.backward(keep="sums", stats=True), store, step=1)
+    with pytest.raises(DataError, match="holds steps up to 0; append a later step than -5"):
+        mp.append_trace(net.backward(keep="sums"), store, step=-5)
+    mp.append_trace(net.backward(keep="sums"), store, step=3)
+    # a Ctrl-C once xarray has written the step (and rewritten the group's attributes),
+    # before msgpass marks the store complete again
+    written = xr.Dataset.to_zarr
+
+    def interrupted(self, *args, **kwargs):
+        written(self, *args, **kwargs)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(xr.Dataset, "to_zarr", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        mp.append_trace(net.backward(keep="sums"), store, step=7)
+    monkeypatch.undo()
+    with pytest.raises(DataError, match=r"the append of step 7 was interrupted; the steps "
+                                         r"before it are whole"):
+        mp.load_trace(store)
+    whole = xr.open_zarr(store, consolidated=False).isel(step=slice(None, -1))   # as it says
+    assert list(whole["step"].values) == [0, 3]
+
+
+def test_exact_traces_say_they_are_stored_as_floats(tmp_path):
+    net = mp.build_network("3-4-relu-2-mse", seed=0).astype("exact")
+    net.forward(np.ones((2, 3)), np.zeros((2, 2)))
+    with pytest.warns(UserWarning, match="stored as float64"):
+        net.backward().to_xarray()
+
+
+def test_a_trace_without_statistics_says_how_to_gather_them():
+    net, trace = make_trace()
+    with pytest.raises(KeyError, match=r"net.backward\(stats=True\)"):
+        trace.stats[1]
+    with pytest.raises(KeyError, match=r"no statistics of layer 9"):
+        net.backward(keep="sums", stats=True).stats[9]
