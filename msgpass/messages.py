@@ -117,6 +117,9 @@ class MessagePass:
         (B, *parameter shape), summing over b to ``grads``. Empty otherwise.
     stats : dict of int to MessageStats
         With ``stats``: the statistics of every layer's messages (msgpass.stats).
+    kept_samples : ndarray of int, or None
+        With ``keep_samples``: the batch indices whose blocks and parameter messages were
+        kept, in order.
     """
 
     blocks: dict[int, MessageBlock]
@@ -124,6 +127,7 @@ class MessagePass:
     grads: dict[tuple[int, str], np.ndarray]
     param_messages: dict[tuple[int, str], np.ndarray]
     stats: dict[int, MessageStats] = field(default_factory=dict)
+    kept_samples: np.ndarray | None = None
 
 
 def sum_incoming(message: np.ndarray, layout: InputPartials) -> np.ndarray:
@@ -349,7 +353,8 @@ def pass_messages(
         arriving = sums
     return MessagePass(blocks=blocks, incoming=incoming, grads=grads,
                        param_messages=param_messages,
-                       stats={t: gathered[t].finished() for t in sorted(gathered)})
+                       stats={t: gathered[t].finished() for t in sorted(gathered)},
+                       kept_samples=chosen)
 
 
 def _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels, *, keep, chosen,

@@ -330,8 +330,9 @@ class Sequential:
             per layer (True: all three); ``trace.stats[t]`` (msgpass.stats.MessageStats).
         store : path, optional
             With ``backend="dask"``: write the kept layers' messages into a new zarr store
-            at this path as they are sent (a store chunk of whole samples within
-            ``budget_bytes`` at a time), then the sums, values, gradients and statistics,
+            at this path as they are sent (a store chunk of whole samples at a time, as many
+            as fit in ``budget_bytes``, at least one), then the sums, values, gradients and
+            statistics,
             so that ``mp.load_trace(store)`` reads it like a saved trace. The returned
             trace's blocks are dask arrays that read from the store.
 
@@ -370,4 +371,4 @@ class Sequential:
         return Trace(labels=self.labels, values=record.values, partials=record.partials,
                      blocks=result.blocks, sums=result.incoming, grads=grads, loss=record.loss,
                      nondifferentiable=record.kinks, param_messages=param_messages,
-                     stats=result.stats)
+                     stats=result.stats, kept_samples=result.kept_samples)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import shutil
+import sys
 import warnings
 from pathlib import Path
 
@@ -46,8 +47,10 @@ COMPLETE = "msgpass_complete"
 # Beside it, once complete: every array's shape and chunk count, so that a lost array or chunk
 # is found on load.
 MANIFEST = "msgpass_manifest"
-# While an append runs: the step being appended (None once it has finished).
+# While an append runs: the step being appended and how many steps were whole before it (both
+# None once it has finished).
 APPENDING = "msgpass_appending"
+WHOLE = "msgpass_whole_steps"
 
 
 def require(module: str):
@@ -68,7 +71,8 @@ def to_xarray(trace):
     xr = require("xarray")
     if trace.values[0].dtype == object:
         warnings.warn("an exact or mp trace is labelled and stored as float64: the numbers are "
-                      "rounded (keep the trace itself for exact comparisons)", stacklevel=3)
+                      "rounded (keep the trace itself for exact comparisons)",
+                      stacklevel=_outside_msgpass())
     trace = trace.as_floats()
     T, batch = trace.T, trace.batch
     data, coords = {}, {"sample": np.arange(batch)}
@@ -117,7 +121,7 @@ def to_xarray(trace):
         data[f"grad{t}_{name}"] = (dims, np.asarray(grad))
         if key in trace.param_messages:   # backward(per_sample=True): each sample's share
             messages = trace.param_messages[key]
-            data[f"param_message{t}_{name}"] = ((_param_rows(trace, messages, coords),) + dims,
+            data[f"param_message{t}_{name}"] = ((_param_rows(trace, coords),) + dims,
                                                 messages)
     # the loss as a variable, not an attribute: appended by step, each step keeps its own
     data["loss"] = ((), float(trace.loss))
@@ -125,6 +129,15 @@ def to_xarray(trace):
              **{f"label{t}": trace.labels[t - 1] for t in range(1, T + 1)},
              **{f"kind{t}": trace.partials[t - 1].inputs.kind for t in range(1, T + 1)}}
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _outside_msgpass() -> int:
+    """The stacklevel of the first caller outside msgpass, so a warning names user code."""
+    package = str(Path(__file__).resolve().parent)
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _rows(samples, coords) -> str:
@@ -136,17 +149,10 @@ def _rows(samples, coords) -> str:
     return "kept"
 
 
-def _param_rows(trace, messages, coords) -> str:
-    """The row dimension of per-sample parameter messages: every sample's, or the kept
-    samples' (named by the kept blocks, which keep the same ones)."""
-    if len(messages) == trace.batch:
-        return "sample"
-    kept = next((b.samples for b in trace.blocks.values() if b.samples is not None), None)
-    if kept is None or len(kept) != len(messages):
-        raise DataError("the per-sample parameter messages were kept for some samples only, "
-                        "and no kept block says which; keep a block too (keep=[1]) or every "
-                        "sample")
-    return _rows(kept, coords)
+def _param_rows(trace, coords) -> str:
+    """The row dimension of per-sample parameter messages: like the kept blocks', "kept"
+    with keep_samples, else "sample"."""
+    return _rows(trace.kept_samples, coords)
 
 
 def dense(ds, t: int):
@@ -238,7 +244,10 @@ def _write_new(ds, path: Path, chunk_samples: int) -> None:
         # consolidated metadata is not part of zarr format 3: off, so no store depends on it
         ds.to_zarr(path, mode="w-", encoding=encoding, consolidated=False,
                    write_empty_chunks=True)
-    except Exception:
+    except OSError as err:       # a path under a file, no permission, a full disk
+        shutil.rmtree(path, ignore_errors=True)
+        raise DataError(f"cannot write a trace store at {path}: {err}") from None
+    except BaseException:
         shutil.rmtree(path, ignore_errors=True)
         raise
     _mark(path, True)
@@ -273,7 +282,7 @@ def load_trace(path, network=None):
         ds = xr.open_zarr(path, consolidated=False)
     except Exception as err:   # zarr and xarray raise many kinds for a broken store
         raise DataError(f"{path}: not a readable msgpass trace store ({err})") from None
-    for key in (COMPLETE, MANIFEST, APPENDING):
+    for key in (COMPLETE, MANIFEST, APPENDING, WHOLE):
         ds.attrs.pop(key, None)
     if network is not None:
         _check_network(ds, network, path)
@@ -294,10 +303,14 @@ def _check_complete(path: Path) -> None:
         raise DataError(f"{path}: no msgpass completion mark: a zarr store that msgpass "
                         f"0.8 or later did not write, or whose writer stopped at once")
     if attrs.get(APPENDING) is not None:
-        raise DataError(f"{path}: the append of step {attrs[APPENDING]} was interrupted; the "
-                        f"steps before it are whole: xarray.open_zarr(path, consolidated=False)"
-                        f".isel(step=slice(None, -1)) reads them")
-    if attrs[COMPLETE] is not True or MANIFEST not in attrs:
+        raise DataError(f"{path}: the append of step {attrs[APPENDING]} did not finish; "
+                        f"msgpass.scale.roll_back(path) restores the {attrs.get(WHOLE)} "
+                        f"whole steps before it")
+    if attrs[COMPLETE] is True and MANIFEST not in attrs:
+        raise DataError(f"{path}: written by a development build of msgpass without a "
+                        f"manifest of its arrays; xarray.open_zarr(path, consolidated=False) "
+                        f"reads it unchecked")
+    if attrs[COMPLETE] is not True:
         raise DataError(f"{path}: an incomplete trace store (its writer stopped before "
                         f"finishing); remove it and write it again")
     with warnings.catch_warnings():   # zarr warns of a directory that lost its metadata;
@@ -326,10 +339,11 @@ def _check_network(ds, network, path: Path) -> None:
 
 def append_trace(trace, path, step: int, chunk_samples: int = 256) -> Path:
     """Append ``trace`` to the store at ``path`` along a ``step`` dimension (creating it on
-    the first call), e.g. every k training steps. Every trace of one store must be of the
-    same network and batch size and kept the same way (the same blocks and statistics, the
-    same dtype); anything else is refused, naming the difference, before a byte is written.
-    """
+    the first call, chunked by ``chunk_samples``; later appends keep the store's chunks),
+    e.g. every k training steps. Every trace of one store must be of the same network and
+    batch size and kept the same way (the same blocks, samples and statistics, the same
+    dtype), and its step must come after the last; anything else is refused, naming the
+    difference, before a byte is written. An append that fails is rolled back."""
     require("zarr")
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
         raise ValueError(f"step must be an integer (a training step), got {step!r}")
@@ -352,11 +366,38 @@ def append_trace(trace, path, step: int, chunk_samples: int = 256) -> Path:
                     for var in stored.data_vars.values() if "sample" in var.dims), 1)
     ds = _chunked(ds, samples)
     # xarray rewrites the group's attributes as it appends: these say, until the append has
-    # finished, that it was interrupted and which steps are whole
-    ds.attrs |= {COMPLETE: False, APPENDING: int(step)}
-    _mark(path, False, {APPENDING: int(step)})
-    ds.to_zarr(path, mode="a", append_dim="step", consolidated=False, write_empty_chunks=True)
-    _mark(path, True, {APPENDING: None})
+    # finished, that it is under way and how many steps are whole
+    whole = int(stored.sizes["step"])
+    marks = {APPENDING: int(step), WHOLE: whole}
+    ds.attrs |= {COMPLETE: False, **marks}
+    _mark(path, False, marks)
+    try:
+        ds.to_zarr(path, mode="a", append_dim="step", consolidated=False,
+                   write_empty_chunks=True)
+    except BaseException:          # Ctrl-C included: put the store back as it was
+        roll_back(path)
+        raise
+    _mark(path, True, {APPENDING: None, WHOLE: None})
+    return path
+
+
+def roll_back(path) -> Path:
+    """Undo an append that did not finish (a killed process leaves one; append_trace undoes
+    its own on an exception): cut every array back to the steps that were whole before it,
+    and mark the store complete again."""
+    zarr = require("zarr")
+    path = Path(path)
+    group = zarr.open_group(str(path), mode="r+")
+    whole = group.attrs.get(WHOLE)
+    if group.attrs.get(APPENDING) is None or whole is None:
+        raise DataError(f"{path}: no unfinished append to roll back")
+    for _, array in group.arrays():
+        names = list(array.metadata.dimension_names or ())
+        if "step" in names and array.shape[names.index("step")] != whole:
+            shape = list(array.shape)
+            shape[names.index("step")] = whole
+            array.resize(tuple(shape))
+    _mark(path, True, {APPENDING: None, WHOLE: None})
     return path
 
 
@@ -373,6 +414,11 @@ def _check_same_kind(stored, ds, path: Path) -> None:
                         f"{sorted(missing) or 'nothing'} that this trace lacks and this trace "
                         f"has {sorted(extra) or 'nothing'} that the store lacks; keep the same "
                         f"blocks, samples and statistics at every step")
+    for name, coord in ds.coords.items():   # coordinates without a step are shared by all
+        if "step" not in coord.dims and not np.array_equal(coord.values, stored[name].values):
+            raise DataError(f"{path} holds traces whose {name} is {stored[name].values.tolist()}"
+                            f", this trace's is {coord.values.tolist()}; keep the same samples "
+                            f"at every step")
     for name, var in ds.data_vars.items():
         if var.dtype != stored[name].dtype:
             raise DataError(f"{path} holds {name} as {stored[name].dtype}, this trace has "
@@ -412,19 +458,14 @@ def dask_backward(net, chunk_samples: int = 256, keep="sums", stats=False, store
     that send a chunk's messages again, whole, each time it is read: choose
     ``chunk_samples`` so that chunk_samples·N_{t-1}·N_t numbers fit in memory.
     """
-    dask = require("dask")
-    da = require("dask.array")
-    from .errors import NonFiniteError
+    require("dask.array")
     from .messages import (
         DEFAULT_BUDGET_BYTES,
         DEFAULT_CHUNK_BYTES,
-        MessageBlock,
         _wanted,
         check_memory_options,
         check_statistics,
     )
-    from .stats import MessageStats
-    from .trace import Trace
     if net._record is None:
         raise MsgpassError("net.backward(backend='dask') was called before net.forward")
     if net.numbers is not None:
@@ -446,6 +487,24 @@ def dask_backward(net, chunk_samples: int = 256, keep="sums", stats=False, store
     target = None
     if store is not None:
         target = _start_store(store, net, record, wanted, chunk_samples, budget_bytes)
+    try:
+        return _dask_pass(net, record, wanted, names, target, chunk_samples, budget_bytes,
+                          chunk_bytes)
+    except BaseException:          # a failed pass leaves no half-written store behind
+        if target is not None:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+
+
+def _dask_pass(net, record, wanted, names, target, chunk_samples, budget_bytes, chunk_bytes):
+    """The pass itself, once dask_backward has checked its options (see there)."""
+    dask = require("dask")
+    da = require("dask.array")
+    from .errors import NonFiniteError
+    from .messages import MessageBlock
+    from .stats import MessageStats
+    from .trace import Trace
+    batch, T = record.values[0].shape[0], net.T
     rows = [(start, min(start + chunk_samples, batch)) for start in range(0, batch, chunk_samples)]
     arriving = np.full((batch, 1), 1.0 / batch, dtype=net.dtype)
     sums, blocks, grads, gathered = {T + 1: arriving}, {}, {}, {}
@@ -464,7 +523,8 @@ def dask_backward(net, chunk_samples: int = 256, keep="sums", stats=False, store
         shared = dask.delayed(layout, traverse=False), dask.delayed(arriving, traverse=False)
         written = None
         if target is not None and t in wanted:
-            written = (target, f"message{t}", _store_chunk(layout, chunk_samples, budget_bytes))
+            written = (target, f"message{t}", _store_chunk(layout, batch, chunk_samples,
+                                                          budget_bytes))
         tasks = [dask.delayed(_send_chunk, nout=2, pure=True)(
             t, label, *shared, start, stop, budget_bytes, chunk_bytes, names, written)
             for start, stop in rows]
@@ -510,12 +570,15 @@ def _first_nonfinite(values):
     return first_nonfinite(values)
 
 
-def _store_chunk(layout, chunk_samples: int, budget_bytes: int) -> int:
+def _store_chunk(layout, batch: int, chunk_samples: int, budget_bytes: int) -> int:
     """Samples per store chunk of a layer's messages: as many whole samples as fit in the
     budget (at least one, however large one sample is), and a divisor of chunk_samples, so
-    every task writes whole chunks of its own."""
+    every task writes whole chunks of its own (a prime chunk_samples leaves only 1: choose
+    one with small factors, such as a power of two)."""
     per_sample = int(np.prod(layout.message_shape(1))) * np.dtype(layout.dtype).itemsize
     fit = max(1, budget_bytes // per_sample)
+    if chunk_samples >= batch:         # one task writes everything: no divisor needed
+        return min(fit, batch)
     return max(d for d in range(1, min(fit, chunk_samples) + 1) if chunk_samples % d == 0)
 
 
@@ -581,14 +644,17 @@ def _start_store(store, net, record, wanted, chunk_samples, budget_bytes) -> str
         raise DataError(f"{path} exists; msgpass does not overwrite a store: remove it or "
                         f"choose another path")
     batch = record.values[0].shape[0]
-    group = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    try:
+        group = zarr.open_group(str(path), mode="w-", zarr_format=3)
+    except OSError as err:
+        raise DataError(f"cannot write a trace store at {path}: {err}") from None
     group.attrs.update({COMPLETE: False})
     for t in sorted(wanted):
         layout = record.partials[t - 1].inputs
         shape = layout.message_shape(batch)
         dims = ("sample", f"node{t}") if layout.diagonal else ("sample", f"src{t}", f"dst{t}")
         group.create_array(f"message{t}", shape=shape, dtype=layout.dtype,
-                           chunks=(_store_chunk(layout, chunk_samples, budget_bytes),)
+                           chunks=(_store_chunk(layout, batch, chunk_samples, budget_bytes),)
                            + shape[1:], fill_value=np.nan, dimension_names=dims,
                            config={"write_empty_chunks": True},
                            attributes={"stored": "diagonal" if layout.diagonal else "dense"})
@@ -599,6 +665,7 @@ def _finish_store(trace, target: str) -> None:
     """Write the sums, values, gradients and statistics beside the streamed messages; mark
     the store complete last, so a run that died half-way leaves a store load_trace refuses."""
     rest = to_xarray(_without_blocks(trace))
+    rest.attrs[COMPLETE] = False       # xarray rewrites the attributes: still incomplete
     rest.to_zarr(target, mode="a", consolidated=False, write_empty_chunks=True)
     _mark(Path(target), True, rest.attrs)
 

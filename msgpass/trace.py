@@ -41,6 +41,8 @@ class Trace:
     stats : dict of int to MessageStats
         With ``backward(stats=...)``: statistics of every layer's messages, gathered as they
         were sent (per-edge mean and |max|, magnitude histogram; msgpass.stats).
+    kept_samples : ndarray of int, or None
+        With ``backward(keep_samples=...)``: the batch indices of the kept rows.
     """
 
     labels: list[str]
@@ -53,6 +55,7 @@ class Trace:
     nondifferentiable: dict[int, np.ndarray]
     param_messages: dict[str, np.ndarray] = field(default_factory=dict)
     stats: dict[int, MessageStats] = field(default_factory=Statistics)
+    kept_samples: np.ndarray | None = None
 
     def __post_init__(self):
         # a layer without statistics explains itself rather than raising a bare KeyError
@@ -122,7 +125,8 @@ class Trace:
                      sums={t: f(s) for t, s in self.sums.items()},
                      grads={k: f(g) for k, g in self.grads.items()}, loss=float(self.loss),
                      nondifferentiable=self.nondifferentiable,
-                     param_messages={k: f(m) for k, m in self.param_messages.items()})
+                     param_messages={k: f(m) for k, m in self.param_messages.items()},
+                     stats=self.stats, kept_samples=self.kept_samples)
 
     def to_xarray(self):
         """This trace as an ``xarray.Dataset`` (optional extra ``msgpass[scale]``); see

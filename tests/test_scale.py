@@ -406,22 +406,36 @@ def test_appends_name_what_differs_and_an_interrupted_one(tmp_path, monkeypatch)
     with pytest.raises(DataError, match="holds steps up to 0; append a later step than -5"):
         mp.append_trace(net.backward(keep="sums"), store, step=-5)
     mp.append_trace(net.backward(keep="sums"), store, step=3)
-    # a Ctrl-C once xarray has written the step (and rewritten the group's attributes),
-    # before msgpass marks the store complete again
+    before = mp.load_trace(store)["incoming1"].values
+    # an append stopped half-way: some variables have the new step, others not yet
     written = xr.Dataset.to_zarr
 
-    def interrupted(self, *args, **kwargs):
-        written(self, *args, **kwargs)
+    def half_written(self, *args, **kwargs):
+        half = list(self.data_vars)[: len(self.data_vars) // 2]
+        written(self[half], *args, **kwargs)
         raise KeyboardInterrupt
-    monkeypatch.setattr(xr.Dataset, "to_zarr", interrupted)
+    monkeypatch.setattr(xr.Dataset, "to_zarr", half_written)
+    with pytest.raises(KeyboardInterrupt):        # Ctrl-C: rolled back, then re-raised
+        mp.append_trace(net.backward(keep="sums"), store, step=7)
+    monkeypatch.undo()
+    ds = mp.load_trace(store)
+    assert list(ds["step"].values) == [0, 3] and bitwise(ds["incoming1"].values, before)
+    # a process killed in the same place cannot roll back: the store says what to do
+    monkeypatch.setattr(xr.Dataset, "to_zarr", half_written)
+    monkeypatch.setattr(scale, "roll_back", lambda path: None)
     with pytest.raises(KeyboardInterrupt):
         mp.append_trace(net.backward(keep="sums"), store, step=7)
     monkeypatch.undo()
-    with pytest.raises(DataError, match=r"the append of step 7 was interrupted; the steps "
-                                         r"before it are whole"):
+    with pytest.raises(DataError, match=r"the append of step 7 did not finish; "
+                                         r"msgpass.scale.roll_back\(path\) restores the 2 "
+                                         r"whole steps"):
         mp.load_trace(store)
-    whole = xr.open_zarr(store, consolidated=False).isel(step=slice(None, -1))   # as it says
-    assert list(whole["step"].values) == [0, 3]
+    scale.roll_back(store)
+    assert bitwise(mp.load_trace(store)["incoming1"].values, before)
+    mp.append_trace(net.backward(keep="sums"), store, step=7)
+    assert list(mp.load_trace(store)["step"].values) == [0, 3, 7]
+    with pytest.raises(DataError, match="no unfinished append"):
+        scale.roll_back(store)
 
 
 def test_exact_traces_say_they_are_stored_as_floats(tmp_path):
@@ -437,3 +451,53 @@ def test_a_trace_without_statistics_says_how_to_gather_them():
         trace.stats[1]
     with pytest.raises(KeyError, match=r"no statistics of layer 9"):
         net.backward(keep="sums", stats=True).stats[9]
+
+
+def test_appends_keep_the_same_samples(tmp_path):
+    net, _ = make_trace()
+    mp.append_trace(net.backward(keep=[1], keep_samples=[1, 5]), tmp_path / "s.zarr", 0)
+    with pytest.raises(DataError, match=r"whose kept is \[1, 5\], this trace's is \[2, 3\]"):
+        mp.append_trace(net.backward(keep=[1], keep_samples=[2, 3]), tmp_path / "s.zarr", 1)
+    per_sample = net.backward(keep="sums", keep_samples=[4, 0], per_sample=True).to_xarray()
+    assert per_sample["param_message1_W"].dims == ("kept", "src1", "dst1")
+    assert list(per_sample["kept"].values) == [0, 4]
+
+
+def test_failed_writes_leave_nothing_behind(tmp_path, monkeypatch):
+    from msgpass.errors import NonFiniteError
+    net = mp.build_network("3-2-mse", seed=0)       # messages overflow (see the test above)
+    net.params["1.W"][...] = 1.5e308
+    net.forward(np.full((4, 3), 1e-308), np.full((4, 2), -100.0))
+    with np.errstate(over="ignore"), pytest.raises(NonFiniteError):
+        net.backward(backend="dask", keep="all", store=tmp_path / "nf.zarr")
+    assert not (tmp_path / "nf.zarr").exists()
+    _, trace = make_trace()
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(xr.Dataset, "to_zarr", full_disk)
+    with pytest.raises(DataError, match="cannot write a trace store at .*No space left"):
+        trace.save(tmp_path / "t.zarr")
+    monkeypatch.undo()
+    assert not (tmp_path / "t.zarr").exists()
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(DataError, match="cannot write a trace store at"):
+        trace.save(tmp_path / "file" / "t.zarr")
+
+
+def test_one_task_writes_store_chunks_as_large_as_the_budget_allows(tmp_path):
+    net = mp.build_network("40-30-relu-5-sce", seed=0)
+    x, target = random_batch(net, 13, np.random.default_rng(0))
+    net.forward(x, target)
+    # one task (chunk_samples ≥ batch): 4 samples of 9,600 bytes fit in 40,000, no divisor rule
+    net.backward(backend="dask", chunk_samples=64, keep=[1], store=tmp_path / "s.zarr",
+                 budget_bytes=40_000)
+    assert mp.load_trace(tmp_path / "s.zarr")["message1"].encoding["chunks"] == (4, 40, 30)
+
+
+def test_the_float_warning_names_the_callers_line(tmp_path):
+    net = mp.build_network("3-4-relu-2-mse", seed=0).astype("exact")
+    net.forward(np.ones((2, 3)), np.zeros((2, 2)))
+    with pytest.warns(UserWarning, match="stored as float64") as caught:
+        net.backward().save(tmp_path / "e.zarr")
+    assert caught[0].filename == __file__
