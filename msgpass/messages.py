@@ -211,6 +211,23 @@ def _wanted(keep, T: int) -> set[int]:
     return wanted
 
 
+def check_gradient(t: int, label: str, name: str, grad: np.ndarray) -> None:
+    """Refuse a non-finite parameter gradient, naming the layer, parameter and entry."""
+    where = first_nonfinite(grad)
+    if where is not None:
+        raise NonFiniteError(f"layer {t} ({label}): the gradient of parameter {name} is "
+                             f"{grad[where]} at index {where}")
+
+
+def check_sums(t: int, label: str, sums: np.ndarray) -> None:
+    """Refuse non-finite messages, seen in the sums they make (a NaN message makes its
+    receiver's sum NaN)."""
+    where = first_nonfinite(sums)
+    if where is not None:
+        raise NonFiniteError(f"layer {t} ({label}) sent non-finite messages: the sum arriving "
+                             f"at node {where[1]} of sample {where[0]} is {sums[where]}")
+
+
 def check_memory_options(partials, batch: int, budget_bytes, chunk_bytes, labels) -> None:
     """Refuse unusable byte options before any work (not at layer t of a long pass)."""
     for name, value in (("budget_bytes", budget_bytes), ("chunk_bytes", chunk_bytes)):
@@ -328,11 +345,7 @@ def pass_messages(
         layout = local.inputs
         for name, param_partials in local.params.items():
             grad = param_partials.gradient(arriving)
-            where = first_nonfinite(grad)
-            if where is not None:
-                raise NonFiniteError(
-                    f"layer {t} ({_label(labels, t)}): the gradient of parameter {name} is "
-                    f"{grad[where]} at index {where}")
+            check_gradient(t, _label(labels, t), name, grad)
             grads[(t, name)] = grad
             if per_sample:
                 # K^t · S^{t+1} without the sum over samples: the message each sample sends
@@ -343,11 +356,7 @@ def pass_messages(
         sums = _send_layer(t, layout, arriving, batch, budget_bytes, chunk_bytes, labels,
                            keep=t in wanted, chosen=chosen, blocks=blocks,
                            stats=gathered.get(t))
-        where = first_nonfinite(sums)
-        if where is not None:
-            raise NonFiniteError(
-                f"layer {t} ({_label(labels, t)}) sent non-finite messages: the sum arriving "
-                f"at node {where[1]} of sample {where[0]} is {sums[where]}")
+        check_sums(t, _label(labels, t), sums)
         sums.flags.writeable = False  # a trace is a record: its messages and sums stay as sent
         incoming[t] = sums
         arriving = sums

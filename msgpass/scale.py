@@ -31,6 +31,7 @@ import importlib
 import shutil
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -500,8 +501,7 @@ def _dask_pass(net, record, wanted, names, target, chunk_samples, budget_bytes, 
     """The pass itself, once dask_backward has checked its options (see there)."""
     dask = require("dask")
     da = require("dask.array")
-    from .errors import NonFiniteError
-    from .messages import MessageBlock
+    from .messages import MessageBlock, check_gradient, check_sums
     from .stats import MessageStats
     from .trace import Trace
     batch, T = record.values[0].shape[0], net.T
@@ -513,10 +513,7 @@ def _dask_pass(net, record, wanted, names, target, chunk_samples, budget_bytes, 
         layout, label = local.inputs, net.labels[t - 1]
         for name, partial in local.params.items():
             grad = partial.gradient(arriving)
-            where = _first_nonfinite(grad)
-            if where is not None:
-                raise NonFiniteError(f"layer {t} ({label}): the gradient of parameter {name} "
-                                     f"is {grad[where]} at index {where}")
+            check_gradient(t, label, name, grad)
             grads[f"{t}.{name}"] = grad
         # one graph node each for the partials and the sums arriving, shared by every task
         # (a distributed cluster receives them once)
@@ -531,11 +528,7 @@ def _dask_pass(net, record, wanted, names, target, chunk_samples, budget_bytes, 
         merged = _tree([task[1] for task in tasks], MessageStats.merge) if names else None
         pieces, merged = dask.compute([task[0] for task in tasks], merged)
         arriving = np.concatenate(pieces)
-        where = _first_nonfinite(arriving)
-        if where is not None:
-            raise NonFiniteError(f"layer {t} ({label}) sent non-finite messages: the sum "
-                                 f"arriving at node {where[1]} of sample {where[0]} is "
-                                 f"{arriving[where]}")
+        check_sums(t, label, arriving)
         arriving.flags.writeable = False
         sums[t] = arriving
         if merged is not None:
@@ -554,20 +547,13 @@ def _dask_pass(net, record, wanted, names, target, chunk_samples, budget_bytes, 
     on_disk = {t: MessageBlock(t, record.partials[t - 1].inputs,
                                da.from_zarr(target, component=f"message{t}"))
                for t in sorted(wanted)}
-    return Trace(labels=net.labels, values=record.values, partials=record.partials,
-                 blocks=on_disk, sums=sums, grads=ordered, loss=record.loss,
-                 nondifferentiable=record.kinks, stats=gathered)
+    return replace(trace, blocks=on_disk)
 
 
 def _check_chunk_samples(chunk_samples) -> None:
     if isinstance(chunk_samples, bool) or not isinstance(chunk_samples, (int, np.integer)) \
             or chunk_samples < 1:
         raise ValueError(f"chunk_samples must be a positive integer, got {chunk_samples!r}")
-
-
-def _first_nonfinite(values):
-    from .checks import first_nonfinite
-    return first_nonfinite(values)
 
 
 def _store_chunk(layout, batch: int, chunk_samples: int, budget_bytes: int) -> int:
@@ -671,5 +657,4 @@ def _finish_store(trace, target: str) -> None:
 
 
 def _without_blocks(trace):
-    from dataclasses import replace
     return replace(trace, blocks={})
