@@ -23,7 +23,7 @@ from .sampling import random_batch
 from .spec import build_network
 from .verify import verify
 
-__all__ = ["make_figures", "rendering_stack", "FIGURE_SPEC", "WIDE_SPEC"]
+__all__ = ["make_figures", "rendering_stack", "arithmetic_fingerprint", "ROUNDOFF_FIGURES", "FIGURE_SPEC", "WIDE_SPEC"]
 
 FIGURE_SPEC = "4-6-relu-5-tanh-3-sce"   # small enough to read every edge and node sum
 WIDE_SPEC = "64-48-relu-10-sce"         # wide: only the strongest edges are drawn
@@ -46,12 +46,28 @@ def rendering_stack() -> str:
             f"pillow {PIL.__version__}")
 
 
+def arithmetic_fingerprint() -> str:
+    """numpy's version and a hash of a fixed float64 matrix product and reduction: it changes
+    with the BLAS kernel and the SIMD paths numpy picks for this CPU, which decide the last
+    bits of a sum and so the round-off that verification figures plot."""
+    import hashlib
+    a = np.random.default_rng(0).standard_normal((67, 67))
+    digest = hashlib.sha256((a @ a).tobytes() + np.add.reduce(a * a, axis=1).tobytes())
+    return f"numpy {np.__version__}, arithmetic {digest.hexdigest()[:12]}"
+
+
+# Figures whose data are measured round-off (errors near u): the same code draws other dots on
+# a CPU whose BLAS kernel or SIMD width sums in another order.
+ROUNDOFF_FIGURES = ("verification.png",)
+
+
 def make_figures(out: str | Path = "figures") -> list[Path]:
-    """Draw every figure into ``out`` and record the rendering stack in VERSIONS.txt;
-    returns the paths written."""
+    """Draw every figure into ``out`` and record the rendering stack (first line) and the
+    arithmetic fingerprint (second line) in VERSIONS.txt; returns the paths written."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "VERSIONS.txt").write_text(rendering_stack() + "\n", encoding="utf-8")
+    (out / "VERSIONS.txt").write_text(f"{rendering_stack()}\n{arithmetic_fingerprint()}\n",
+                                      encoding="utf-8")
     written = []
 
     def keep(fig, name):

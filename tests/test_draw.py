@@ -218,7 +218,10 @@ def test_the_animation_has_a_frame_per_layer(tmp_path):
 # Committed figures against a fresh run. On the rendering stack recorded in figures/VERSIONS.txt
 # the bytes must be equal. On another stack (a new matplotlib or FreeType moves anti-aliased
 # pixels) the images are compared instead, at an RMS (0..255, matplotlib's measure) below what
-# one changed label or one recoloured edge gives (1.0 to 1.7, measured in review).
+# one changed label or one recoloured edge gives (1.0 to 1.7, measured in review). Figures that
+# plot measured round-off (ROUNDOFF_FIGURES) are compared only where the arithmetic fingerprint
+# matches too: another BLAS kernel or SIMD width sums in another order, and the dots near u
+# move (RMS 5.4 between an AVX2 and an AVX-512 machine for verification.png).
 FIGURE_RMS_TOLERANCE = 0.5
 
 
@@ -227,15 +230,21 @@ def test_committed_figures_match_a_fresh_run(tmp_path):
 
     from matplotlib.testing.compare import compare_images
     committed = Path(__file__).resolve().parents[1] / "figures"
-    from msgpass.figures import rendering_stack
+    from msgpass.figures import ROUNDOFF_FIGURES, arithmetic_fingerprint, rendering_stack
     made = make_figures(tmp_path)
     assert {p.name for p in made} >= {"network.png", "message-panels.png", "graph-apple.png",
                                       "graph-staged.png", "backward.gif", "verification.png"}
-    same_stack = (committed / "VERSIONS.txt").read_text(encoding="utf-8").strip() == \
-        rendering_stack()
+    recorded = (committed / "VERSIONS.txt").read_text(encoding="utf-8").splitlines()
+    assert len(recorded) == 2, "figures/VERSIONS.txt is from an older msgpass: run `msgpass figures`"
+    same_stack = recorded[0] == rendering_stack()
+    same_arithmetic = recorded[1] == arithmetic_fingerprint()
+    compared = 0
     for path in made:
         old = committed / path.name
         assert old.exists(), f"figures/{path.name} is missing: run `msgpass figures`"
+        if path.name in ROUNDOFF_FIGURES and not same_arithmetic:
+            continue
+        compared += 1
         if same_stack:
             assert old.read_bytes() == path.read_bytes(), (
                 f"figures/{path.name} differs from a fresh run: run `msgpass figures`")
@@ -251,6 +260,7 @@ def test_committed_figures_match_a_fresh_run(tmp_path):
                     diff = np.abs(np.asarray(a.convert("RGB"), float)
                                   - np.asarray(b.convert("RGB"), float))
                     assert np.sqrt(np.mean(diff**2)) <= FIGURE_RMS_TOLERANCE, (path.name, k)
+    assert compared >= len(made) - len(ROUNDOFF_FIGURES)
 
 
 def test_drawing_twice_writes_the_same_bytes(tmp_path):
