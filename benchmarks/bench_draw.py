@@ -16,7 +16,7 @@ import numpy as np
 
 import msgpass as mp
 from msgpass.draw import draw_network, save
-from msgpass.sampling import random_batch
+from msgpass.testing import random_batch
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ import time
 import numpy as np
 
 import msgpass as mp
-from msgpass.sampling import random_batch
+from msgpass.testing import random_batch
 
 CHUNKS = {"64 KiB": 1 << 16, "256 KiB": 1 << 18, "1 MiB": 1 << 20, "4 MiB": 1 << 22,
           "16 MiB": 1 << 24, "none": 1 << 40}
@@ -53,7 +53,7 @@ def floor_operands(trace: mp.Trace) -> list[tuple[np.ndarray, np.ndarray, tuple,
     for t in range(1, trace.T + 1):
         block, arriving = trace.block(t), trace.incoming(t + 1)  # S^{t+1}: (B, N_t)
         # shared: W[None] * S[:, None, :]; diagonal: g'(z) * S; dense: J_b * S[:, None, :]
-        a = block.layout.matrix[None] if block.kind == "shared" else block.layout.values
+        a = block.partials.matrix[None] if block.kind == "shared" else block.partials.values
         b = arriving if block.kind == "diagonal" else arriving[:, None, :]
         assert np.array_equal(np.multiply(a, b), block.values), f"operands of block {t}"
         ops.append((a, b, block.values.shape, block.values.dtype))

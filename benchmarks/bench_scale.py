@@ -48,7 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_messages import time_interleaved  # noqa: E402
 
 import msgpass as mp  # noqa: E402
-from msgpass.sampling import random_batch  # noqa: E402
+from msgpass.testing import random_batch  # noqa: E402
 
 SPEC = "2048-2048-relu-10-sce"
 BOUND = 3 << 30
@@ -57,13 +57,12 @@ BOUND = 3 << 30
 def message_bytes(net: mp.Sequential, batch: int) -> int:
     """Bytes of every message of the network at this batch (each layer's B·N_{t-1}·N_t, or
     B·N for an elementwise layer, float64)."""
-    layouts = [p.inputs for p in net._record.partials]
-    return sum(int(np.prod(layout.message_shape(batch))) * 8 for layout in layouts)
+    return sum(int(np.prod(p.inputs.block_shape(batch))) * 8 for p in net.record.partials)
 
 
 LARGE = textwrap.dedent("""
     import json, sys, time, numpy as np, msgpass as mp
-    from msgpass.sampling import random_batch
+    from msgpass.testing import random_batch
     def kib(field):
         for line in open("/proc/self/status"):
             if line.startswith(field):
@@ -76,8 +75,7 @@ LARGE = textwrap.dedent("""
     trace = net.backward(backend="dask", keep="sums", stats=True, chunk_samples=chunk)
     seconds = time.perf_counter() - start
     peak = 1024 * kib("VmHWM")
-    layouts = [p.inputs for p in trace.partials]
-    total = sum(int(np.prod(l.message_shape(batch))) * 8 for l in layouts)
+    total = sum(int(np.prod(p.inputs.block_shape(batch))) * 8 for p in trace.partials)
     ref = mp.backprop(net, x, target)
     worst = 0.0
     for key, grad in ref.grads.items():
@@ -120,7 +118,7 @@ def ratios(batch: int, chunk: int, repeat: int) -> dict:
 def sweep(repeat: int, batch: int = 32) -> None:
     """Each statistic's price (÷ the sums-only pass) by piece size. The statistics' piece is
     fixed (STATS_CHUNK_BYTES), so this patches it to sweep."""
-    from msgpass import messages
+    from msgpass import streaming
     net = mp.build_network(SPEC, seed=0)
     x, target = random_batch(net, batch, np.random.default_rng(0))
     net.forward(x, target)
@@ -128,10 +126,10 @@ def sweep(repeat: int, batch: int = 32) -> None:
     print(f"\n## price of statistics by piece size, B = {batch} (fastest of {repeat})\n")
     print("| piece | sums s | " + " | ".join(str(c) for c in choices) + " |")
     print("|---" * (2 + len(choices)) + "|")
-    saved = messages.STATS_CHUNK_BYTES
+    saved = streaming.STATS_CHUNK_BYTES
     try:
         for piece in (4 << 20, 1 << 20, 256 << 10, 64 << 10):
-            messages.STATS_CHUNK_BYTES = piece
+            streaming.STATS_CHUNK_BYTES = piece
             cases = {"sums": lambda piece=piece: net.backward(keep="sums", chunk_bytes=piece)}
             for c in choices:
                 cases[str(c)] = lambda c=c, piece=piece: net.backward(
@@ -141,7 +139,7 @@ def sweep(repeat: int, batch: int = 32) -> None:
             print(f"| {piece >> 10} KiB | {base / 1e3:.3f} | " + " | ".join(
                 f"{timed[str(c)][1] / base:.2f}x" for c in choices) + " |")
     finally:
-        messages.STATS_CHUNK_BYTES = saved
+        streaming.STATS_CHUNK_BYTES = saved
 
 
 def main() -> None:

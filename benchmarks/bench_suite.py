@@ -59,8 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_messages import classic_backward, time_interleaved  # noqa: E402
 
 import msgpass as mp  # noqa: E402
-from msgpass.messages import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES  # noqa: E402
-from msgpass.sampling import random_batch  # noqa: E402
+from msgpass.streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES  # noqa: E402
+from msgpass.testing import random_batch  # noqa: E402
 
 SIZES = {
     "small": ("784-100-relu-10-sce", 100),
@@ -142,7 +142,7 @@ def torch_case(net: mp.Sequential, x: np.ndarray, target: np.ndarray, dtype):
 
 PEAK = textwrap.dedent("""
     import sys, numpy as np, msgpass as mp
-    from msgpass.sampling import random_batch
+    from msgpass.testing import random_batch
     def kib(field):
         for line in open("/proc/self/status"):
             if line.startswith(field):
@@ -156,7 +156,7 @@ PEAK = textwrap.dedent("""
     before = kib("VmRSS")
     open("/proc/self/clear_refs", "w").write("5")
     trace = net.backward(keep="sums", budget_bytes=budget, chunk_bytes=budget)
-    returned = sum(s.nbytes for s in trace.sums.values()) + sum(
+    returned = sum(s.nbytes for s in trace.incoming.values()) + sum(
         g.nbytes for g in trace.grads.values())
     print(1024 * (kib("VmHWM") - before), returned)
 """)

@@ -19,8 +19,8 @@ import argparse
 import numpy as np
 
 import msgpass as mp
-from msgpass.sampling import random_batch, random_network
-from msgpass.verify import path_magnitudes
+from msgpass.testing import random_batch, random_network
+from msgpass.verify.roundoff import path_magnitudes
 from msgpass.witnesses.numeric import EPS_STEP
 
 

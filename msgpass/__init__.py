@@ -3,10 +3,32 @@
 >>> import msgpass as mp
 >>> net = mp.Sequential([mp.Affine(4, 8, seed=0), mp.ReLU(), mp.Affine(8, 3, seed=1),
 ...                      mp.SoftmaxCrossEntropy()])
+
+Glossary: one name in the code for each quantity of the mathematics (DESIGN.md §1).
+
+==========================  ====================================================================
+maths                       code
+==========================  ====================================================================
+z^t                         ``values`` (``trace.value(t)``), shape (B, N_t)
+J^t[n, n'] = ∂_n g^t_{n'}   input partials: an ``InputPartials`` of one kind (msgpass.partials),
+                            ``local.inputs``; ``J`` in the message code
+K^t[i, n']                  parameter partials: a ``ParamPartials``, ``local.params[name]``;
+                            ``K`` in the message code
+J^t and K^t of one layer    ``LocalPartials`` (``local_partials`` of a layer, ``trace.partials``)
+δ^t_{n←n'}                  a ``message``; all of layer t's: a ``MessageBlock``
+                            (``trace.block(t)``, dense ``trace.message(t)``)
+S^t_n = Σ_{n'} δ^t_{n←n'}   ``incoming`` (``trace.incoming(t)``): what arrived at node n of layer
+                            t−1 and was summed; S^{T+1} = 1/B is the seed
+∂L/∂θ                       ``grads``
+the classic backward        ``dout``, ``dx``, ``dW`` in each layer's ``backward``
+==========================  ====================================================================
+
+The layout of the package is in README.md ("Layout"); module paths of 0.8 that moved still
+import (msgpass._moved).
 """
 
-from . import data, init, optim
-from .compare import Tolerance, compare
+from . import _moved  # noqa: E402, F401, I001  (last: old module paths keep importing)
+from . import scale as _scale  # noqa: F401  (plugs trace.save, to_xarray, the dask backend in)
 from .errors import (
     DataError,
     DtypeError,
@@ -37,30 +59,38 @@ from .layers import (
     SoftmaxCrossEntropy,
     Tanh,
 )
+from .layers import initializers as init
 from .messages import MessageBlock
 from .network import Sequential
 from .numbers import as_numbers
 from .partials import Dense, Diagonal, Elementwise, LocalPartials, Outer, Shared
 from .spec import DEFAULT_SPEC, build_network
 from .trace import Trace
-from .train import History, evaluate, load_checkpoint, save_checkpoint, train
-from .verify import Report, verify
+from .train import (
+    History,
+    data,
+    evaluate,
+    load_checkpoint,
+    optim,
+    save_checkpoint,
+    train,
+)
+from .verify import Report, Tolerance, compare, verify
 from .witnesses import backprop, numeric_gradients, numeric_witness
 
-__version__ = "0.8.0"
+__version__ = "0.9.0"
 
 
 def load_trace(path, network=None):
     """A trace saved with ``trace.save(path)`` (or streamed by ``backward(store=path)``) as a
     lazy xarray Dataset (msgpass[scale]); with ``network``, refuse another architecture's."""
-    from .scale import load_trace as load
-    return load(path, network=network)
+    return _scale.load_trace(path, network=network)
+
 
 def append_trace(trace, path, step: int, chunk_samples: int = 256):
     """Append a trace to the zarr store at ``path`` along a ``step`` dimension, creating it
     on the first call (msgpass[scale]; see msgpass.scale.append_trace)."""
-    from .scale import append_trace as append
-    return append(trace, path, step, chunk_samples=chunk_samples)
+    return _scale.append_trace(trace, path, step, chunk_samples=chunk_samples)
 
 
 __all__ = [

@@ -3,23 +3,40 @@ message pass. It knows nothing of drawing, verification or training."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .checks import as_batch
 from .errors import DtypeError, ShapeError, StateError
-from .layers.affine import Affine
 from .layers.base import Layer, run_layer
-from .messages import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, pass_messages
-from .numbers import NumberMode, mode_of, number_mode
+from .messages import MessagePass, pass_messages
+from .numbers import FLOAT_DTYPES, NumberMode, arithmetic, is_number_mode, mode_of
 from .partials import LocalPartials
+from .streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, Sender
 from .trace import Trace
+from .validate import as_batch, positive_int
 
-__all__ = ["Sequential", "ParamDict"]
+__all__ = ["Sequential", "ParamDict", "ForwardRecord", "BACKENDS"]
 
-SUPPORTED_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
+
+def _memory_backward(record: ForwardRecord, seed: np.ndarray, labels: list[str],
+                     **options) -> MessagePass:
+    """The in-memory backend: every layer's messages streamed under the byte budget."""
+    if options.pop("store", None) is not None:
+        raise ValueError("store= streams messages into zarr through the dask backend: "
+                         "call net.backward(backend='dask', store=path, ...)")
+    for name in ("chunk_samples", "numbers"):   # options of other backends
+        options.pop(name, None)
+    sender = Sender(record.partials, len(seed), labels, **options)
+    return pass_messages(record.partials, seed, sender)
+
+
+# The backends of ``Sequential.backward(backend=...)``: each takes the forward record, the
+# seed S^{T+1}, the layer labels and backward's options, and returns a MessagePass.
+# Optional extras add theirs (msgpass.scale adds "dask" when msgpass is imported).
+BACKENDS: dict[str, Callable[..., MessagePass]] = {"memory": _memory_backward}
 
 
 class ParamDict(MutableMapping):
@@ -71,11 +88,29 @@ class ParamDict(MutableMapping):
 
 @dataclass(frozen=True)
 class ForwardRecord:
-    """Everything one forward pass leaves for the backward: kept until the next forward."""
+    """Everything one forward pass leaves for the backward (``net.record``): kept until the
+    next forward.
 
-    values: list[np.ndarray]        # z^0 … z^T
-    partials: list[LocalPartials]   # J^t, K^t for t = 1..T
-    kinks: dict[int, np.ndarray]    # t -> bool (B, N_{t-1}): inputs on a non-differentiable point
+    Attributes
+    ----------
+    values : list of ndarray
+        z^0 … z^T.
+    partials : list of LocalPartials
+        J^t and K^t for t = 1..T.
+    saved : list
+        What each layer's forward returned for its backward (``saved[t-1]`` for layer t);
+        ``net.next_step()`` hands it back to the layers (BatchNorm folds the batch's
+        statistics in).
+    kinks : dict of int to bool ndarray
+        t -> (B, N_{t-1}): the inputs that sat exactly on a non-differentiable point.
+    loss : float
+        The batch-mean loss L (a Fraction or an mpf for exact and mp networks).
+    """
+
+    values: list[np.ndarray]
+    partials: list[LocalPartials]
+    saved: list[Any]
+    kinks: dict[int, np.ndarray]
     loss: float
 
 
@@ -91,8 +126,9 @@ class Sequential:
         The precision of every computation. By default that of the parameters (float64 for
         a network without any); given, it must agree with them.
     input_width : int, optional
-        N_0. By default the first Affine's n_in (None if the network has no Affine); given,
-        the layers must agree with it and every input is checked against it.
+        N_0. By default the first width a layer fixes (an Affine's n_in; None if no layer
+        fixes one); given, the layers must agree with it and every input is checked against
+        it.
 
     Examples
     --------
@@ -119,9 +155,8 @@ class Sequential:
         if not layers[-1].is_loss:
             raise ShapeError(f"the last layer must be a loss layer (SoftmaxCrossEntropy, NLLLoss "
                              f"or MSELoss), got layer {len(layers)} ({layers[-1].describe()})")
-        if input_width is not None and (not isinstance(input_width, (int, np.integer))
-                                        or input_width < 1):
-            raise ShapeError(f"input_width must be a positive integer, got {input_width!r}")
+        if input_width is not None:
+            input_width = positive_int(input_width, "input_width", ShapeError)
         width = input_width
         for t, layer in enumerate(layers, 1):
             try:
@@ -129,22 +164,23 @@ class Sequential:
             except ShapeError as err:
                 raise ShapeError(f"layer {t} ({layer.describe()}) {err}") from None
         if input_width is None:  # the first width a layer fixes; only Affine changes widths
-            input_width = next((layer.n_in for layer in layers if isinstance(layer, Affine)), None)
-        self.input_width = None if input_width is None else int(input_width)
+            input_width = next((layer.input_width for layer in layers
+                                if layer.input_width is not None), None)
+        self.input_width = input_width
+        # a layer that depends on where it sits (an unseeded Dropout draws its masks from its
+        # position) is given its position here
+        layers = [layer.placed(t) for t, layer in enumerate(layers, 1)]
         self.numbers: NumberMode | None = None   # exact or mp arithmetic (astype)
         dtypes = {arr.dtype for layer in layers for arr in layer.params.values()}
-        if dtypes == {np.dtype(object)} or isinstance(dtype, NumberMode):
-            self._adopt_numbers(layers, dtype)
+        if dtypes == {np.dtype(object)} or is_number_mode(dtype):
+            self._adopt_numbers(layers, None if dtype is None else arithmetic(dtype))
             return
         if len(dtypes) > 1:
             raise DtypeError(f"the layers' parameters mix dtypes {sorted(map(str, dtypes))}; "
                              f"build them with one dtype or use net.astype(dtype)")
         inferred = dtypes.pop() if dtypes else np.dtype(np.float64)
-        try:
-            self.dtype = inferred if dtype is None else np.dtype(dtype)
-        except TypeError:
-            raise DtypeError(f"unknown dtype {dtype!r}; use float64 or float32") from None
-        if self.dtype not in SUPPORTED_DTYPES:
+        self.dtype = inferred if dtype is None else arithmetic(dtype)
+        if self.dtype not in FLOAT_DTYPES:
             raise DtypeError(f"a network computes in float64 or float32, got {self.dtype}")
         has_params = any(layer.params for layer in layers)
         if has_params and inferred != self.dtype:
@@ -154,6 +190,21 @@ class Sequential:
         self.spec: str | None = None   # set by build_network: the spec and seed it came from
         self.seed: int | None = None
         self._record: ForwardRecord | None = None
+
+    @property
+    def record(self) -> ForwardRecord | None:
+        """What the last successful ``forward`` left for the backward (read-only), or None.
+        Keep it to put it back later with ``restore``."""
+        return self._record
+
+    def restore(self, record: ForwardRecord | None) -> None:
+        """Put back a record taken from ``net.record`` (of this network), e.g. after running
+        other batches, so that ``backward`` and ``next_step`` see that forward again."""
+        if record is not None and (not isinstance(record, ForwardRecord)
+                                   or len(record.partials) != self.T):
+            raise StateError(f"restore takes a record of this network's forward pass "
+                             f"(net.record, {self.T} layers) or None, got {record!r}")
+        self._record = record
 
     def _adopt_numbers(self, layers: list[Layer], mode: NumberMode | None) -> None:
         """A network on exact Fractions or mpmath numbers (made by ``astype``)."""
@@ -201,43 +252,35 @@ class Sequential:
         """A copy of the network with parameters in ``dtype``: float64 or float32, or a
         number mode — ``"exact"`` (Fractions; floats convert exactly) or ``"mp:N"`` (mpmath
         at N significant digits, an optional extra)."""
-        if isinstance(dtype, (str, NumberMode)) and (dtype == "exact" or str(dtype).startswith(
-                "mp:") or isinstance(dtype, NumberMode)):
-            mode = number_mode(dtype)
-            return Sequential([layer.astype(mode) for layer in self.layers], dtype=mode,
-                              input_width=self.input_width)
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            raise DtypeError(f"unknown dtype {dtype!r}; use float64 or float32") from None
-        if dt not in SUPPORTED_DTYPES:
-            raise DtypeError(f"dtype must be float64 or float32, got {dt}")
-        return Sequential([layer.astype(dt) for layer in self.layers], dtype=dt,
+        target = arithmetic(dtype)
+        return Sequential([layer.astype(target) for layer in self.layers], dtype=target,
                           input_width=self.input_width)
 
     # -- modes --------------------------------------------------------------------------------
     def train(self) -> Sequential:
-        """Training mode (the default): Dropout drops. Returns the network."""
+        """Training mode (the default): Dropout drops, BatchNorm uses the batch's statistics.
+        Returns the network."""
         for layer in self.layers:
-            if hasattr(layer, "training"):
-                layer.training = True
+            layer.training = True
         return self
 
     def eval(self) -> Sequential:
-        """Evaluation mode: Dropout is the identity. Returns the network."""
+        """Evaluation mode: Dropout is the identity, BatchNorm uses its running statistics.
+        Returns the network."""
         for layer in self.layers:
-            if hasattr(layer, "training"):
-                layer.training = False
+            layer.training = False
         return self
 
-    def next_step(self) -> None:
-        """End a training step: Dropout moves on to fresh masks, BatchNorm folds the last
-        batch's statistics into its running ones."""
-        for layer in self.layers:
-            if hasattr(layer, "advance"):   # BatchNorm: fold the batch into running stats
-                layer.advance()
-            if hasattr(layer, "step"):
-                layer.step += 1
+    def next_step(self, saved: Sequence[Any] | None = None) -> None:
+        """End a training step: every layer sees what its forward saved for this step's batch
+        (``saved``, one entry per layer, by default the last forward's, ``net.record.saved``):
+        Dropout moves on to fresh masks, BatchNorm folds the batch's statistics into its
+        running ones. A step whose gradients came from ``mp.backprop`` passes its result's
+        ``saved``."""
+        if saved is None:
+            saved = self._record.saved if self._record is not None else [None] * self.T
+        for layer, kept in zip(self.layers, saved, strict=True):
+            layer.next_step(kept)
 
     # -- running --------------------------------------------------------------------------
     def forward(self, x, target=None) -> float:
@@ -272,7 +315,8 @@ class Sequential:
         # exact and mp networks keep their loss exact (a Fraction or an mpf)
         loss = float(np.mean(values[-1])) if self.numbers is None else \
             self.numbers.mean(values[-1])
-        self._record = ForwardRecord(values=values, partials=partials, kinks=kinks, loss=loss)
+        self._record = ForwardRecord(values=values, partials=partials, saved=saved, kinks=kinks,
+                                     loss=loss)
         return loss
 
     def _input(self, x) -> np.ndarray:
@@ -343,32 +387,24 @@ class Sequential:
         if self._record is None:
             raise StateError("net.backward() was called before net.forward(x, target): there "
                              "are no local partials to send messages from yet")
-        if backend == "dask" and (keep_samples is not None or per_sample):
-            raise ValueError("keep_samples and per_sample are options of the in-memory "
-                             "backend; the dask backend keeps whole blocks (lazily, or in a "
-                             "store=)")
-        if backend == "dask":   # lazy blocks chunked over samples (msgpass[scale])
-            from .scale import dask_backward
-            return dask_backward(self, chunk_samples=chunk_samples, keep=keep, stats=stats,
-                                 store=store, budget_bytes=budget_bytes,
-                                 chunk_bytes=chunk_bytes)
-        if backend != "memory":
-            raise ValueError(f"backend must be 'memory' or 'dask', got {backend!r}")
-        if store is not None:
-            raise ValueError("store= streams messages into zarr through the dask backend: "
-                             "call net.backward(backend='dask', store=path, ...)")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}"
+                             + ("; 'dask' comes with the optional extra msgpass[scale]"
+                                if backend == "dask" else ""))
         record = self._record
         batch = record.values[0].shape[0]
-        seed = None if self.numbers is None else np.full(   # 1/B as a Fraction or an mpf
-            (batch, 1), self.numbers.one_over(batch), dtype=object)
-        result = pass_messages(record.partials, batch=batch, seed=seed,
-                               labels=self.labels, keep=keep, budget_bytes=budget_bytes,
-                               chunk_bytes=chunk_bytes, keep_samples=keep_samples,
-                               per_sample=per_sample, stats=stats)
+        # S^{T+1} = ∂L/∂ℓ_b = 1/B, as a Fraction or an mpf for exact and mp networks
+        one_over = 1.0 / batch if self.numbers is None else self.numbers.one_over(batch)
+        seed = np.full((batch, 1), one_over, dtype=self.dtype)
+        result = BACKENDS[backend](
+            record, seed, self.labels, keep=keep, budget_bytes=budget_bytes,
+            chunk_bytes=chunk_bytes, keep_samples=keep_samples, per_sample=per_sample,
+            stats=stats, store=store, chunk_samples=chunk_samples, numbers=self.numbers)
         grads = {f"{t}.{name}": result.grads[(t, name)]
                  for t, layer in enumerate(self.layers, 1) for name in layer.params}
         param_messages = {f"{t}.{name}": m for (t, name), m in result.param_messages.items()}
         return Trace(labels=self.labels, values=record.values, partials=record.partials,
-                     blocks=result.blocks, sums=result.incoming, grads=grads, loss=record.loss,
-                     nondifferentiable=record.kinks, param_messages=param_messages,
-                     stats=result.stats, kept_samples=result.kept_samples)
+                     blocks=result.blocks, incoming=result.incoming, grads=grads,
+                     loss=record.loss, nondifferentiable=record.kinks,
+                     param_messages=param_messages, stats=result.stats,
+                     kept_samples=result.kept_samples)

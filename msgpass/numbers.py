@@ -24,7 +24,9 @@ import numpy as np
 from .errors import DtypeError, InputValueError
 
 __all__ = ["NumberMode", "Exact", "Multiprecision", "number_mode", "mode_of", "convert_like",
-           "as_numbers", "EXACT"]
+           "as_numbers", "arithmetic", "is_number_mode", "EXACT", "FLOAT_DTYPES"]
+
+FLOAT_DTYPES = (np.dtype(np.float64), np.dtype(np.float32))
 
 
 class NumberMode:
@@ -191,6 +193,29 @@ def number_mode(spec) -> NumberMode:
             _MODES[digits] = Multiprecision(digits)
         return _MODES[digits]
     raise DtypeError(f"unknown number mode {spec!r}; use float64, float32, 'exact' or 'mp:N'")
+
+
+def is_number_mode(spec) -> bool:
+    """True for a NumberMode or a string naming one ("exact", "mp:N"), however malformed the
+    N (number_mode says what is wrong with it); False for anything else, e.g. a dtype."""
+    return isinstance(spec, NumberMode) or (isinstance(spec, str) and (
+        spec == "exact" or spec.startswith("mp:")))
+
+
+def arithmetic(spec) -> np.dtype | NumberMode:
+    """The one parser of what a network or layer computes in: "float64", "float32" (or any
+    numpy spelling of them) as a dtype; "exact", "mp:N" or a NumberMode as a NumberMode.
+    DtypeError naming the choices for anything else."""
+    if is_number_mode(spec):
+        return number_mode(spec)
+    try:
+        dtype = np.dtype(spec)
+    except TypeError:
+        raise DtypeError(f"unknown dtype {spec!r}; use float64 or float32, 'exact' or "
+                         f"'mp:N'") from None
+    if dtype not in FLOAT_DTYPES:
+        raise DtypeError(f"dtype must be float64 or float32 (or 'exact', 'mp:N'), got {dtype}")
+    return dtype
 
 
 def mode_of(a: np.ndarray) -> NumberMode | None:

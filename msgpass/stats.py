@@ -76,8 +76,8 @@ class MessageStats:
     names : which statistics are gathered (a subset of STATISTICS).
     samples : int
         How many samples' messages have been seen.
-    total, absmax : ndarray of float64, shape (N_{t-1}, N_t) or (N,) for a diagonal layer
-        The per-edge sum and largest magnitude (None when not gathered).
+    total, absmax : ndarray of float64, shape ``J.edge_shape``: (N_{t-1}, N_t), or (N,) for
+        a diagonal layer. The per-edge sum and largest magnitude (None when not gathered).
     counts : ndarray of int64, shape (2^exponent bits,)
         Messages per biased binary exponent: counts[0] are those below the smallest normal
         number, counts[k] those with 2^(k − bias) ≤ |δ| < 2^(k − bias + 1).
@@ -96,15 +96,15 @@ class MessageStats:
     _scratch: dict = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def start(cls, t: int, label: str, layout, names: tuple[str, ...]) -> MessageStats:
-        """Empty statistics for layer t's messages, sent from ``layout`` (InputPartials)."""
-        dtype = np.dtype(layout.dtype)
+    def start(cls, t: int, label: str, J, names: tuple[str, ...]) -> MessageStats:
+        """Empty statistics for layer t's messages, sent from J^t (an InputPartials)."""
+        dtype = np.dtype(J.dtype)
         if dtype.kind != "f":
             raise ValueError(f"layer {t} ({label}): message statistics need float messages, "
                              f"these are {dtype}; keep the messages of an exact or mp network "
                              f"instead")
-        edges = (layout.n_in,) if layout.diagonal else (layout.n_in, layout.n_out)
-        stats = cls(t=t, label=label, kind=layout.kind, dtype=dtype, edges=edges, names=names)
+        edges = J.edge_shape
+        stats = cls(t=t, label=label, kind=J.kind, dtype=dtype, edges=edges, names=names)
         if "mean" in names:
             stats.total = np.zeros(edges)
         if "absmax" in names:
@@ -114,9 +114,9 @@ class MessageStats:
         return stats
 
     def update(self, message: np.ndarray, receivers: slice) -> None:
-        """Fold in a piece of messages: shape (b, band, N_t), or (b, band) for a diagonal
-        layer, for the receivers ``receivers`` of b samples. A sample counts once, when its
-        first band (receivers.start == 0) arrives."""
+        """Fold in a piece of messages: shape (b, band, ...) (the kind's block for b samples
+        and a band of receivers), for the receivers ``receivers`` of b samples. A sample
+        counts once, when its first band (receivers.start == 0) arrives."""
         if receivers.start in (None, 0):
             self.samples += message.shape[0]
         # In place, into scratch reused across pieces: a fresh temporary per piece costs more
@@ -171,7 +171,8 @@ class MessageStats:
         return merged
 
     def finished(self) -> MessageStats:
-        """Drop the scratch buffers (kept in a trace, they would only take memory)."""
+        """Drop the scratch buffers (kept in a trace, or sent from a worker, they would only
+        take memory) and make the statistics read-only."""
         self._scratch.clear()
         for array in (self.total, self.absmax, self.counts):
             if array is not None:

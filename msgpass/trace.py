@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -10,8 +11,21 @@ from .errors import StateError
 from .messages import MessageBlock
 from .partials import LocalPartials
 from .stats import MessageStats, Statistics
+from .validate import layer_index
 
-__all__ = ["Trace"]
+__all__ = ["Trace", "Incoming", "EXTENSIONS"]
+
+# Optional extras plug their trace methods in here (msgpass.scale adds "to_xarray" and "save"
+# when msgpass is imported), so that this module never imports the layers built on it.
+EXTENSIONS: dict[str, Callable] = {}
+
+
+class Incoming(dict):
+    """S^t by layer index t, t = 1..T+1: a dict, and callable as ``incoming(t)`` with the index
+    checked (an IndexError naming the range)."""
+
+    def __call__(self, t: int) -> np.ndarray:
+        return self[layer_index(t, 1, max(self))]
 
 
 @dataclass(frozen=True)
@@ -25,9 +39,13 @@ class Trace:
     values : list of ndarray
         Forward values z^0 = x, z^1, …, z^T; z^t has shape (B, N_t), z^T the per-sample loss.
     partials : list of LocalPartials
-        ``partials[t-1]``: the structured local partials of layer t.
+        ``partials[t-1]``: the structured local partials of layer t (J^t and K^t).
     blocks : dict of int to MessageBlock
         The kept message blocks (all by default).
+    incoming : Incoming (dict of int to ndarray)
+        ``incoming(t)`` = S^t_n = Σ_{n'} δ^t_{n←n'}, shape (B, N_{t-1}): the sum arriving at
+        the nodes of layer t−1, equal to ∂L/∂z^{t-1}; t = T+1 gives 1/B, the sum arriving at
+        the loss.
     grads : dict of str to ndarray
         Parameter gradients, keyed like ``net.params`` ("t.name").
     loss : float
@@ -43,13 +61,16 @@ class Trace:
         were sent (per-edge mean and |max|, magnitude histogram; msgpass.stats).
     kept_samples : ndarray of int, or None
         With ``backward(keep_samples=...)``: the batch indices of the kept rows.
+
+    A trace is the backward of the last forward pass, at the weights that pass saw: changing
+    the weights afterwards changes nothing in it.
     """
 
     labels: list[str]
     values: list[np.ndarray]
     partials: list[LocalPartials]
     blocks: dict[int, MessageBlock]
-    sums: dict[int, np.ndarray]
+    incoming: Incoming
     grads: dict[str, np.ndarray]
     loss: float
     nondifferentiable: dict[int, np.ndarray]
@@ -60,6 +81,12 @@ class Trace:
     def __post_init__(self):
         # a layer without statistics explains itself rather than raising a bare KeyError
         object.__setattr__(self, "stats", Statistics(self.stats))
+        object.__setattr__(self, "incoming", Incoming(self.incoming))
+
+    @property
+    def sums(self) -> Incoming:
+        """The name of ``incoming`` before 0.9."""
+        return self.incoming
 
     @property
     def T(self) -> int:
@@ -70,14 +97,9 @@ class Trace:
     def batch(self) -> int:
         return self.values[0].shape[0]
 
-    def _check_t(self, t: int, top: int) -> int:
-        if not isinstance(t, (int, np.integer)) or not 1 <= t <= top:
-            raise IndexError(f"layer index must be 1..{top}, got {t!r}")
-        return int(t)
-
     def block(self, t: int) -> MessageBlock:
         """The structured message block of layer t (diagonal layers store only edges)."""
-        t = self._check_t(t, self.T)
+        t = layer_index(t, 1, self.T)
         if t not in self.blocks:
             kept = sorted(self.blocks) or "none"
             raise StateError(
@@ -96,10 +118,10 @@ class Trace:
         """The dense (N_{t-1}, N_t) messages of layer t for batch sample ``sample``, or their
         mean over the batch for ``"mean"`` (which needs every sample kept)."""
         block = self.block(t)
-        if block.kind == "coupled":
+        if not block.partials.samples_independent:
             raise StateError(f"layer {t} ({self.labels[t - 1]}) couples the samples: its "
                              f"messages run between (sample, feature) nodes, not within one "
-                             f"sample; trace.message({t}) is its (N, B, B) block")
+                             f"sample; trace.message({t}) is its {block.values.shape} block")
         if isinstance(sample, str):
             if sample != "mean":
                 raise ValueError(f"sample must be a sample index or 'mean', got {sample!r}")
@@ -108,7 +130,7 @@ class Trace:
                                  f"but only samples {block.samples.tolist()} were kept")
             return block.dense().mean(axis=0)
         row = block.row(sample)   # IndexError / StateError naming the sample
-        return block.layout.dense_messages(block.values[row:row + 1])[0]
+        return block.partials.dense_messages(block.values[row:row + 1])[0]
 
     def as_floats(self) -> Trace:
         """The same trace with exact or mp numbers rounded to float64 (for drawing, or for
@@ -118,11 +140,11 @@ class Trace:
 
         def f(a):
             return np.asarray(a, dtype=object).astype(np.float64)
-        blocks = {t: MessageBlock(b.t, b.layout, f(b.values), b.samples)
+        blocks = {t: MessageBlock(b.t, b.partials, f(b.values), b.samples)
                   for t, b in self.blocks.items()}
         return Trace(labels=self.labels, values=[f(v) for v in self.values],
                      partials=self.partials, blocks=blocks,
-                     sums={t: f(s) for t, s in self.sums.items()},
+                     incoming={t: f(s) for t, s in self.incoming.items()},
                      grads={k: f(g) for k, g in self.grads.items()}, loss=float(self.loss),
                      nondifferentiable=self.nondifferentiable,
                      param_messages={k: f(m) for k, m in self.param_messages.items()},
@@ -131,14 +153,12 @@ class Trace:
     def to_xarray(self):
         """This trace as an ``xarray.Dataset`` (optional extra ``msgpass[scale]``); see
         msgpass.scale."""
-        from .scale import to_xarray
-        return to_xarray(self)
+        return EXTENSIONS["to_xarray"](self)
 
     def save(self, path, chunk_samples: int = 256):
         """Write this trace as a zarr store (optional extra ``msgpass[scale]``): chunked over
         samples, compressed, exact; read it back with ``mp.load_trace``."""
-        from .scale import save_trace
-        return save_trace(self, path, chunk_samples)
+        return EXTENSIONS["save"](self, path, chunk_samples)
 
     def per_sample_grads(self) -> dict[str, np.ndarray]:
         """∂ℓ_b/∂θ for every sample b and parameter, shape (B, *parameter shape): the
@@ -149,7 +169,7 @@ class Trace:
         if not self.param_messages and self.grads:
             raise StateError("this trace has no per-sample parameter messages; call "
                              "net.backward(per_sample=True)")
-        coupled = [t for t, p in enumerate(self.partials, 1) if p.inputs.kind == "coupled"]
+        coupled = [t for t, p in enumerate(self.partials, 1) if not p.inputs.samples_independent]
         below = sorted(k for k in self.param_messages if coupled and int(k.split(".")[0])
                        < max(coupled))
         if below:
@@ -160,13 +180,6 @@ class Trace:
                              f"gradients")
         return {key: m * self.batch for key, m in self.param_messages.items()}
 
-    def incoming(self, t: int) -> np.ndarray:
-        """``S^t_n = Σ_{n'} δ^t_{n←n'}`` of shape (B, N_{t-1}): the sum arriving at the nodes
-        of layer t−1, equal to ∂L/∂z^{t-1}. t = T+1 gives 1/B, the sum arriving at the loss."""
-        return self.sums[self._check_t(t, self.T + 1)]
-
     def value(self, t: int) -> np.ndarray:
         """Forward value z^t, shape (B, N_t), t = 0..T."""
-        if not isinstance(t, (int, np.integer)) or not 0 <= t <= self.T:
-            raise IndexError(f"value index must be 0..{self.T}, got {t!r}")
-        return self.values[int(t)]
+        return self.values[layer_index(t, 0, self.T, "value index")]

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import msgpass as mp
-from msgpass.sampling import random_batch
+from msgpass.testing import random_batch
 from msgpass.witnesses.graph import graph_backprop
 from msgpass.witnesses.pathsum import count_paths, path_sum
 

@@ -18,9 +18,9 @@ from msgpass.draw import (
     draw_network,
     draw_verification,
 )
+from msgpass.draw.gallery import FIGURE_SPEC, WIDE_SPEC, make_figures
 from msgpass.draw.style import CMAP, symmetric_norm
-from msgpass.figures import FIGURE_SPEC, WIDE_SPEC, make_figures
-from msgpass.sampling import random_batch
+from msgpass.testing import random_batch
 
 
 def chain(spec=FIGURE_SPEC, batch=4, seed=0):
@@ -230,7 +230,7 @@ def test_committed_figures_match_a_fresh_run(tmp_path):
 
     from matplotlib.testing.compare import compare_images
     committed = Path(__file__).resolve().parents[1] / "figures"
-    from msgpass.figures import ROUNDOFF_FIGURES, arithmetic_fingerprint, rendering_stack
+    from msgpass.draw.gallery import ROUNDOFF_FIGURES, arithmetic_fingerprint, rendering_stack
     made = make_figures(tmp_path)
     assert {p.name for p in made} >= {"network.png", "message-panels.png", "graph-apple.png",
                                       "graph-staged.png", "backward.gif", "verification.png"}

@@ -9,16 +9,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import msgpass as mp
-from msgpass.compare import (
+from msgpass.spec import ACTIVATIONS
+from msgpass.testing import random_batch, random_network
+from msgpass.verify.compare import (
     TOL_F32_BACKPROP,
     TOL_F32_NUMERIC,
     TOL_F64_BACKPROP,
     TOL_F64_NUMERIC,
     compare,
 )
-from msgpass.sampling import random_batch, random_network
-from msgpass.spec import ACTIVATIONS
-from msgpass.verify import path_magnitudes
+from msgpass.verify.roundoff import path_magnitudes
 
 
 @st.composite

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import msgpass as mp
-from msgpass.compare import TOL_F64_BACKPROP, compare
-from msgpass.verify import graph_path_magnitudes
+from msgpass.verify.compare import TOL_F64_BACKPROP, compare
+from msgpass.verify.roundoff import graph_path_magnitudes
 from msgpass.witnesses.graph import graph_backprop
 
 MAX_FAN_OUT = 4

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 import msgpass as mp
-from msgpass.sampling import random_batch, random_spec
 from msgpass.stats import MessageStats, statistics_wanted
+from msgpass.testing import random_batch, random_spec
 
 
 def forward(spec, batch, seed=0, dtype="float64"):
@@ -96,19 +96,20 @@ def test_statistics_refuse_what_they_cannot_describe():
 @pytest.mark.claim("C6.2")
 def test_merging_two_halves_gives_the_whole():
     net = forward("6-8-relu-3-sce", 10)
-    layout = net._record.partials[0].inputs
-    arriving = net.backward(keep="sums").incoming(2)
-    whole = MessageStats.start(1, "Affine", layout, ("mean", "absmax", "histogram"))
-    halves = [MessageStats.start(1, "Affine", layout, whole.names) for _ in range(2)]
-    whole.update(layout.send(arriving, slice(0, 10)), slice(None))
-    halves[0].update(layout.send(arriving[:4], slice(0, 4)), slice(None))
-    halves[1].update(layout.send(arriving[4:], slice(4, 10)), slice(None))
+    J = net.record.partials[0].inputs
+    incoming = net.backward(keep="sums").incoming(2)
+    whole = MessageStats.start(1, "Affine", J, ("mean", "absmax", "histogram"))
+    halves = [MessageStats.start(1, "Affine", J, whole.names) for _ in range(2)]
+    everyone = J.whole(10)
+    whole.update(J.send(incoming, everyone), everyone.receivers)
+    for half, rows in zip(halves, (slice(0, 4), slice(4, 10)), strict=True):
+        half.update(J.send(incoming, everyone._replace(rows=rows)), everyone.receivers)
     merged = halves[0].merge(halves[1])
     assert merged.samples == 10
     assert np.array_equal(merged.absmax, whole.absmax)
     assert np.array_equal(merged.counts, whole.counts)
     assert np.allclose(merged.mean, whole.mean, rtol=1e-14, atol=0)
-    other = MessageStats.start(3, "Affine", net._record.partials[2].inputs, whole.names)
+    other = MessageStats.start(3, "Affine", net.record.partials[2].inputs, whole.names)
     with pytest.raises(ValueError, match="cannot merge statistics of layer 3"):
         whole.merge(other)
 

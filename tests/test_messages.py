@@ -45,7 +45,7 @@ def test_elementwise_block_is_zero_off_the_diagonal_and_stores_only_edges(run):
     off = ~np.eye(7, dtype=bool)
     assert np.all(dense[:, off] == 0.0)
     np.testing.assert_array_equal(np.einsum("bnn->bn", dense), block.values)
-    np.testing.assert_array_equal(block.layout.edges(), np.eye(7, dtype=bool))
+    np.testing.assert_array_equal(block.partials.edges(), np.eye(7, dtype=bool))
 
 
 @pytest.mark.claim("C2.7")

@@ -44,7 +44,7 @@ def test_streaming_example_runs_as_written():
     import numpy as np
 
     import msgpass as mp
-    from msgpass.sampling import random_batch
+    from msgpass.testing import random_batch
     text = README.read_text(encoding="utf-8")
     block = re.search(r"## Big networks.*?```python\n(.*?)```", text, re.S).group(1)
     net = mp.build_network("784-100-relu-10-sce", seed=0)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import msgpass as mp
-from msgpass.sampling import random_batch, random_network
+from msgpass.testing import random_batch, random_network
 
 rng = np.random.default_rng(9)
 

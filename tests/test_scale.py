@@ -8,7 +8,7 @@ import pytest
 
 import msgpass as mp
 from msgpass.errors import DataError, MsgpassError
-from msgpass.sampling import random_batch
+from msgpass.testing import random_batch
 
 xr = pytest.importorskip("xarray")
 pytest.importorskip("zarr")
@@ -101,7 +101,7 @@ def test_clear_errors(tmp_path, monkeypatch):
 
 
 def random_case(seed):
-    from msgpass.sampling import random_spec
+    from msgpass.testing import random_spec
     rng = np.random.default_rng(seed)
     net = mp.build_network(random_spec(rng), seed=seed)
     x, target = random_batch(net, int(rng.integers(5, 40)), rng)
@@ -160,7 +160,7 @@ def test_the_dask_backend_refuses_what_it_cannot_stream():
 def test_messages_stream_into_a_store_that_loads_like_a_saved_trace(tmp_path):
     pytest.importorskip("dask")
     rng = np.random.default_rng(1)
-    from msgpass.sampling import random_spec
+    from msgpass.testing import random_spec
     net = mp.build_network(random_spec(rng), seed=1)
     x, target = random_batch(net, 13, rng)
     net.forward(x, target)
@@ -246,7 +246,7 @@ def test_statistics_on_a_two_worker_local_cluster(tmp_path):
 @pytest.mark.parametrize("seed", range(3))
 def test_the_dask_backend_equals_standard_backprop(seed):
     # an independent witness: classic backprop shares no code with either backend
-    from msgpass.sampling import random_spec
+    from msgpass.testing import random_spec
     rng = np.random.default_rng(seed + 10)
     net = mp.build_network(random_spec(rng), seed=seed)
     x, target = random_batch(net, int(rng.integers(5, 40)), rng)
@@ -270,7 +270,7 @@ def test_appending_refuses_traces_kept_another_way_and_leaves_the_store_intact(t
     with pytest.raises(ValueError, match="step must be an integer"):
         scale.append_trace(net.backward(keep="sums", stats=["mean"]), store, step="x")
     net32 = net.astype("float32")
-    net32.forward(net._record.values[0].astype(np.float32), np.array([0, 1, 2, 0, 1, 2, 0]))
+    net32.forward(net.record.values[0].astype(np.float32), np.array([0, 1, 2, 0, 1, 2, 0]))
     with pytest.raises(DataError, match=r"holds \w+ as float64, this trace has float32"):
         scale.append_trace(net32.backward(keep="sums", stats=["mean"]), store, step=1)
     assert list(mp.load_trace(store)["step"].values) == [0]      # refused, and still loads
@@ -422,7 +422,7 @@ def test_appends_name_what_differs_and_an_interrupted_one(tmp_path, monkeypatch)
     assert list(ds["step"].values) == [0, 3] and bitwise(ds["incoming1"].values, before)
     # a process killed in the same place cannot roll back: the store says what to do
     monkeypatch.setattr(xr.Dataset, "to_zarr", half_written)
-    monkeypatch.setattr(scale, "roll_back", lambda path: None)
+    monkeypatch.setattr(scale.store, "roll_back", lambda path: None)
     with pytest.raises(KeyboardInterrupt):
         mp.append_trace(net.backward(keep="sums"), store, step=7)
     monkeypatch.undo()

@@ -11,7 +11,7 @@ import pytest
 import msgpass as mp
 from msgpass import partials as partials_module
 from msgpass.errors import StateError
-from msgpass.sampling import random_batch
+from msgpass.testing import random_batch
 
 SPEC = "7-9-tanh-6-relu-5-logsoftmax-nll"
 
@@ -77,8 +77,8 @@ def counted(monkeypatch):
     for kind in (partials_module.Shared, partials_module.Diagonal, partials_module.Dense):
         original = kind.send
 
-        def send(self, arriving, rows, out=None, receivers=slice(None), _original=original):
-            message = _original(self, arriving, rows, out=out, receivers=receivers)
+        def send(self, incoming, piece, out=None, _original=original):
+            message = _original(self, incoming, piece, out=out)
             sent["messages"] += message.size
             sent["largest piece"] = max(sent["largest piece"], message.nbytes)
             return message
@@ -89,7 +89,7 @@ def counted(monkeypatch):
 @pytest.mark.parametrize("budget", [72, 500, 1 << 26])
 def test_keeping_only_sums_still_sends_every_message(run, counted, budget):
     net, _, _, _ = run
-    edges = sum(int(p.inputs.edges().sum()) for p in net._record.partials)
+    edges = sum(int(p.inputs.edges().sum()) for p in net.record.partials)
     net.backward(keep="sums", budget_bytes=budget)
     assert counted["messages"] == 6 * edges          # B = 6: one message per edge per sample
     assert counted["largest piece"] <= max(budget, 72)
@@ -193,7 +193,7 @@ def test_float32_streams_in_float32():
     trace = net.backward(keep="sums", per_sample=True, budget_bytes=64)
     whole = net.backward()
     assert_same_sums_and_grads(trace, whole, net.T)   # streaming changes no float32 bit
-    assert all(s.dtype == np.float32 for s in trace.sums.values())
+    assert all(s.dtype == np.float32 for s in trace.incoming.values())
     assert all(g.dtype == np.float32 for g in trace.grads.values())
     assert all(m.dtype == np.float32 for m in trace.param_messages.values())
 
@@ -207,7 +207,7 @@ def test_keeping_sums_holds_memory_to_the_budget():
     the budget + 25 %, plus 4 MiB for the interpreter's own bookkeeping."""
     script = textwrap.dedent("""
         import sys, numpy as np, msgpass as mp
-        from msgpass.sampling import random_batch
+        from msgpass.testing import random_batch
         def kib(field):
             for line in open("/proc/self/status"):
                 if line.startswith(field):
@@ -220,7 +220,7 @@ def test_keeping_sums_holds_memory_to_the_budget():
             open("/proc/self/clear_refs", "w").write("5")     # reset the high-water mark
             trace = net.backward(keep="sums", budget_bytes=1 << 20, chunk_bytes=1 << 40)
             grown = 1024 * (kib("VmHWM") - before)
-            returned = sum(s.nbytes for s in trace.sums.values()) + sum(
+            returned = sum(s.nbytes for s in trace.incoming.values()) + sum(
                 g.nbytes for g in trace.grads.values())
             print(batch, grown, returned)
             del trace, net

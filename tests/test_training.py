@@ -11,7 +11,8 @@ import pytest
 
 import msgpass as mp
 from msgpass import optim
-from msgpass.data import (
+from msgpass.errors import DataError
+from msgpass.train.data import (
     IDX_IMAGES,
     IDX_LABELS,
     Dataset,
@@ -22,7 +23,6 @@ from msgpass.data import (
     read_idx,
     split,
 )
-from msgpass.errors import DataError
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 needs_mnist = pytest.mark.skipif(not (MNIST / "t10k-images-idx3-ubyte.gz").exists(),
@@ -461,15 +461,15 @@ def test_per_sample_gradients_are_refused_below_batchnorm():
 def test_coupled_messages_are_oriented_receiver_first():
     from msgpass.partials import Coupled
     values = np.random.default_rng(1).standard_normal((3, 4, 4))   # not symmetric in b, b'
-    arriving = np.random.default_rng(2).standard_normal((4, 3))    # (B, N)
-    layout = Coupled(values)
-    message = layout.send(arriving, slice(None))
+    incoming = np.random.default_rng(2).standard_normal((4, 3))    # (B, N)
+    J = Coupled(values)
+    message = J.send(incoming, J.whole(4))
     for j in range(3):
         for b in range(4):
             for b2 in range(4):
-                assert message[j, b, b2] == values[j, b, b2] * arriving[b2, j]
-    np.testing.assert_allclose(layout.receive(message),
-                               np.einsum("jab,bj->aj", values, arriving), rtol=1e-14)
+                assert message[j, b, b2] == values[j, b, b2] * incoming[b2, j]
+    np.testing.assert_allclose(J.receive(message),
+                               np.einsum("jab,bj->aj", values, incoming), rtol=1e-14)
 
 
 def test_batchnorm_running_variance_and_mp_verify():
@@ -483,10 +483,22 @@ def test_batchnorm_running_variance_and_mp_verify():
     assert mp.verify(net.astype("mp:30"), x, y).ok
 
 
-def test_dropouts_built_without_a_seed_draw_different_masks():
-    a, b = mp.Dropout(0.5), mp.Dropout(0.5)
-    x = np.ones((20, 30))
-    assert not np.array_equal(a.forward(x)[0], b.forward(x)[0])
+def test_dropouts_built_without_a_seed_draw_different_masks_by_their_position():
+    """Unseeded Dropouts once took their seeds from a class counter, so a network's masks
+    depended on how many Dropouts the process had built before; now the seed is the
+    position, the same in every run and different for each Dropout of a network."""
+    def masks():
+        net = mp.Sequential([mp.Dropout(0.5), mp.Affine(30, 30, seed=0), mp.Dropout(0.5),
+                             mp.MSELoss()])
+        net.forward(np.ones((20, 30)), np.zeros((20, 30)))
+        return [net.record.saved[t - 1].keep for t in (1, 3)]
+    first, third = masks()
+    assert not np.array_equal(first, third)
+    mp.Dropout(0.5)                       # building another Dropout changes nothing
+    again = masks()
+    assert np.array_equal(again[0], first) and np.array_equal(again[1], third)
+    dropped = np.mean(first == 0)
+    assert 0.4 < dropped < 0.6
 
 
 def test_a_refused_checkpoint_changes_nothing(tmp_path):
@@ -537,7 +549,7 @@ def test_msgpass_train_will_not_overwrite_another_networks_checkpoint(tmp_path, 
 def test_the_cli_fits_its_standardiser_on_the_training_split_only():
     from types import SimpleNamespace
 
-    from msgpass.cli_train import _data
+    from msgpass.cli.train import _data
     args = SimpleNamespace(data="digits", mnist=None, validation=0.1, seed=3)
     train_set, val, test = _data(args)
     raw_train, raw_val = split(load_digits(), 0.1, seed=3)

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import msgpass as mp
-from msgpass.sampling import random_batch
+from msgpass.testing import random_batch
 
 SPEC = "4-8-tanh-8-sigmoid-6-tanh-5-logsoftmax-nll"
 DIGITS = (15, 20, 25, 30, 40, 50, 60)

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import FancyArrowPatch
 
 from ..errors import StateError
-from ..graph.backward import levels_of
+from ..graph.layered import levels_of
 from .style import BACKWARD_COLOUR, FORWARD_COLOUR, LABEL_SIZE, TEXT_SIZE, fmt, new_axes
 
 __all__ = ["draw_graph", "graph_layout"]

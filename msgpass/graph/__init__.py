@@ -1,7 +1,14 @@
-"""Graphs beyond chains: multi-input nodes, fan-out, expression graphs (issue 4)."""
+"""Graphs beyond chains: multi-input nodes, fan-out, expression graphs (issue 4).
 
-from .backward import GraphEdge, GraphTrace, LayeredView, graph_backward, layered_view
-from .graph import Graph, Node, copy, exp, log, maximum, relu, sigmoid, tanh
+graph.py builds and evaluates a Graph; node.py has its nodes and the expressions written with
+them; ops.py the operations; backward.py the message pass (DAG view) and its GraphTrace;
+layered.py the same pass as a chain of levels.
+"""
+
+from .backward import GraphEdge, GraphTrace, graph_backward
+from .graph import Graph
+from .layered import LayeredView, layered_view, levels_of
+from .node import Node, copy, exp, log, maximum, relu, sigmoid, tanh
 from .ops import (
     Add,
     Div,
@@ -21,6 +28,7 @@ from .ops import (
 
 __all__ = [
     "Graph", "Node", "GraphTrace", "GraphEdge", "LayeredView", "graph_backward", "layered_view",
+    "levels_of",
     "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",
     "Op", "OpPartials", "Add", "Sub", "Mul", "Div", "Pow", "Exp", "Log", "Max", "Identity",
     "Scale", "Reciprocal", "LayerOp",

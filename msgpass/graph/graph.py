@@ -12,20 +12,18 @@ Every node holds a (B, N) array: an input given as a scalar is (1, 1), a vector 
 (1, N), a 2-D array (B, N) is a batch. ``trace.value`` and ``trace.grad`` give arrays back in the
 shape the inputs were given in.
 
-This module builds graphs and evaluates them forward (the witnesses use that too); the message
-pass lives in msgpass.graph.backward.
+This module builds graphs and evaluates them forward (the witnesses use that too); nodes and
+expressions are msgpass.graph.node, the message pass msgpass.graph.backward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from .. import numbers
-from ..checks import as_array, first_nonfinite
 from ..errors import (
     DtypeError,
     GraphError,
@@ -35,104 +33,12 @@ from ..errors import (
     ShapeError,
     StateError,
 )
-from ..layers import ReLU, Sigmoid, Tanh
-from .ops import Add, Div, Exp, Identity, LayerOp, Log, Max, Mul, Op, Pow, Reciprocal, Scale, Sub
+from ..validate import as_array, first_nonfinite
+from .backward import graph_backward
+from .node import Node
+from .ops import Op
 
-__all__ = ["Graph", "Node", "Evaluation", "sigmoid", "tanh", "relu", "exp", "log", "maximum",
-           "copy"]
-
-
-class Node:
-    """A node of a Graph, and a handle for writing expressions with Python operators.
-
-    Attributes
-    ----------
-    name : str
-    op : Op or None
-        None for an input (or a constant).
-    inputs : list of str
-        The names of the nodes it reads, in order.
-    """
-
-    __array_ufunc__ = None  # so that numpy_array + node asks the node, not numpy
-
-    def __init__(self, graph: Graph, name: str, op: Op | None, inputs: Sequence[str],
-                 kind: str) -> None:
-        self.graph = graph
-        self.name = name
-        self.op = op
-        self.inputs = list(inputs)
-        self.kind = kind  # "input", "constant" or "op"
-
-    def __repr__(self) -> str:
-        what = self.op.describe() if self.op is not None else self.kind
-        return f"<node {self.name}: {what}({', '.join(self.inputs)})>"
-
-    def named(self, name: str) -> Node:
-        """Give the node a name of your choosing (before anything refers to it by name)."""
-        self.graph._rename(self, name)
-        return self
-
-    # -- expressions ---------------------------------------------------------------------
-    def _binary(self, other, op_cls, reverse=False) -> Node:
-        if isinstance(other, Node):
-            a, b = (other, self) if reverse else (self, other)
-            return self.graph.node(op_cls(), a, b)
-        constant = _constant(other)
-        if op_cls is Add:
-            return self.graph.node(Scale(1.0, constant), self)
-        if op_cls is Mul:
-            return self.graph.node(Scale(constant, 0.0), self)
-        if op_cls is Sub:
-            op = Scale(-1.0, constant) if reverse else Scale(1.0, -constant)
-            return self.graph.node(op, self)
-        if op_cls is Div:
-            if reverse:
-                return self.graph.node(Reciprocal(constant), self)
-            return self.graph.node(Scale(1.0, 0.0, divisor=constant), self)
-        if op_cls is Max:
-            return self.graph.node(Max(), self, self.graph.constant(constant))
-        raise TypeError(f"unsupported constant operand {other!r}")
-
-    def __add__(self, other):
-        return self._binary(other, Add)
-
-    def __radd__(self, other):
-        return self._binary(other, Add, reverse=True)
-
-    def __sub__(self, other):
-        return self._binary(other, Sub)
-
-    def __rsub__(self, other):
-        return self._binary(other, Sub, reverse=True)
-
-    def __mul__(self, other):
-        return self._binary(other, Mul)
-
-    def __rmul__(self, other):
-        return self._binary(other, Mul, reverse=True)
-
-    def __truediv__(self, other):
-        return self._binary(other, Div)
-
-    def __rtruediv__(self, other):
-        return self._binary(other, Div, reverse=True)
-
-    def __neg__(self):
-        return self.graph.node(Scale(-1.0, 0.0), self)
-
-    def __pos__(self):
-        return self
-
-    def __pow__(self, exponent):
-        if isinstance(exponent, Node):
-            raise TypeError(f"{self.name} ** node: only constant exponents are supported "
-                            f"(write exp(b * log(a)) for a variable one)")
-        return self.graph.node(Pow(float(exponent)), self)
-
-    def _apply_layer(self, layer, target=None) -> Node:
-        """``layer(node)``: a core layer as a node of this graph."""
-        return self.graph.node(LayerOp(layer, target), self)
+__all__ = ["Graph", "Evaluation"]
 
 
 def _one_arithmetic(xs: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
@@ -143,15 +49,6 @@ def _one_arithmetic(xs: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
         return xs
     return [x if x.dtype == object else numbers.convert_like(exact, x, f"the value of {n!r}")
             for x, n in zip(xs, names, strict=True)]
-
-
-def _constant(value) -> np.ndarray:
-    a = as_array(value, "constant")
-    if a.dtype == object:   # a Fraction (or mpf) constant stays exact
-        return numbers.mode_of(a).array(a, "constant")
-    if a.dtype.kind not in "iuf":
-        raise DtypeError(f"a constant must be a real number or array, got {value!r}")
-    return a.astype(float)
 
 
 def _as_node_value(name: str, value) -> tuple[np.ndarray, tuple[int, ...]]:
@@ -365,53 +262,21 @@ class Graph:
             What arrives at the output from above: default ones, i.e. the gradient of
             ``output.sum()``. Required to be given for nothing else.
         """
-        from .backward import graph_backward  # the message code, kept out of this module
         return graph_backward(self, output, seed=seed, keep=keep)
+
+    def natural_shape(self, order: list[str], value: np.ndarray, name: str) -> tuple[int, ...]:
+        """How a node's (B, N) array is shown: an input in the shape it was given; in a graph
+        whose inputs (among ``order``) are all scalars or vectors (no batch), () for width 1,
+        (N,) otherwise."""
+        if self.nodes[name].op is None and name in self._shapes:
+            return self.input_shape(name)
+        unbatched = all(len(self.input_shape(n)) < 2 for n in order
+                        if self.nodes[n].op is None and n in self._shapes)
+        if value.shape[0] == 1 and unbatched:
+            return () if value.shape[1] == 1 else (value.shape[1],)
+        return value.shape
 
     def __repr__(self) -> str:
         return f"Graph({list(self.nodes)})"
 
 
-# -- functions on nodes -----------------------------------------------------------------
-def _node(x) -> Node:
-    if not isinstance(x, Node):
-        raise TypeError(f"expected a graph node, got {x!r}")
-    return x
-
-
-def sigmoid(x: Node) -> Node:
-    """σ(x) = 1 / (1 + e^{−x}) as a node (the core Sigmoid layer)."""
-    return _node(x)._apply_layer(Sigmoid())
-
-
-def tanh(x: Node) -> Node:
-    return _node(x)._apply_layer(Tanh())
-
-
-def relu(x: Node) -> Node:
-    return _node(x)._apply_layer(ReLU())
-
-
-def exp(x: Node) -> Node:
-    return _node(x).graph.node(Exp(), x)
-
-
-def log(x: Node) -> Node:
-    return _node(x).graph.node(Log(), x)
-
-
-def maximum(a, b) -> Node:
-    """Elementwise max of two nodes (or a node and a constant)."""
-    if isinstance(a, Node):
-        return a._binary(b, Max)
-    return _node(b)._binary(a, Max, reverse=True)
-
-
-def copy(x: Node, n: int = 2) -> tuple[Node, ...]:
-    """An explicit n-way split (the Y-splitter): n identity nodes reading x. The messages
-    that come back along the n branches are summed at x."""
-    node = _node(x)
-    if n < 1:
-        raise ShapeError(f"copy needs n ≥ 1 branches, got {n}")
-    return tuple(node.graph.node(Identity(), node, name=node.graph._fresh(f"{node.name}.copy"))
-                 for _ in range(n))

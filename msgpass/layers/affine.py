@@ -7,9 +7,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ShapeError
-from ..init import initial_weights
 from ..partials import Elementwise, LocalPartials, Outer, Shared
+from ..validate import positive_int
 from .base import Layer
+from .initializers import initial_weights
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,8 @@ class Affine(Layer):
     def __init__(self, n_in: int, n_out: int, seed=None, scale: float | None = None,
                  dtype=np.float64, init: str | None = None) -> None:
         super().__init__()
-        for label, value in (("n_in", n_in), ("n_out", n_out)):
-            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-                raise ShapeError(f"Affine: {label} must be a positive integer, got {value!r}")
-        self.n_in, self.n_out = int(n_in), int(n_out)
+        self.n_in = positive_int(n_in, "Affine: n_in", ShapeError)
+        self.n_out = positive_int(n_out, "Affine: n_out", ShapeError)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(
             0 if seed is None else seed)
         std = 1.0 / np.sqrt(self.n_in) if scale is None else float(scale)
@@ -74,6 +73,10 @@ class Affine(Layer):
 
     def describe(self) -> str:
         return f"Affine({self.n_in}→{self.n_out})"
+
+    @property
+    def input_width(self):
+        return self.n_in
 
     def output_width(self, n_in):
         if n_in is not None and n_in != self.n_in:

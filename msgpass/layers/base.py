@@ -23,9 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import first_nonfinite
 from ..errors import MsgpassError, NonFiniteError, ShapeError
+from ..numbers import arithmetic
 from ..partials import LocalPartials
+from ..validate import first_nonfinite
 
 __all__ = ["Layer", "LossLayer", "run_layer"]
 
@@ -40,10 +41,14 @@ class Layer:
     couples_samples : bool
         True if an output of sample b depends on inputs of other samples (BatchNorm in
         training mode). The numerical witness then perturbs one entry at a time.
+    training : bool
+        Training mode (the default) or evaluation mode, set by ``net.train()`` and
+        ``net.eval()``; only the layers that behave differently (Dropout, BatchNorm) read it.
     """
 
     is_loss = False
     couples_samples = False
+    training = True
     kink_convention = ""  # what the layer uses at its non-differentiable points, if any
 
     def __init__(self) -> None:
@@ -86,6 +91,11 @@ class Layer:
         derivative (ReLU at 0). None for smooth layers."""
         return None
 
+    def user_jacobian_check(self, x: np.ndarray):
+        """A layer whose Jacobian comes from the user (a custom Function given ``jacobian=``)
+        checks it at x here and returns the JacobianCheck; None for every other layer."""
+        return None
+
     def branch(self, saved: Any) -> np.ndarray | None:
         """Which smooth piece each input is on, as an integer array (B, N_in); None for
         smooth layers. A central difference whose stencil changes a branch straddles a
@@ -95,6 +105,23 @@ class Layer:
     def output_width(self, n_in: int | None) -> int | None:
         """N_t given N_{t-1} (None when not yet known). Raises ShapeError on a mismatch."""
         return n_in
+
+    @property
+    def input_width(self) -> int | None:
+        """The input width N_{t-1} this layer requires, or None if it takes any (and then
+        gives the same width back)."""
+        return None
+
+    # -- a layer in a network ---------------------------------------------------------------
+    def placed(self, t: int) -> Layer:
+        """This layer as it runs at position t of a network: itself, unless what it does
+        depends on where it sits (an unseeded Dropout draws its masks from its position)."""
+        return self
+
+    def next_step(self, saved: Any) -> None:
+        """End of a training step: ``saved`` is what this layer's forward returned for the
+        step's batch (None if there was none). Nothing to do for most layers; BatchNorm folds
+        the batch's statistics into its running ones, Dropout moves on to fresh masks."""
 
     # -- housekeeping ---------------------------------------------------------------------
     @property
@@ -111,15 +138,13 @@ class Layer:
     def astype(self, dtype: Any) -> Layer:
         """A copy whose parameters are converted to ``dtype``: a float dtype, or a number
         mode ("exact", "mp:N"), into which floats convert exactly."""
-        from ..numbers import NumberMode, number_mode
         clone = copy.copy(self)
-        if isinstance(dtype, NumberMode) or (isinstance(dtype, str) and (
-                dtype == "exact" or dtype.startswith("mp:"))):
-            mode = number_mode(dtype)
-            clone.params = {k: mode.array(v, f"parameter {k} of {self.describe()}")
-                            for k, v in self.params.items()}
+        target = arithmetic(dtype)
+        if isinstance(target, np.dtype):
+            clone.params = {k: np.asarray(v, dtype=target).copy() for k, v in self.params.items()}
         else:
-            clone.params = {k: np.asarray(v, dtype=dtype).copy() for k, v in self.params.items()}
+            clone.params = {k: target.array(v, f"parameter {k} of {self.describe()}")
+                            for k, v in self.params.items()}
         return clone
 
     def _check_width(self, x: np.ndarray, expected: int) -> None:

@@ -9,8 +9,8 @@ Training mode, per feature j, with μ, σ² the batch mean and (biased) variance
     J_j[b, b'] = ∂y_{b'}/∂x_b = (γ/σ) (δ_{bb'} − 1/B − x̂_b x̂_{b'} / B).
 
 The running statistics are updated by ``net.next_step()`` (the trainer calls it after every
-step) from the batch statistics of the last forward, so repeated forwards within a step (the
-witnesses of verify) change nothing.
+step) from the batch statistics that the step's forward returned in its saved record, so
+repeated forwards within a step (the witnesses of verify) change nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from .. import numbers
 from ..errors import ShapeError
 from ..partials import Coupled, Diagonal, Elementwise, LocalPartials
+from ..validate import positive_int
 from .base import Layer
 
 __all__ = ["BatchNorm"]
@@ -32,6 +33,8 @@ class BatchNormSaved:
     xhat: np.ndarray    # (B, N)
     scale: np.ndarray   # (N,) γ / σ
     training: bool
+    mean: np.ndarray    # (N,) the statistics used: the batch's in training mode (which
+    var: np.ndarray     # next_step folds into the running ones), else the running ones
 
 
 class BatchNorm(Layer):
@@ -43,18 +46,18 @@ class BatchNorm(Layer):
     def __init__(self, n: int, momentum: float = 0.9, eps: float = 1e-5,
                  dtype=np.float64) -> None:
         super().__init__()
-        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-            raise ShapeError(f"BatchNorm: n must be a positive integer, got {n!r}")
-        self.n, self.momentum, self.eps = int(n), float(momentum), float(eps)
+        self.n = positive_int(n, "BatchNorm: n", ShapeError)
+        self.momentum, self.eps = float(momentum), float(eps)
         self.params = {"gamma": np.ones(self.n, dtype=dtype), "beta": np.zeros(self.n, dtype=dtype)}
         self.running_mean = np.zeros(self.n)
         self.running_var = np.ones(self.n)
-        self.training = True
-        self.step = 0
-        self._batch_stats: tuple[np.ndarray, np.ndarray] | None = None
 
     def describe(self) -> str:
         return f"BatchNorm({self.n})"
+
+    @property
+    def input_width(self):
+        return self.n
 
     def output_width(self, n_in):
         if n_in is not None and n_in != self.n:
@@ -69,20 +72,20 @@ class BatchNorm(Layer):
                 raise ShapeError("BatchNorm in training mode needs a batch of at least 2 "
                                  "samples (the variance of one sample is 0)")
             mean, var = x.mean(axis=0), x.var(axis=0)
-            self._batch_stats = (mean, var)
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
         sigma = numbers.sqrt(var + self.eps)
         xhat = (x - mean) / sigma
-        return gamma * xhat + beta, BatchNormSaved(xhat, gamma / sigma, self.training)
+        return gamma * xhat + beta, BatchNormSaved(xhat, gamma / sigma, self.training, mean, var)
 
-    def advance(self) -> None:
-        """Fold the last training batch's statistics into the running ones."""
-        if self._batch_stats is not None:
-            mean, var = self._batch_stats   # the biased variance, as the forward uses
-            self.running_mean = self.momentum * self.running_mean + (1 - self.momentum) * mean
-            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
-            self._batch_stats = None
+    def next_step(self, saved) -> None:
+        """Fold the step's training batch statistics (from its forward's saved record) into
+        the running ones; nothing after an evaluation-mode forward or none at all."""
+        if saved is not None and saved.training:
+            # the biased variance, as the forward uses
+            self.running_mean = (self.momentum * self.running_mean
+                                 + (1 - self.momentum) * saved.mean)
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * saved.var
 
     def local_partials(self, saved):
         params = {"gamma": Elementwise(saved.xhat.copy(), self.n),

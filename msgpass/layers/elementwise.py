@@ -8,6 +8,7 @@ backward zeroes ``x <= 0``; both give 0 at exactly 0, and verify lists every suc
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,27 +111,39 @@ class Dropout(Layer):
     training step draws the same mask, so that the messages, standard backprop and the
     numerical witness all see one function. ``net.next_step()`` (the trainer calls it once per
     step) moves on to fresh masks.
+
+    Without a seed, the seed is the layer's position: a Sequential runs an unseeded Dropout at
+    layer t as one with seed ``UNSEEDED + t`` (``placed``), so two Dropouts of a network draw
+    different masks and the same network draws the same ones in every run. Outside a network
+    it draws with seed ``UNSEEDED``.
     """
 
-    _made = 0   # Dropouts built without a seed get distinct ones, in the order they are made
+    UNSEEDED = 10_000
 
     def __init__(self, p: float = 0.5, seed: int | None = None) -> None:
         super().__init__()
         if not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
-        if seed is None:
-            Dropout._made += 1
-            seed = 10_000 + Dropout._made
-        self.p, self.seed, self.step = float(p), int(seed), 0
-        self.training = True
+        self.p, self.seed, self.step = float(p), None if seed is None else int(seed), 0
 
     def describe(self) -> str:
         return f"Dropout({self.p:g})"
 
+    def placed(self, t):
+        if self.seed is not None:
+            return self
+        twin = copy.copy(self)
+        twin.seed = self.UNSEEDED + t
+        return twin
+
+    def next_step(self, saved) -> None:
+        self.step += 1
+
     def _keep(self, x: np.ndarray) -> np.ndarray:
         if not self.training or self.p == 0:
             return np.ones_like(x)
-        draw = np.random.default_rng([self.seed, self.step, *x.shape]).random(x.shape)
+        seed = self.UNSEEDED if self.seed is None else self.seed
+        draw = np.random.default_rng([seed, self.step, *x.shape]).random(x.shape)
         return np.where(draw >= self.p, 1.0 / (1.0 - self.p), 0.0).astype(x.dtype)
 
     def forward(self, x):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import DtypeError, MsgpassError, ShapeError
 from ..partials import Dense, Full, LocalPartials
+from ..validate import positive_int
 from .base import Layer
 
 __all__ = ["Function", "JacobianCheck", "DerivativeWarning", "COMPLEX_STEP",
@@ -106,10 +107,9 @@ class Function(Layer):
         super().__init__()
         if not callable(f):
             raise TypeError(f"Function needs a callable f, got {f!r}")
-        for label, n in (("n_in", n_in), ("n_out", n_out)):
-            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-                raise ShapeError(f"Function {label} must be a positive integer, got {n!r}")
-        self.f, self.n_in, self.n_out = f, int(n_in), int(n_out)
+        self.n_in = positive_int(n_in, "Function n_in", ShapeError)
+        self.n_out = positive_int(n_out, "Function n_out", ShapeError)
+        self.f = f
         self.jacobian = jacobian
         self.fname = name or getattr(f, "__name__", "f")
         self.params = {k: np.array(v, dtype=np.float64) for k, v in (params or {}).items()}
@@ -117,6 +117,10 @@ class Function(Layer):
 
     def describe(self) -> str:
         return f"Function({self.fname}: {self.n_in}→{self.n_out})"
+
+    @property
+    def input_width(self):
+        return self.n_in
 
     def output_width(self, n_in):
         if n_in is not None and n_in != self.n_in:
@@ -272,6 +276,9 @@ class Function(Layer):
         return dx, dparams
 
     # -- checking a user's Jacobian --------------------------------------------------------
+    def user_jacobian_check(self, x):
+        return None if self.jacobian is None else self.check(x)
+
     def check(self, x) -> JacobianCheck:
         """Compare the user's ``jacobian`` with the complex-step one at x (B, n_in); every
         entry off by more than JACOBIAN_RTOL of the sample's largest entry is named."""

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import numbers
-from ..checks import as_array
 from ..errors import DtypeError, InputValueError, ShapeError
 from ..partials import Dense, LocalPartials
+from ..validate import as_array
 from .base import LossLayer
 from .softmax import log_softmax
 

@@ -6,13 +6,13 @@ message path only the layers' forward computation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..checks import as_batch
 from ..errors import StateError
 from ..layers.base import run_layer
+from ..validate import as_batch
 
 __all__ = ["backprop", "BackpropResult"]
 
@@ -30,11 +30,15 @@ class BackpropResult:
     dz : list of ndarray
         ``dz[t]`` = ∂L/∂z^t of shape (B, N_t), for t = 0..T−1 (``dz[0]`` is None when
         ``input_grad=False``).
+    saved : list
+        What each layer's forward returned (``saved[t-1]`` for layer t): a training step
+        whose gradients come from here passes it to ``net.next_step(saved)``.
     """
 
     loss: float
     grads: dict[str, np.ndarray]
     dz: list[np.ndarray]
+    saved: list = field(default_factory=list)
 
     def incoming(self, t: int) -> np.ndarray:
         """∂L/∂z^{t-1} (B, N_{t-1}), the quantity the message sum S^t must equal; t = 1..T."""
@@ -87,4 +91,4 @@ def backprop(net, x, target, *, input_grad: bool = True) -> BackpropResult:
         dz[t - 1] = dout
     ordered = {f"{t}.{name}": grads[f"{t}.{name}"]
                for t, layer in enumerate(layers, 1) for name in layer.params}
-    return BackpropResult(loss=loss, grads=ordered, dz=dz)
+    return BackpropResult(loss=loss, grads=ordered, dz=dz, saved=saved)

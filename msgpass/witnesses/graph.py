@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .. import numbers
 from ..errors import MsgpassError
+from ..validate import graph_seed
 from .numeric import _STENCIL, EPS_STEP, ROUNDOFF_FACTOR
 
 __all__ = ["graph_backprop", "graph_numeric", "GraphGradients", "SMOOTHNESS"]
@@ -40,14 +40,10 @@ class GraphGradients:
     roundoff: float = 0.0
 
 
-def _seed(seed, value):
-    if seed is None and value.dtype == object:   # 1 in the graph's arithmetic (int 1 / 2 is
-        return numbers.convert_like(value, np.ones(value.shape), "seed")   # a float)
-    if seed is None:
-        return np.ones_like(value)
-    if value.dtype == object:   # exact or mp graphs: the seed in their arithmetic
-        return numbers.convert_like(value, np.asarray(seed), "seed").reshape(value.shape)
-    return np.asarray(seed, float).reshape(value.shape)
+def _seed(graph, run, output: str, seed) -> np.ndarray:
+    """The seed as the message pass reads it (msgpass.validate.graph_seed, the one parser)."""
+    value = run.values[output]
+    return graph_seed(seed, value, output, graph.natural_shape(run.order, value, output))
 
 
 def graph_backprop(graph, output, seed=None) -> GraphGradients:
@@ -58,7 +54,7 @@ def graph_backprop(graph, output, seed=None) -> GraphGradients:
     exact = any(v.dtype == object for v in run.values.values())   # see graph_backward
     grad = {n: np.zeros(run.values[n].shape, dtype=object if exact else run.values[n].dtype)
             for n in run.order}
-    grad[name] = _seed(seed, run.values[name])
+    grad[name] = _seed(graph, run, name, seed)
     params: dict[str, np.ndarray] = {}
     for n in reversed(run.order):
         node = graph.nodes[n]
@@ -109,7 +105,7 @@ def graph_numeric(graph, output, seed=None, *, step: float = EPS_STEP) -> GraphG
     """
     name = getattr(output, "name", output)
     run = graph.evaluate(name)
-    weights = _seed(seed, run.values[name])
+    weights = _seed(graph, run, name, seed)
     base_branch = _branches(graph, run)
 
     def changed(evaluation) -> bool:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..checks import as_batch
 from ..layers.base import run_layer
+from ..validate import as_batch
 
 __all__ = ["numeric_gradients", "numeric_witness", "NumericResult", "EPS_STEP", "ROUNDOFF_FACTOR"]
 

@@ -58,10 +58,10 @@ def _structure(trace):
     for name in trace.order:
         node = trace.graph.nodes[name]
         for slot, source in enumerate(node.inputs):
-            layout = trace.partials[name].inputs[slot]
+            J = trace.partials[name].inputs[slot]
             batch = max(trace.values[name].shape[0], trace.seed.shape[0])
-            dense = np.broadcast_to(layout.dense(), (batch, layout.n_in, layout.n_out))
-            consumers[source].append((name, dense, layout.edges()))
+            dense = np.broadcast_to(J.dense(), (batch, J.n_in, J.n_out))
+            consumers[source].append((name, dense, J.edges()))
     return consumers
 
 

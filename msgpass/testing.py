@@ -1,4 +1,5 @@
-"""Seeded random networks and batches, for the CLI's default batch, tests and studies.
+"""Seeded random networks and batches, for the CLI's default batch, tests, benchmarks and
+studies (public: ``msgpass.testing``).
 
 A random network is drawn as a spec string (msgpass.spec) and built from it, so any network a
 test or study finds can be rebuilt with ``build_network(spec, seed)`` or checked with

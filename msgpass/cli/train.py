@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import optim
-from .data import Dataset, Standardizer, load_digits, load_mnist, split
-from .errors import DataError
-from .spec import build_network
-from .train import BACKWARDS, evaluate, load_checkpoint, train
+from ..errors import DataError
+from ..spec import build_network
+from ..train import BACKWARDS, evaluate, load_checkpoint, optim, train
+from ..train.data import Dataset, Standardizer, load_digits, load_mnist, split
 
 DEFAULTS = {   # per data set: a network and recipe that learn it well
     "digits": {"arch": "64-64-relu-10-sce", "optimizer": "adam", "lr": 1e-3, "epochs": 15,
@@ -167,8 +166,8 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "history.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
     if history.rows:
-        from .draw.curves import draw_curves
-        from .draw.style import save
+        from ..draw.curves import draw_curves
+        from ..draw.style import save
         save(draw_curves(history, f"{arch} on {args.data}"), out / "curves.png")
     if history.interrupted:
         print(f"interrupted: the checkpoint of the last finished epoch is in "

@@ -5,8 +5,8 @@ The relative error of an entry is
     |a − b| / max(|a|, |b|, floor · M, atol / rtol),
 
 and an entry passes when that is at most ``rtol``: the reported maximum relative error and the
-verdict always agree. ``M`` is the entry's *path magnitude* (msgpass.verify.path_magnitudes):
-the same sum with every local partial replaced by the size of its terms, i.e. what the entry
+verdict always agree. ``M`` is the entry's *path magnitude* (msgpass.verify.roundoff): the
+same sum with every local partial replaced by the size of its terms, i.e. what the entry
 would be if nothing cancelled. Round-off in either summation order is a few u·M, so an entry
 far below its own M is "near zero": it is the result of cancellation, and its relative error
 says nothing about correctness. (Where no M is given, the largest magnitude in the arrays
@@ -32,7 +32,8 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["Tolerance", "Comparison", "compare", "tolerances_for"]
+__all__ = ["Tolerance", "Comparison", "compare", "compare_numbers", "tolerances_for",
+           "Arithmetic", "arithmetic_of"]
 
 
 @dataclass(frozen=True)
@@ -191,3 +192,57 @@ def compare(a, b, tol: Tolerance, include: np.ndarray | None = None,
     worst = tuple(int(i) for i in np.argwhere(mask)[k])
     return Comparison(float(diff.max()), float(rel[k]), ok, int(mask.sum()), excluded,
                       inconclusive, worst)
+
+
+class Arithmetic:
+    """How verify compares the message side with a witness in one kind of numbers: its
+    tolerances (one per role: "recursion", "backprop", "numeric") and its comparison. One
+    induction walk serves every kind; only this strategy differs.
+
+    Attributes
+    ----------
+    name : str
+        "float64", "float32", "exact" or "mp:D", as the report prints it.
+    floating : bool
+        Floating point: the numerical witness can run.
+    uses_magnitudes : bool
+        Errors are judged against path magnitudes (verify.roundoff); not needed when exact.
+    notes : list of str
+        What the report says about this arithmetic.
+    """
+
+    floating = True
+    uses_magnitudes = True
+    notes: list[str] = []
+
+    def __init__(self, name: str, tolerances: dict[str, Tolerance]) -> None:
+        self.name, self.tolerances = name, tolerances
+
+    def compare(self, a, b, tol: Tolerance, include=None, magnitude=None) -> Comparison:
+        return compare(a, b, tol, include=include, magnitude=magnitude)
+
+
+class NumberArithmetic(Arithmetic):
+    """Exact Fractions (every claim ``==``) or mpmath numbers (relative to the largest
+    entry, or to the largest path magnitude), compared in their own arithmetic."""
+
+    floating = False
+
+    def __init__(self, numbers) -> None:
+        super().__init__(numbers.name, tolerances_for(None, numbers))
+        self.uses_magnitudes = not numbers.exact
+        self.notes = [
+            "exact: Fractions throughout, every claim compared with == (max abs must be 0)"
+            if numbers.exact else
+            f"{numbers.name}: mpmath at {numbers.digits} significant digits; errors relative "
+            f"to the largest entry"]
+
+    def compare(self, a, b, tol, include=None, magnitude=None):
+        return compare_numbers(a, np.asarray(b, dtype=object), tol, magnitude)
+
+
+def arithmetic_of(dtype, numbers=None) -> Arithmetic:
+    """The comparison strategy for messages computed in ``dtype`` or in a number mode."""
+    if numbers is not None:
+        return NumberArithmetic(numbers)
+    return Arithmetic(str(np.dtype(dtype)), tolerances_for(dtype))

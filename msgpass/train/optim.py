@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .errors import StateError
+from ..errors import StateError
 
 __all__ = ["Optimizer", "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "AdaDelta", "Adam",
            "StepLR", "ExponentialLR", "CosineLR", "OPTIMIZERS"]

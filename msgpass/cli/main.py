@@ -13,12 +13,14 @@ import sys
 
 import numpy as np
 
-from . import __version__
-from .demos import DEMOS, show
-from .errors import MsgpassError
-from .sampling import random_batch
-from .spec import DEFAULT_SPEC, build_network, message_count
-from .verify import DEFAULT_NUMERIC_ENTRIES, verify
+from .. import __version__
+from ..demos import DEMOS, show
+from ..errors import MsgpassError
+from ..numbers import arithmetic
+from ..spec import DEFAULT_SPEC, build_network, message_count
+from ..testing import random_batch
+from ..verify import DEFAULT_NUMERIC_ENTRIES, verify
+from . import train as train_command
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -69,8 +71,7 @@ def make_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-numeric", action="store_true",
                    help="skip the numerical witness (checks against backprop only)")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
-    from .cli_train import add_parser as add_train_parser
-    add_train_parser(sub)
+    train_command.add_parser(sub)
     d = sub.add_parser("demo", help="print a textbook example's values and every message",
                        description="Worked examples: " + ", ".join(DEMOS) + ".")
     d.add_argument("name", nargs="?", help="which demo; leave out to list them")
@@ -83,7 +84,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def run_figures(args) -> int:
-    from .figures import make_figures  # matplotlib is imported only for this command
+    from ..draw.gallery import make_figures  # matplotlib is imported only for this command
     for path in make_figures(args.out):
         print(path)
     return 0
@@ -114,7 +115,12 @@ def _physical_memory() -> int:
 
 
 def _arithmetic(text: str) -> str:
+    # the names the CLI offers, then the library's one parser (mp:D's digits among them)
     if text in ("float64", "float32", "exact") or (text.startswith("mp:") and text[3:].isdigit()):
+        try:
+            arithmetic(text)
+        except MsgpassError as err:
+            raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
         return text
     raise argparse.ArgumentTypeError(f"{text!r}: use float64, float32, exact or mp:D (e.g. mp:50)")
 
@@ -150,9 +156,8 @@ def main(argv: list[str] | None = None) -> int:
               "msgpass --help)",
               file=sys.stderr)
         return 2
-    from .cli_train import run as run_train
     commands = {"verify": run_verify, "demo": run_demo, "figures": run_figures,
-                "train": run_train}
+                "train": train_command.run}
     try:
         return commands[args.command](args)
     except MsgpassError as err:

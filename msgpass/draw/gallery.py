@@ -1,4 +1,5 @@
-"""Every figure in figures/, made the same way each time (``msgpass figures [--out DIR]``).
+"""The gallery: every figure in figures/, made the same way each time (``msgpass figures
+[--out DIR]``).
 
 Fixed networks, fixed seeds, the object API on the Agg canvas (no display), and PNGs saved
 without version or date metadata, so a rerun writes the same bytes.
@@ -10,20 +11,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .demos import DEMOS
-from .draw import (
-    animate_backward,
-    draw_graph,
-    draw_message_panels,
-    draw_network,
-    draw_verification,
-    save,
-)
-from .sampling import random_batch
-from .spec import build_network
-from .verify import verify
+from ..demos import DEMOS
+from ..spec import build_network
+from ..testing import random_batch
+from ..verify import verify
+from .animation import animate_backward
+from .graph import draw_graph
+from .network import draw_network
+from .panels import draw_message_panels
+from .style import save
+from .verification import draw_verification
 
-__all__ = ["make_figures", "rendering_stack", "arithmetic_fingerprint", "ROUNDOFF_FIGURES", "FIGURE_SPEC", "WIDE_SPEC"]
+__all__ = ["make_figures", "rendering_stack", "arithmetic_fingerprint", "ROUNDOFF_FIGURES",
+           "FIGURE_SPEC", "WIDE_SPEC"]
 
 FIGURE_SPEC = "4-6-relu-5-tanh-3-sce"   # small enough to read every edge and node sum
 WIDE_SPEC = "64-48-relu-10-sce"         # wide: only the strongest edges are drawn

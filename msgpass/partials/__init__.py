@@ -1,0 +1,66 @@
+"""Structured local partials (DESIGN.md §2): one class per kind, each owning its behaviour.
+
+A layer's forward pass returns its local partial derivatives as data of one named kind:
+input partials ``J^t[n, n'] = ∂_n g^t_{n'}`` (an ``InputPartials``) and, per parameter,
+parameter partials ``K^t[i, n'] = ∂g^t_{n'}/∂θ^t_i`` (a ``ParamPartials``).
+
+=========  ==========================  ======================  ===============================
+kind       example layers              block stored as         dense view
+=========  ==========================  ======================  ===============================
+shared     Affine (J = W)              (B, N_{t-1}, N_t)       W broadcast over the batch
+diagonal   ReLU, Sigmoid, Tanh,        (B, N): the edges n←n   zero off the diagonal
+           Dropout, BatchNorm (eval)
+dense      Softmax, LogSoftmax,        (B, N_{t-1}, N_t)       itself
+           the losses, Function
+coupled    BatchNorm (training)        (N, B, B): nodes are    itself; cut by features,
+                                       (sample, feature)       never by samples
+=========  ==========================  ======================  ===============================
+
+The kind interface
+------------------
+Everything that differs between kinds is a method of the kind, so the message pass
+(msgpass.messages, msgpass.streaming), the dask backend, verify, statistics, labelled traces
+and drawing never ask which kind they hold. A new kind is one class in one file here:
+
+=================================  ===========================================================
+``send(incoming, piece, out)``     δ for a piece: J's entries on its edges times S^{t+1}, the
+                                   sums that arrived at the senders
+``receive(messages, out)``         each receiver's Σ over the piece's edges (a plain sum, the
+                                   diagonal's copy, the coupled sum over samples)
+``dense()``                        J as a dense array (B, N_{t-1}, N_t), built by its own code
+``dense_messages(block)``          a stored block in that dense layout
+``dense_send``, ``dense_receive``  J·S and Σ_{n'} in the dense layout: verify's recursion check
+``magnitude()``, ``magnitudes(M)`` |terms| of J, and Σ |J|·M: the scale of round-off
+``edges()``, ``message_count(B)``  which (n, n') are edges; how many messages a block holds
+``block_shape(B)``, ``block_dims``  the stored block's shape and axis names (labelled traces)
+``edge_shape``                     the shape of per-edge statistics
+``pieces(rows, bytes)``,           how a block is cut under a byte budget, where a piece sits
+``piece_index``, ``piece_shape``,  in the block, and the bytes of the smallest piece
+``smallest_piece_bytes(B)``
+``samples_independent``            whether the block has a sample axis that can be cut, kept
+                                   and summarised sample by sample
+``storage``, ``expand_stored``     how a block is laid out in a trace store, and expanded
+=================================  ===========================================================
+
+The base class gives the defaults of a block ``(B, N_{t-1}, ...)``: sample axis first,
+receivers second, summed over its last axis. A kind implements ``n_in``, ``n_out``,
+``dtype``, ``send``, ``dense`` and ``edges``, and overrides what its layout changes
+(``tests/test_partials.py`` defines a toy kind in the test file and runs it through the message
+pass, verify and statistics).
+
+Where DESIGN.md §5 names the dense view ``dense(messages)``, the code keeps two names:
+``dense()`` is J's dense view and ``dense_messages(block)`` the messages', since both are used
+and they are different quantities.
+"""
+
+from .base import STORAGES, InputPartials, LocalPartials, ParamPartials, Piece
+from .coupled import Coupled
+from .dense import Dense
+from .diagonal import Diagonal
+from .params import Elementwise, Full, Outer
+from .shared import Shared
+
+__all__ = [
+    "InputPartials", "Shared", "Diagonal", "Dense", "Coupled", "ParamPartials", "Outer",
+    "Elementwise", "Full", "LocalPartials", "Piece", "STORAGES",
+]

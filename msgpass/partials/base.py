@@ -1,0 +1,230 @@
+"""The interface every kind of local partials implements, and the records around it.
+
+``InputPartials`` is J^t, one class per structured kind (msgpass.partials explains the
+interface); ``ParamPartials`` is K^t; ``LocalPartials`` is what one layer's forward pass leaves
+for the message pass: its J^t and a K^t per parameter. A ``Piece`` names the part of a message
+block that is sent at once: some samples, and a band of the receiving nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = ["Piece", "InputPartials", "ParamPartials", "LocalPartials", "STORAGES"]
+
+
+class Piece(NamedTuple):
+    """A part of a message block: the samples ``rows`` of the batch and the receiving nodes
+    ``receivers`` of layer t−1 (features, for a kind whose nodes are (sample, feature) pairs)."""
+
+    rows: slice
+    receivers: slice
+
+    def shifted(self, offset: int) -> Piece:
+        """The same piece with its rows counted from ``-offset`` (rows of a chunk of the batch
+        that starts at sample ``-offset``)."""
+        return Piece(slice(self.rows.start + offset, self.rows.stop + offset), self.receivers)
+
+
+def _length(part: slice) -> int:
+    return part.stop - part.start
+
+
+# How a stored block is expanded to its dense (..., N_{t-1}, N_t) form, by the kind's storage
+# name: what a loaded trace store needs, with no InputPartials at hand. Kinds register here.
+STORAGES: dict = {}
+
+
+class InputPartials:
+    """J^t, structured: the base of every kind (see msgpass.partials for the interface).
+
+    A kind sets ``kind`` (its name in reports) and implements ``n_in``, ``n_out``, ``dtype``,
+    ``send``, ``dense`` and ``edges``; the defaults below describe a kind whose block has
+    a sample axis first and the receivers second, ``(B, N_{t-1}, ...)``, summed over its
+    last axis. A kind whose messages are laid out otherwise overrides what differs.
+
+    Attributes
+    ----------
+    n_in, n_out : int
+        N_{t-1} and N_t, the widths of the layer's input and output.
+    samples_independent : bool
+        True when each sample's messages depend only on that sample: the block's first axis
+        is the sample, and it can be cut, kept, chunked and summarised sample by sample.
+        False for a kind whose nodes are (sample, feature) pairs (BatchNorm in training).
+    storage : str
+        How a stored block is laid out in a trace store ("dense": as the dense view).
+    block_dims : tuple of str
+        Names of the stored block's axes after the sample axis, for labelled traces.
+    """
+
+    kind: str = ""
+    samples_independent: bool = True
+    storage: str = "dense"
+    block_dims: tuple[str, ...] = ("src", "dst")
+    n_in: int
+    n_out: int
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        STORAGES.setdefault(cls.storage, cls.expand_stored)
+
+    @property
+    def dtype(self) -> np.dtype:
+        raise NotImplementedError
+
+    # -- the message block and its pieces --------------------------------------------------
+    def block_shape(self, batch: int) -> tuple[int, ...]:
+        """Shape of the stored message block of ``batch`` samples."""
+        return (batch, self.n_in, self.n_out)
+
+    @property
+    def edge_shape(self) -> tuple[int, ...]:
+        """Shape of per-edge statistics: the block of one sample, without its sample axis."""
+        return self.block_shape(1)[1:]
+
+    def smallest_piece_bytes(self, batch: int) -> int:
+        """Bytes of the smallest piece the block can be cut into: one receiver of one sample."""
+        return int(np.prod(self.block_shape(1)[2:], dtype=np.int64)) * np.dtype(
+            self.dtype).itemsize
+
+    def pieces(self, rows: slice, piece_bytes: int) -> Iterator[Piece]:
+        """Pieces of at most ``piece_bytes`` (or one smallest piece) covering the block of the
+        samples ``rows``, largest first: whole samples while one sample fits, else one sample
+        a band of receivers at a time, band by band, so that a band's partials (and per-edge
+        statistics) stay in cache across the samples."""
+        per_receiver = self.smallest_piece_bytes(_length(rows))
+        per_sample = self.n_in * per_receiver
+        everyone = slice(0, self.n_in)
+        if per_sample <= piece_bytes:
+            step = min(_length(rows), piece_bytes // per_sample)
+            for start in range(rows.start, rows.stop, step):
+                yield Piece(slice(start, min(start + step, rows.stop)), everyone)
+            return
+        band = max(1, piece_bytes // per_receiver)
+        for start in range(0, self.n_in, band):
+            for sample in range(rows.start, rows.stop):
+                yield Piece(slice(sample, sample + 1), slice(start, min(start + band, self.n_in)))
+
+    def whole(self, batch: int) -> Piece:
+        """The piece that is the whole block of ``batch`` samples."""
+        return Piece(slice(0, batch), slice(0, self.n_in))
+
+    def piece_index(self, piece: Piece) -> tuple[slice, ...]:
+        """Where ``piece`` sits in the block (rows counted from the block's first sample)."""
+        return piece.rows, piece.receivers
+
+    def piece_shape(self, piece: Piece) -> tuple[int, ...]:
+        """Shape of the messages of ``piece``: the block indexed by ``piece_index``."""
+        return (_length(piece.rows), _length(piece.receivers)) + self.block_shape(1)[2:]
+
+    # -- the recursion ---------------------------------------------------------------------
+    def send(self, incoming: np.ndarray, piece: Piece, out: np.ndarray | None = None
+             ) -> np.ndarray:
+        """The messages of ``piece``: ``δ^t_{n←n'} = J^t[n, n'] · S^{t+1}_{n'}`` on its edges.
+
+        Parameters
+        ----------
+        incoming : ndarray, shape (B, N_t)
+            S^{t+1}, what has arrived at the layer's output nodes, for the whole batch (the
+            piece says which rows to read).
+        piece : Piece
+        out : ndarray of shape ``piece_shape(piece)``, optional
+            Where to write the messages.
+        """
+        raise NotImplementedError
+
+    def receive(self, messages: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """What the piece's receivers sum: ``S^t_n = Σ_{n'} δ^t_{n←n'}`` over the piece's
+        edges, shape (rows, receivers) of the piece, written into ``out`` if given."""
+        if out is None:
+            return messages.sum(axis=2)
+        return np.add.reduce(messages, axis=2, out=out)
+
+    # -- dense views, by code separate from send and receive ------------------------------
+    def dense(self) -> np.ndarray:
+        """The dense local partials J^t, shape (B, N_{t-1}, N_t) (or (1, ...) when shared by
+        every sample)."""
+        raise NotImplementedError
+
+    def dense_messages(self, block: np.ndarray) -> np.ndarray:
+        """A stored message block as the dense view's layout (B, N_{t-1}, N_t)."""
+        return self.expand_stored(block)
+
+    @staticmethod
+    def expand_stored(block):
+        """A stored block of this kind's ``storage`` in its dense layout (any leading axes;
+        numpy or dask arrays): the identity for a block stored densely."""
+        return block
+
+    def times_senders(self, dense: np.ndarray, incoming: np.ndarray) -> np.ndarray:
+        """An array in the dense layout (``dense()``'s) with each sender n' scaled by
+        ``incoming[:, n']``, S^{t+1} (B, N_t)."""
+        return dense * incoming[:, None, :]
+
+    def dense_send(self, incoming: np.ndarray) -> np.ndarray:
+        """``J^t · S^{t+1}`` in the dense layout, from ``dense()``: what the stored messages
+        must equal (verify's recursion check)."""
+        return self.times_senders(self.dense(), incoming)
+
+    def dense_receive(self, dense_messages: np.ndarray) -> np.ndarray:
+        """The sums (B, N_{t-1}) of messages in the dense layout."""
+        return dense_messages.sum(axis=2)
+
+    def magnitude(self) -> np.ndarray:
+        """Dense sizes of the terms each partial is formed from, shaped like ``dense()``: the
+        scale of its round-off. It is |J| unless an entry is a difference of larger terms
+        (Softmax's y_n'(δ − y_n) is formed from y_n'(δ + y_n))."""
+        return np.abs(self.dense())
+
+    def magnitudes(self, incoming: np.ndarray) -> np.ndarray:
+        """``M^t_n = Σ_{n'} |J^t[n, n']| · M^{t+1}_{n'}`` (B, N_{t-1}) for path magnitudes
+        ``incoming`` = M^{t+1} (B, N_t): the sums if nothing cancelled (verify's round-off)."""
+        return self.dense_receive(self.times_senders(self.magnitude(), incoming))
+
+    def edges(self) -> np.ndarray:
+        """Boolean (N_{t-1}, N_t): which (n, n') pairs are edges of the graph."""
+        raise NotImplementedError
+
+    def message_count(self, batch: int) -> int:
+        """How many messages a block of ``batch`` samples holds (one per edge and sample)."""
+        return int(self.edges().sum()) * batch
+
+
+class ParamPartials:
+    """Base of the parameter-partial kinds ``K[i, n'] = ∂g_{n'}/∂θ_i``."""
+
+    kind: str = ""
+
+    def gradient(self, incoming: np.ndarray) -> np.ndarray:
+        """``∂L/∂θ_i = Σ_b Σ_{n'} K_b[i, n'] · S_b[n']``, shaped like the parameter, for
+        ``incoming`` = S^{t+1} (B, N_t)."""
+        raise NotImplementedError
+
+    def per_sample(self, incoming: np.ndarray, samples: np.ndarray | None = None) -> np.ndarray:
+        """The same without the sum over samples: shape (B, *parameter shape), or only the
+        rows of ``samples`` (batch indices) when given."""
+        raise NotImplementedError
+
+    def absolute(self) -> ParamPartials:
+        """The same kind with |K| in place of K (for round-off magnitudes)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class LocalPartials:
+    """What one layer's forward pass leaves for the message pass.
+
+    Attributes
+    ----------
+    inputs : InputPartials
+        ``J^t``, structured.
+    params : dict of str to ParamPartials
+        ``K^t`` for each named parameter of the layer (empty for parameterless layers).
+    """
+
+    inputs: InputPartials
+    params: dict[str, ParamPartials] = field(default_factory=dict)

@@ -1,0 +1,175 @@
+"""Traces as labelled arrays (xarray).
+
+One Dataset holds a whole trace. xarray gives a dimension one size per Dataset, so each layer
+t has its own node dimensions ``src{t}`` (its N_{t-1} receiving nodes, layer t−1) and
+``dst{t}`` (its N_t sending nodes); ``sample`` is shared. Variables:
+
+* ``message{t}`` (sample, src{t}, dst{t}): every kept message δ^t_{n←n'}; for an elementwise
+  layer only its diagonal, (sample, node{t}) (node n sends only to node n, so src and dst
+  are one dimension there), with ``attrs["stored"] == "diagonal"``
+  (``dense(ds, t)`` or ``ds.msgpass.dense(t)`` expands it);
+* ``incoming{t}`` (sample, src{t}): the node sums S^t, for t = 1..T;
+* ``value0`` (sample, src1) and ``value{t}`` (sample, dst{t}): the forward values;
+* ``grad{t}_{name}``: the parameter gradients ("W": (src{t}, dst{t}), "b": (dst{t},));
+* ``loss``: the batch-mean loss L;
+* with ``keep_samples``, the kept blocks' rows are the dimension ``kept`` (its coordinate
+  the batch indices of the kept samples) instead of ``sample``;
+* with ``per_sample=True``: ``param_message{t}_{name}`` (sample or kept, then the
+  parameter's dims), each sample's message to each parameter;
+* with statistics (``backward(stats=...)``): ``mean{t}`` and ``absmax{t}`` per edge, with the
+  dims of the layer's messages less ``sample``, and ``histogram{t}`` (exponent): how many
+  messages have 2^e ≤ |δ| < 2^(e+1), the lowest bin holding those below the smallest normal.
+
+Attributes name each layer (``label{t}``) and its kind of local partials (``kind{t}``).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..partials import STORAGES
+from .optional import require
+
+__all__ = ["to_xarray", "dense", "block_dims", "register_accessor"]
+
+
+def to_xarray(trace):
+    """The trace as an ``xarray.Dataset`` (see the module docstring)."""
+    xr = require("xarray")
+    register_accessor()
+    if trace.values[0].dtype == object:
+        warnings.warn("an exact or mp trace is labelled and stored as float64: the numbers are "
+                      "rounded (keep the trace itself for exact comparisons)",
+                      stacklevel=_outside_msgpass())
+    trace = trace.as_floats()
+    T, batch = trace.T, trace.batch
+    data, coords = {}, {"sample": np.arange(batch)}
+    for t in range(1, T + 1):
+        J = trace.partials[t - 1].inputs
+        coords[f"src{t}"] = np.arange(J.n_in)
+        coords[f"dst{t}"] = np.arange(J.n_out)
+        data[f"incoming{t}"] = (("sample", f"src{t}"), trace.incoming(t))
+        data[f"value{t}"] = (("sample", f"dst{t}"), trace.value(t))
+        if t in trace.blocks:
+            block = trace.blocks[t]
+            if not J.samples_independent:
+                raise DataError(f"layer {t} ({trace.labels[t - 1]}) couples the samples; its "
+                                f"{block.values.shape} block has no per-sample form to save yet")
+            rows = _rows(block.samples, coords)      # "sample", or "kept" for keep_samples
+            data[f"message{t}"] = ((rows,) + block_dims(J, t, coords), block.values,
+                                   {"stored": J.storage})
+    data["value0"] = (("sample", "src1"), trace.value(0))
+    for t, stats in trace.stats.items():
+        edges = block_dims(trace.partials[t - 1].inputs, t, coords)
+        if stats.total is not None:
+            data[f"mean{t}"] = (edges, stats.mean, {"samples": stats.samples})
+        if stats.absmax is not None:
+            data[f"absmax{t}"] = (edges, stats.absmax, {"samples": stats.samples})
+        if stats.counts is not None:
+            coords["exponent"] = np.arange(stats.counts.size) - stats.bias
+            data[f"histogram{t}"] = (("exponent",), stats.counts, {
+                "samples": stats.samples,
+                "bins": "count of messages with 2**e <= |message| < 2**(e+1); the lowest bin "
+                        "counts every message below the smallest normal number (zeros)"})
+    for key, grad in trace.grads.items():
+        t, name = key.split(".", 1)
+        J = trace.partials[int(t) - 1].inputs
+        if grad.shape == (J.n_in, J.n_out):        # a weight matrix
+            dims = (f"src{t}", f"dst{t}")
+        elif grad.shape == (J.n_out,):             # a bias
+            dims = (f"dst{t}",)
+        else:                # any other shape (a Function's own parameters): its own dims
+            dims = tuple(f"grad{t}_{name}_{axis}" for axis in range(grad.ndim))
+        data[f"grad{t}_{name}"] = (dims, np.asarray(grad))
+        if key in trace.param_messages:   # backward(per_sample=True): each sample's share
+            messages = trace.param_messages[key]
+            data[f"param_message{t}_{name}"] = ((_param_rows(trace, coords),) + dims,
+                                                messages)
+    # the loss as a variable, not an attribute: appended by step, each step keeps its own
+    data["loss"] = ((), float(trace.loss))
+    attrs = {"T": T, "batch": batch,
+             **{f"label{t}": trace.labels[t - 1] for t in range(1, T + 1)},
+             **{f"kind{t}": trace.partials[t - 1].inputs.kind for t in range(1, T + 1)}}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _outside_msgpass() -> int:
+    """The stacklevel of the first caller outside msgpass, so a warning names user code."""
+    package = str(Path(__file__).resolve().parents[1])   # msgpass/
+    frame, level = sys._getframe(1), 1
+    while frame is not None and str(Path(frame.f_code.co_filename).resolve()).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _rows(samples, coords) -> str:
+    """The row dimension of a block: "sample", or "kept" (its coordinate the batch indices)
+    when only some samples were kept (every kept block of a pass keeps the same ones)."""
+    if samples is None:
+        return "sample"
+    coords["kept"] = np.asarray(samples)
+    return "kept"
+
+
+def _param_rows(trace, coords) -> str:
+    """The row dimension of per-sample parameter messages: like the kept blocks', "kept"
+    with keep_samples, else "sample"."""
+    return _rows(trace.kept_samples, coords)
+
+
+def block_dims(J, t: int, coords: dict) -> tuple[str, ...]:
+    """The dimensions of layer t's stored block after its rows (src{t}, dst{t}, or node{t}
+    for a diagonal block: the kind's ``block_dims`` numbered by t), with their coordinates."""
+    dims = tuple(f"{name}{t}" for name in J.block_dims)
+    for dim, size in zip(dims, J.block_shape(1)[1:], strict=True):
+        coords.setdefault(dim, np.arange(size))
+    return dims
+
+
+def dense(ds, t: int):
+    """Layer t's message block of a Dataset as the full (sample, src{t}, dst{t}) DataArray
+    (with ``step`` first for a store of appended traces). A block stored in another layout
+    (``attrs["stored"]``: a diagonal one) is expanded by its kind (msgpass.partials.STORAGES),
+    with exact zeros off the diagonal: lazily, chunk by chunk, when the Dataset is lazy (a
+    loaded store), at once when it is in memory."""
+    xr = require("xarray")
+    name = f"message{t}"
+    if name not in ds:
+        raise DataError(f"the dataset holds no messages of layer {t} (kept: "
+                        f"{sorted(int(v[7:]) for v in ds.data_vars if v.startswith('message'))})")
+    var = ds[name]
+    if var.dims[-2:] == (f"src{t}", f"dst{t}"):
+        return var
+    expand = STORAGES[var.attrs.get("stored", "dense")]
+    full = expand(var.data if var.chunks is not None else np.asarray(var.values))
+    outer = var.dims[:-1]
+    size = var.shape[-1]
+    coords = {dim: ds[dim] for dim in outer if dim in ds.coords}
+    coords |= {f"src{t}": np.arange(size), f"dst{t}": np.arange(size)}
+    return xr.DataArray(full, dims=outer + (f"src{t}", f"dst{t}"), coords=coords,
+                        attrs={"stored": "dense"})
+
+
+def register_accessor() -> None:
+    """``ds.msgpass`` on xarray Datasets (once, when msgpass first makes or loads one: xarray
+    is not imported before it is needed)."""
+    xr = require("xarray")
+    if hasattr(xr.Dataset, "msgpass"):
+        return
+
+    @xr.register_dataset_accessor("msgpass")
+    class MsgpassAccessor:
+        """``ds.msgpass``: msgpass's view of a trace Dataset."""
+
+        def __init__(self, ds):
+            self._ds = ds
+
+        def dense(self, t: int):
+            """Layer t's messages as (sample, src{t}, dst{t}), diagonal blocks expanded
+            (lazily for a loaded store); see msgpass.scale.dense."""
+            return dense(self._ds, t)

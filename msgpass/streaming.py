@@ -1,0 +1,256 @@
+"""How a layer's messages are cut and sent: pieces under a byte budget, which blocks and which
+samples are kept, statistics folded in as the pieces go by.
+
+The recursion (msgpass.messages) asks for one layer at a time: send δ^t = J^t · S^{t+1} and
+let the receivers sum, S^t = Σ_{n'} δ^t. ``send_layer`` does that a piece at a time: each
+piece of messages is written, summed by its receivers while it is still in cache, folded into
+the statistics, and then either stored (a kept block) or overwritten by the next piece. The
+messages in flight never exceed the byte budget, whatever the batch. How a block is cut is
+the kind's own business (``InputPartials.pieces``); this module only chooses the piece size.
+
+``Sender`` is the in-memory backend's sender: the options of ``backward`` checked once,
+before any work, and what the pass keeps. The dask backend (msgpass.scale) calls
+``send_layer`` for each chunk of samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+from .errors import InputValueError, NonFiniteError
+from .messages import MessageBlock
+from .partials import InputPartials, LocalPartials, ParamPartials
+from .stats import MessageStats, statistics_wanted
+from .validate import first_nonfinite, positive_int
+
+__all__ = ["Sender", "send_layer", "piece_bytes", "wanted_layers", "kept_samples",
+           "check_memory_options", "check_statistics", "check_gradient", "check_sums",
+           "DEFAULT_BUDGET_BYTES", "DEFAULT_CHUNK_BYTES", "STATS_CHUNK_BYTES"]
+
+# The working memory of one chunk of the backward is bounded by a byte budget (the user's
+# option, ``budget_bytes``); within it, messages are written and summed a smaller piece at a
+# time, so that each piece is still in cache when it is summed. 4 MiB measured best
+# (python benchmarks/bench_messages.py --sweep-chunks: 1.39x the write floor against 1.45x at
+# 1 MiB and 1.54x unchunked, for 784-100-10 at B = 100); each piece is one vectorised operation.
+DEFAULT_BUDGET_BYTES = 64 << 20
+DEFAULT_CHUNK_BYTES = 1 << 22
+# Gathering statistics reads each piece three more times and keeps per-edge running values
+# beside it, so smaller pieces stay in cache: 1 MiB measured best (python
+# benchmarks/bench_scale.py --sweep-chunks: all three statistics cost 4.6x the sums-only pass
+# at 1 MiB, 7.7x at 4 MiB, 5.2x at 256 KiB, for 2048-2048-relu-10-sce at B = 32).
+STATS_CHUNK_BYTES = 1 << 20
+
+
+def _label(labels: Sequence[str] | None, t: int) -> str:
+    return labels[t - 1] if labels else f"layer {t}"
+
+
+# -- options, checked before any work ----------------------------------------------------
+
+def wanted_layers(keep, T: int) -> set[int]:
+    """The layers whose blocks ``keep`` ("all", "sums" or a list of indices) asks to keep."""
+    if isinstance(keep, str) and keep in ("all", "sums"):
+        return set(range(1, T + 1)) if keep == "all" else set()
+    if isinstance(keep, (str, bytes)) or not isinstance(keep, Iterable) or not all(
+            isinstance(t, (int, np.integer)) and not isinstance(t, bool) for t in keep):
+        raise ValueError(f"keep must be 'all', 'sums' or a list of layer indices, got {keep!r}")
+    wanted = {int(t) for t in keep}
+    outside = sorted(t for t in wanted if not 1 <= t <= T)
+    if outside:
+        raise ValueError(f"keep names layers {outside}, but the layers are 1..{T}")
+    return wanted
+
+
+def kept_samples(samples, batch: int) -> np.ndarray | None:
+    """``keep_samples`` as sorted unique batch indices (None keeps every sample)."""
+    if samples is None:
+        return None
+    try:
+        chosen = np.asarray(list(samples))
+    except TypeError:
+        raise ValueError(f"keep_samples must be a list of sample indices, got {samples!r}") \
+            from None
+    if chosen.ndim != 1 or chosen.size == 0 or not np.issubdtype(chosen.dtype, np.integer):
+        raise ValueError(f"keep_samples must be a non-empty list of sample indices, got "
+                         f"{samples!r}")
+    outside = sorted({int(b) for b in chosen if not 0 <= b < batch})
+    if outside:
+        raise ValueError(f"keep_samples names samples {outside}, but the batch has samples "
+                         f"0..{batch - 1}")
+    return np.unique(chosen)
+
+
+def check_memory_options(partials: Sequence[LocalPartials], batch: int, budget_bytes,
+                         chunk_bytes, labels) -> None:
+    """Refuse unusable byte options before any work (not at layer t of a long pass)."""
+    for name, value in (("budget_bytes", budget_bytes), ("chunk_bytes", chunk_bytes)):
+        positive_int(value, name, noun="number of bytes")
+    for t, local in enumerate(partials, 1):
+        J = local.inputs
+        smallest = J.smallest_piece_bytes(batch)
+        if smallest > budget_bytes:
+            itemsize = np.dtype(J.dtype).itemsize
+            raise ValueError(
+                f"layer {t} ({_label(labels, t)}): budget_bytes={budget_bytes:,} cannot hold "
+                f"one receiver's {smallest // itemsize:,} messages ({smallest:,} bytes)")
+
+
+def check_statistics(partials: Sequence[LocalPartials], stats, labels) -> tuple[str, ...]:
+    """The statistics asked for (() for none), after refusing layers that have none."""
+    names = statistics_wanted(stats)
+    for t, local in enumerate(partials, 1):
+        if names and not local.inputs.samples_independent:
+            raise InputValueError(f"layer {t} ({_label(labels, t)}) couples the samples: message "
+                                  f"statistics are per edge over independent samples; gather "
+                                  f"them in eval mode or keep that layer's block instead")
+        if names and np.dtype(local.inputs.dtype).kind != "f":
+            raise ValueError(f"layer {t} ({_label(labels, t)}): message statistics need float "
+                             f"messages, these are {np.dtype(local.inputs.dtype)}; keep the "
+                             f"messages of an exact or mp network instead")
+    return names
+
+
+def check_gradient(t: int, label: str, name: str, grad: np.ndarray) -> None:
+    """Refuse a non-finite parameter gradient, naming the layer, parameter and entry."""
+    where = first_nonfinite(grad)
+    if where is not None:
+        raise NonFiniteError(f"layer {t} ({label}): the gradient of parameter {name} is "
+                             f"{grad[where]} at index {where}")
+
+
+def check_sums(t: int, label: str, incoming: np.ndarray) -> None:
+    """Refuse non-finite messages, seen in the sums they make (a NaN message makes its
+    receiver's sum NaN)."""
+    where = first_nonfinite(incoming)
+    if where is not None:
+        raise NonFiniteError(f"layer {t} ({label}) sent non-finite messages: the sum arriving "
+                             f"at node {where[1]} of sample {where[0]} is {incoming[where]}")
+
+
+# -- one layer ---------------------------------------------------------------------------
+
+def piece_bytes(J: InputPartials, batch: int, budget_bytes: int, chunk_bytes: int,
+                stats: bool = False) -> int:
+    """The piece size for J's block: the chunk size within the budget (smaller while gathering
+    statistics), and never less than the smallest piece, however small the options."""
+    smallest = J.smallest_piece_bytes(batch)   # checked ≤ budget
+    size = max(smallest, min(int(budget_bytes), int(chunk_bytes)))
+    return max(smallest, min(size, STATS_CHUNK_BYTES)) if stats else size
+
+
+def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
+               rows: slice | None = None, keep: bool = False, chosen: np.ndarray | None = None,
+               stats: MessageStats | None = None):
+    """Send every message of one layer a piece at a time and let each receiver sum them.
+
+    Parameters
+    ----------
+    J : InputPartials
+        J^t of the layer.
+    incoming : ndarray, shape (B, N_t)
+        S^{t+1}, for the whole batch.
+    piece_bytes : int
+        The size of a piece (``piece_bytes()``).
+    rows : slice, optional
+        Send only these samples' messages (a chunk of the batch, for the dask backend).
+    keep : bool
+        Keep the block (as sent, read-only).
+    chosen : ndarray of int, optional
+        Keep only these samples' rows of it (a kind without independent samples is kept
+        whole).
+    stats : MessageStats, optional
+        Fold every piece into these statistics as it is sent.
+
+    Returns
+    -------
+    incoming : ndarray, shape (rows, N_{t-1})
+        S^t, the sums of the receivers, for the samples ``rows``.
+    block : ndarray of ``J.block_shape(...)``, or None when not kept
+    samples : ndarray of int, or None
+        The batch indices of the block's rows when only some were kept.
+    """
+    rows = slice(0, len(incoming)) if rows is None else rows
+    count, dtype = rows.stop - rows.start, J.dtype
+    pieces = list(J.pieces(rows, piece_bytes))
+    whole = keep and (chosen is None or not J.samples_independent)
+    block = np.empty(J.block_shape(count), dtype=dtype) if whole else None
+    scratch = None
+    if keep and not whole:
+        block = np.empty((len(chosen),) + J.block_shape(1)[1:], dtype=dtype)
+        row_of = {int(b): i for i, b in enumerate(chosen)}
+    if not whole:
+        largest = np.max([J.piece_shape(piece) for piece in pieces], axis=0)
+        scratch = np.empty(tuple(int(n) for n in largest), dtype=dtype)
+    sums = np.empty((count, J.n_in), dtype=dtype)
+    for piece in pieces:
+        here = piece.shifted(-rows.start)       # where the piece sits in this call's arrays
+        out = block[J.piece_index(here)] if whole else \
+            scratch[tuple(slice(0, n) for n in J.piece_shape(piece))]
+        messages = J.send(incoming, piece, out=out)          # δ^t = J^t · S^{t+1}
+        if stats is not None:
+            stats.update(messages, piece.receivers)
+        J.receive(messages, out=sums[here.rows, here.receivers])   # S^t = Σ_{n'} δ^t
+        if keep and not whole:
+            for b in range(piece.rows.start, piece.rows.stop):
+                if b in row_of:
+                    block[row_of[b], piece.receivers] = messages[b - piece.rows.start]
+    if block is not None:
+        block.flags.writeable = False   # a trace is a record: its messages stay as sent
+    return sums, block, (None if whole or not keep else chosen)
+
+
+# -- the in-memory backend ---------------------------------------------------------------
+
+class Sender:
+    """Sends each layer's messages for msgpass.messages.pass_messages, under ``backward``'s
+    options (checked here, before any work; see Sequential.backward for their meaning), and
+    keeps what they ask for: ``blocks``, ``param_messages``, ``stats``, ``kept_samples``."""
+
+    def __init__(self, partials: Sequence[LocalPartials], batch: int,
+                 labels: Sequence[str] | None = None, *, keep="all",
+                 budget_bytes: int = DEFAULT_BUDGET_BYTES,
+                 chunk_bytes: int = DEFAULT_CHUNK_BYTES, keep_samples=None,
+                 per_sample: bool = False, stats=False) -> None:
+        self.labels = labels
+        self.wanted = wanted_layers(keep, len(partials))
+        self.kept_samples = kept_samples(keep_samples, batch)
+        if self.kept_samples is not None and not self.wanted and not per_sample:
+            raise ValueError("keep_samples chooses whose messages to keep, but keep='sums' "
+                             "keeps none: name the layers too, e.g. keep=[1], keep_samples=[0]")
+        check_memory_options(partials, batch, budget_bytes, chunk_bytes, labels)
+        names = check_statistics(partials, stats, labels)
+        self.batch, self.per_sample = batch, per_sample
+        self.budget_bytes, self.chunk_bytes = budget_bytes, chunk_bytes
+        self.gathered = {t: MessageStats.start(t, _label(labels, t), local.inputs, names)
+                         for t, local in enumerate(partials, 1)} if names else {}
+        self.blocks: dict[int, MessageBlock] = {}
+        self.param_messages: dict[tuple[int, str], np.ndarray] = {}
+
+    def parameter(self, t: int, name: str, K: ParamPartials, incoming: np.ndarray,
+                  grad: np.ndarray) -> None:
+        """Check a parameter's gradient; with ``per_sample``, keep K^t · S^{t+1} without the
+        sum over samples: each (kept) sample's message to the parameter."""
+        check_gradient(t, _label(self.labels, t), name, grad)
+        if self.per_sample:
+            message = K.per_sample(incoming, self.kept_samples)
+            message.flags.writeable = False
+            self.param_messages[(t, name)] = message
+
+    def __call__(self, t: int, J: InputPartials, incoming: np.ndarray) -> np.ndarray:
+        """Send layer t's messages from S^{t+1} = ``incoming``; return S^t (read-only)."""
+        stats = self.gathered.get(t)
+        sums, block, samples = send_layer(
+            J, incoming, piece_bytes=piece_bytes(J, self.batch, self.budget_bytes,
+                                                 self.chunk_bytes, stats is not None),
+            keep=t in self.wanted, chosen=self.kept_samples, stats=stats)
+        check_sums(t, _label(self.labels, t), sums)
+        sums.flags.writeable = False  # a trace is a record: its messages and sums stay as sent
+        if block is not None:
+            self.blocks[t] = MessageBlock(t, J, block, samples)
+        return sums
+
+    @property
+    def stats(self) -> dict[int, MessageStats]:
+        return {t: self.gathered[t].finished() for t in sorted(self.gathered)}

@@ -1,0 +1,106 @@
+"""Verification: the induction proof walked step by step and measured (DESIGN.md §4).
+
+=============  =================================================================================
+module         what it holds
+=============  =================================================================================
+compare        the comparison rule, the tolerances with their reasons, and the arithmetic
+               strategies (float, exact, mp) that let one walk serve every kind of numbers
+report         Check (one measured claim; holds / fails / inconclusive), Report and its verdict
+witness        the witness interface and the witnesses shipped: backprop, numeric, layered,
+               pathsum
+roundoff       path magnitudes, the scale of round-off that comparisons are judged against
+chain          the walk on a chain (Sequential)
+graph          the walk on a graph
+=============  =================================================================================
+"""
+
+from __future__ import annotations
+
+from ..validate import positive_int
+from .chain import verify_chain
+from .compare import (
+    TOL_EXACT,
+    TOL_F32_BACKPROP,
+    TOL_F32_NUMERIC,
+    TOL_F32_RECURSION,
+    TOL_F64_BACKPROP,
+    TOL_F64_NUMERIC,
+    TOL_F64_RECURSION,
+    Arithmetic,
+    Comparison,
+    Tolerance,
+    compare,
+    compare_numbers,
+    tolerances_for,
+)
+from .graph import verify_graph as _verify_graph
+from .report import Check, KinkReport, Report, WitnessInfo
+from .roundoff import graph_path_magnitudes, path_magnitudes
+from .witness import (
+    CHAIN_WITNESSES,
+    GRAPH_WITNESSES,
+    WITNESSES,
+    Evidence,
+    Expected,
+    Witness,
+    chosen,
+)
+
+__all__ = ["verify", "verify_graph", "Report", "Check", "KinkReport", "Witness", "Evidence",
+           "Expected", "WitnessInfo", "WITNESSES", "CHAIN_WITNESSES", "GRAPH_WITNESSES",
+           "DEFAULT_NUMERIC_ENTRIES", "path_magnitudes", "graph_path_magnitudes", "Tolerance",
+           "Comparison", "compare", "compare_numbers", "tolerances_for", "Arithmetic",
+           "TOL_F64_BACKPROP", "TOL_F64_NUMERIC", "TOL_F64_RECURSION", "TOL_F32_BACKPROP",
+           "TOL_F32_NUMERIC", "TOL_F32_RECURSION", "TOL_EXACT"]
+
+DEFAULT_NUMERIC_ENTRIES = 1000  # per parameter array; larger arrays get a seeded sample
+
+
+def verify(net, x=None, target=None, *, numeric: bool = True,
+           numeric_entries: int | None = DEFAULT_NUMERIC_ENTRIES, numeric_seed: int = 0,
+           seed=None, path_limit: int | None = None, witnesses=None) -> Report:
+    """Walk the induction on one batch and measure every step.
+
+    ``verify(graph, output)``, ``verify(graph, output, seed)`` or ``verify(graph, output,
+    seed=...)`` verifies a Graph instead, ``seed`` being the upstream gradient of the output:
+    see ``verify_graph``.
+
+    Parameters
+    ----------
+    net : Sequential (or Graph)
+    x, target : as for ``net.forward``
+    numeric : bool
+        Include the numerical witness (the slowest part; off leaves the others).
+    numeric_entries : int or None
+        At most this many entries of each parameter array are estimated numerically (a
+        sample drawn with ``numeric_seed``); None estimates all.
+    witnesses : list of str or Witness, optional
+        Which witnesses to compare with, by name ("backprop", "numeric", and for graphs
+        "layered", "pathsum") or as Witness objects (msgpass.verify.witness). Default: all
+        of those, as before; ``numeric=False`` leaves out the numerical one.
+
+    Returns
+    -------
+    Report
+    """
+    if numeric_entries is not None:
+        positive_int(numeric_entries, "numeric_entries", noun="integer or None")
+    if hasattr(net, "evaluate") and hasattr(net, "nodes"):  # a Graph
+        if seed is not None and target is not None:
+            raise ValueError("give the graph's seed once: verify(g, f, seed) or seed=...")
+        return verify_graph(net, x, target if seed is None else seed, numeric=numeric,
+                            path_limit=path_limit, witnesses=witnesses)
+    if seed is not None:
+        raise ValueError("seed= is the upstream gradient of a graph's output; a network's loss "
+                         "is a batch mean (numeric_seed= chooses the numerical sample)")
+    return verify_chain(net, x, target, chosen(witnesses, CHAIN_WITNESSES, numeric),
+                        numeric_entries, numeric_seed)
+
+
+def verify_graph(graph, output, seed=None, *, numeric: bool = True,
+                 path_limit: int | None = None, witnesses=None) -> Report:
+    """The induction on a graph, node by node in reverse topological order (see
+    msgpass.verify.graph); ``witnesses`` as for ``verify``."""
+    return _verify_graph(graph, output, seed,
+                         witnesses=chosen(witnesses, GRAPH_WITNESSES, numeric),
+                         path_limit=path_limit)

@@ -1,0 +1,136 @@
+"""The induction on a chain, walked and measured (DESIGN.md §4), whatever the numbers.
+
+Theorem: S^t_n = Σ_{n'} δ^t_{n←n'} equals ∂L/∂z^{t-1}_n for every layer t, and the
+parameter gradients built from the sums equal ∂L/∂θ. The report checks, with measured errors:
+
+* base case t = T: the loss layer's messages are its partials times the 1/B of the mean;
+* each step t = T, …, 1: the stored messages follow the recursion δ^t = J^t · Σ δ^{t+1};
+  S^t equals what each witness computes (standard backprop's ∂L/∂z^{t-1}, the numerical
+  gradient of the tail G_t^T at z^{t-1}, ...);
+* conclusion: every parameter gradient equals each witness's.
+
+A step fails if any of its checks fails; the first failing step (walking from the loss down)
+names the culprit layer, as an induction would. How the two sides are compared (floats,
+exact Fractions, mp numbers) is the arithmetic's business (verify.compare.Arithmetic).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MsgpassError, NonFiniteError
+from ..layers.function import JACOBIAN_RTOL
+from .compare import Arithmetic, Comparison, Tolerance, arithmetic_of
+from .report import Check, KinkReport, Report
+from .roundoff import path_magnitudes
+from .witness import ChainSubject, Witness
+
+__all__ = ["verify_chain", "check_user_jacobian"]
+
+
+def verify_chain(net, x, target, witnesses: list[Witness], numeric_entries: int | None,
+                 numeric_seed: int) -> Report:
+    """Walk the induction on one batch of a Sequential (see msgpass.verify.verify). The
+    network's last forward record is left as it was."""
+    previous = net.record   # verify must not leave its batch behind in the caller's network
+    try:
+        return _walk(net, x, target, witnesses, numeric_entries, numeric_seed)
+    finally:
+        net.restore(previous)
+
+
+def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
+    arithmetic: Arithmetic = arithmetic_of(net.dtype, net.numbers)
+    witnesses = [w for w in witnesses if arithmetic.floating or not w.needs_floats]
+    loss = net.forward(x, target)
+    labels, T = net.labels, net.T
+    report = Report(network=labels, batch=net.record.values[0].shape[0], dtype=arithmetic.name,
+                    loss=float(loss), numeric=any(w.name == "numeric" for w in witnesses),
+                    witnesses=[w.info for w in witnesses])
+    try:
+        trace = net.backward(keep="all")
+    except NonFiniteError as err:
+        report.error = str(err)
+        return report
+    tols = arithmetic.tolerances
+    subject = ChainSubject(net, x, target, trace, tols, numeric_entries, numeric_seed)
+    evidence = [(w, w.chain(subject)) for w in witnesses]
+    evidence = [(w, e) for w, e in evidence if e is not None]
+    magnitude, grad_magnitude = path_magnitudes(trace) if arithmetic.uses_magnitudes else ({}, {})
+    add = report.checks.append
+
+    def against(witness, part, t, label, found, expected, magnitude=None):
+        add(Check(part, t, label, expected.claim, witness.name,
+                  arithmetic.compare(found, expected.values, expected.tol,
+                                     include=expected.include, magnitude=magnitude),
+                  expected.tol, expected.note))
+
+    def one(value):   # a scalar (the loss) as a one-entry array in its own arithmetic
+        return np.array([value], dtype=object) if net.numbers else np.array([float(value)])
+
+    for witness, said in evidence:
+        if said.loss is not None:
+            expected = said.loss
+            add(Check("forward", None, "loss", expected.claim, witness.name,
+                      arithmetic.compare(one(loss), one(expected.values), expected.tol),
+                      expected.tol))
+
+    for t in range(T, 0, -1):
+        part, label = ("base" if t == T else "step"), labels[t - 1]
+        J = trace.partials[t - 1].inputs
+        if arithmetic.floating:
+            check_user_jacobian(net.layers[t - 1], trace.value(t - 1), part, t, label, add,
+                                report.notes)
+        if t == T:   # J^T / B, divided here: the messages were sent from the seed fl(1/B)
+            claim = f"δ^{T} = J^{T} · 1/B"
+            expected = J.dense_send(np.ones_like(trace.incoming(T + 1))) / trace.batch
+        else:        # the sums of layer t+1's stored messages, summed here from its dense view
+            claim = f"δ^{t} = J^{t} · Σ δ^{t + 1}"
+            expected = J.dense_send(trace.partials[t].inputs.dense_receive(trace.message(t + 1)))
+        add(Check(part, t, label, claim, "partials",
+                  arithmetic.compare(trace.message(t), expected, tols["recursion"]),
+                  tols["recursion"]))
+        for witness, said in evidence:
+            if t in said.steps:
+                against(witness, part, t, label, trace.incoming(t), said.steps[t],
+                        magnitude.get(t))
+
+    for key, grad in trace.grads.items():
+        for witness, said in evidence:
+            if key in said.params:
+                against(witness, "conclusion", int(key.split(".")[0]), key, grad,
+                        said.params[key], grad_magnitude.get(key))
+
+    for t, mask in sorted(trace.nondifferentiable.items()):
+        points = [(int(b), int(n)) for b, n in np.argwhere(mask)]
+        if points:
+            report.kinks.append(KinkReport(t, labels[t - 1], points,
+                                           net.layers[t - 1].kink_convention))
+    report.notes += arithmetic.notes
+    for _, said in evidence:
+        report.notes += said.notes
+    if not arithmetic.floating:
+        report.notes.append("the numerical witness needs floating point and was not run")
+    return report
+
+
+def check_user_jacobian(layer, x, part, t, label, add, notes) -> None:
+    """A layer with a user Jacobian (a custom Function): that Jacobian against the complex
+    step (when f takes complex input; otherwise the report says the check could not run)."""
+    try:
+        result = layer.user_jacobian_check(x)
+    except MsgpassError as err:
+        notes.append(f"{label}: the user Jacobian was not checked: {err}")
+        return
+    if result is None:
+        return
+    tol = Tolerance(JACOBIAN_RTOL, 1.0, 0.0, "user Jacobian vs complex step, relative to the "
+                                             "sample's largest entry")
+    worst = result.wrong[0][:3] if result.wrong else None
+    comparison = Comparison(max(abs(g - c) for *_, g, c in result.wrong) if result.wrong
+                            else 0.0, result.max_rel, result.ok,
+                            x.shape[0] * layer.n_in * layer.n_out, 0, False, worst)
+    note = "" if result.ok else "wrong (n, n'): " + ", ".join(
+        map(str, sorted({(n, m) for _, n, m, _, _ in result.wrong})))
+    claim = f"J^{t} = complex-step Jacobian" if t is not None else "J = complex-step Jacobian"
+    add(Check(part, t, label, claim, "complex-step", comparison, tol, note))

@@ -1,0 +1,260 @@
+"""The verification report: each measured claim of the proof (a Check), the points met where
+a layer has no derivative, and the verdict; printed as a table, or as a JSON-able dict."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .compare import Comparison, Tolerance
+
+__all__ = ["Check", "KinkReport", "Report", "WitnessInfo"]
+
+
+@dataclass(frozen=True)
+class WitnessInfo:
+    """A witness as the report names it: its name, the phrase the verdict uses for what it
+    found equal, and what it is independent of."""
+
+    name: str
+    phrase: str
+    independent_of: str
+
+
+@dataclass(frozen=True)
+class Check:
+    """One measured claim of the proof."""
+
+    part: str         # "forward", "base", "step", "node", "conclusion"
+    t: int | None     # layer index the claim is about (None for a graph node)
+    layer: str        # its label, the node's name, or the parameter key
+    claim: str
+    witness: str      # "partials" (the recursion itself), "complex-step", or a witness name
+    result: Comparison
+    tol: Tolerance
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+    @property
+    def status(self) -> str:
+        """What the witness reports for this claim: "holds", "fails" or "inconclusive" (it
+        could not resolve the values, so it neither passes nor fails them)."""
+        if not self.ok:
+            return "fails"
+        return "inconclusive" if self.result.inconclusive else "holds"
+
+    @property
+    def where(self) -> str:
+        """Where in the proof the claim sits, e.g. "step t=3, layer 3 (ReLU)" or "node mul1"."""
+        if self.part == "conclusion":
+            return f"the conclusion, parameter {self.layer}"
+        if self.part == "forward":
+            return "the forward pass"
+        if self.t is None:
+            return f"{self.part} {self.layer}"
+        return f"step t={self.t}, layer {self.t} ({self.layer})"
+
+    @property
+    def column(self) -> str:
+        """The table's "part" column."""
+        if self.part in ("forward", "conclusion") or self.t is None:
+            return self.part
+        return f"{self.part} t={self.t}"
+
+
+@dataclass(frozen=True)
+class KinkReport:
+    t: int | None  # the layer index, or None for a graph node
+    layer: str
+    points: list[tuple[int, int]]  # (sample, node) pairs, all of them
+    convention: str
+
+
+@dataclass
+class Report:
+    """The verification report: ``ok``, ``str(report)`` (a table), ``to_dict()``."""
+
+    network: list[str]
+    batch: int
+    dtype: str
+    loss: float
+    numeric: bool = True
+    checks: list[Check] = field(default_factory=list)
+    kinks: list[KinkReport] = field(default_factory=list)
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+    suspects: dict[str, list[str]] = field(default_factory=dict)  # graph node -> its consumers
+    kind: str = "network"
+    witnesses: list[WitnessInfo] = field(default_factory=list)    # those that ran, in order
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and bool(self.checks) and all(c.ok for c in self.checks)
+
+    @property
+    def first_failure(self) -> Check | None:
+        return next((c for c in self.checks if not c.ok), None)
+
+    @property
+    def inconclusive(self) -> list[Check]:
+        """Checks whose witness could not resolve the values (they neither pass nor fail)."""
+        return [c for c in self.checks if c.result.inconclusive]
+
+    def verdict(self) -> str:
+        if self.error:
+            return f"FAILED: {self.error}"
+        bad = self.first_failure
+        if bad is not None:
+            return f"FAILED at {bad.where}: {bad.claim} does not hold{self._diagnosis(bad)}"
+        # a witness is named when some check of its own resolved its values
+        names = [w.phrase for w in self.witnesses
+                 if any(c.witness == w.name and not c.result.inconclusive for c in self.checks)]
+        numeric = [c for c in self.checks if c.witness == "numeric"]
+        unresolved = [c for c in numeric if c.result.inconclusive]
+        if not names:
+            return ("VERIFIED: at every step the stored messages follow the recursion; no "
+                    "witness compared the sums")
+        witnesses = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
+        text = f"VERIFIED: at every step the message sums equal {witnesses}"
+        if self.dtype == "exact":
+            text = (f"VERIFIED EXACTLY: at every step the message sums equal {witnesses}, "
+                    f"compared with == on Fractions")
+        if any(c.part == "conclusion" for c in self.checks):
+            text += ", and so do the parameter gradients"
+        if not numeric:
+            text += " (numerical witness not run)"
+        elif unresolved:
+            where = ", ".join(_where(c) for c in unresolved)
+            text += (f"; the numerical witness was inconclusive at {where} (its round-off "
+                     f"allowance exceeds rtol times the values there)")
+        return text
+
+    def _diagnosis(self, bad: Check) -> str:
+        same = {c.witness: c for c in self.checks if c.part == bad.part and c.t == bad.t
+                and c.layer == bad.layer}
+        ok = {witness: c.ok for witness, c in same.items()}
+        if bad.witness == "partials":
+            return " (the stored messages do not follow the recursion)"
+        numeric = same.get("numeric")
+        if ok.get("backprop") is False and numeric is not None and numeric.ok:
+            # Only evidence if the numerical witness can see a gap of that size.
+            if bad.result.max_rel > numeric.tol.rtol and not numeric.result.inconclusive:
+                return (" (messages agree with the numerical gradient: the classic backward "
+                        "of this layer looks wrong)")
+            return (f" (messages and backprop differ by {bad.result.max_rel:.1e} relative, "
+                    f"less than the numerical witness resolves ({numeric.tol.rtol:.0e}): it "
+                    f"cannot tell which is wrong)")
+        if ok.get("backprop") is False and ok.get("numeric") is False:
+            if bad.layer in self.suspects:  # a graph node: its messages come from its consumers
+                return (f" (both witnesses disagree with the messages: the local partials of "
+                        f"{', '.join(self.suspects[bad.layer])} for their edge from "
+                        f"{bad.layer} look wrong)")
+            kind = "parameter partials" if bad.part == "conclusion" else "local partials"
+            return f" (both witnesses disagree with the messages: its {kind} look wrong)"
+        return ""
+
+    def __str__(self) -> str:
+        if self.kind == "graph":
+            lines = [f"Induction proof on a graph of {len(self.network)} nodes, in topological "
+                     f"order: {', '.join(self.network)}",
+                     f"batch {self.batch}, {self.dtype}, F = Σ seed·output = {self.loss:.6g}", ""]
+        else:
+            lines = [f"Induction proof for {' → '.join(self.network)}",
+                     f"batch {self.batch}, {self.dtype}, loss {self.loss:.6g}, "
+                     f"T = {len(self.network)}", ""]
+        head = (f"{'part':<12} {'about':<22} {'claim':<40} {'max abs':>9} {'max rel':>9} "
+                f"{'rtol':>7}  result")
+        lines += [head, "-" * len(head)]
+        previous = None
+        for c in self.checks:
+            part = c.column
+            shown_part = part if (part, c.layer) != previous else ""
+            previous = (part, c.layer)
+            about = c.layer if (shown_part or c.part == "conclusion") else ""
+            res = c.result
+            status = "FAIL" if not c.ok else ("inconclusive" if res.inconclusive else "ok")
+            if c.note:
+                status += f" [{c.note}]"
+            lines.append(f"{shown_part:<12} {about[:22]:<22} {c.claim[:40]:<40} "
+                         f"{_fmt(res.max_abs):>9} {_fmt(res.max_rel):>9} "
+                         f"{c.tol.rtol:>7.0e}  {status}")
+        lines.append("")
+        if self.kinks:
+            for k in self.kinks:
+                shown = ", ".join(f"(b={b}, n={n})" for b, n in k.points[:5])
+                more = f" and {len(k.points) - 5} more" if len(k.points) > 5 else ""
+                place = f"layer {k.t} ({k.layer})" if k.t is not None else f"node {k.layer}"
+                lines.append(f"non-differentiable points: {place}: "
+                             f"{len(k.points)} input(s) exactly on the kink: {shown}{more}; "
+                             f"convention: {k.convention}")
+        else:
+            lines.append("non-differentiable points: none met")
+        lines.append("max rel = |a - b| / max(|a|, |b|, floor·M, noise); M = the entry's "
+                     "path magnitude")
+        for witness in ("partials", "complex-step", "backprop", "layered", "numeric", "pathsum"):
+            tols = [c.tol for c in self.checks if c.witness == witness]
+            if tols:
+                atol = max(t.atol for t in tols)
+                extra = (f", round-off allowance up to {atol:.1e} (noise level "
+                         f"{atol / tols[0].rtol:.1e})" if atol > 0 else "")
+                lines.append(f"  {witness}: rtol {tols[0].rtol:.0e}, floor {tols[0].floor:g}·M"
+                             f"{extra} ({tols[0].reason})")
+        if self.witnesses:
+            lines.append("witnesses, and what each is independent of:")
+            lines += [f"  {w.name}: {w.independent_of}" for w in self.witnesses]
+        lines.extend(self.notes)
+        lines.append(self.verdict())
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """A JSON-able dict (NaN and Inf become None)."""
+        bad = self.first_failure
+        return {
+            "ok": self.ok,
+            "verdict": self.verdict(),
+            "network": list(self.network),
+            "batch": self.batch,
+            "dtype": self.dtype,
+            "loss": _num(self.loss),
+            "numeric": self.numeric,
+            "error": self.error or None,
+            "notes": list(self.notes),
+            "witnesses": [{"name": w.name, "independent_of": w.independent_of}
+                          for w in self.witnesses],
+            "first_failure": None if bad is None else {"part": bad.part, "t": bad.t,
+                                                       "layer": bad.layer, "claim": bad.claim},
+            "checks": [{
+                "part": c.part, "t": c.t, "layer": c.layer, "claim": c.claim,
+                "witness": c.witness, "ok": c.ok, "inconclusive": c.result.inconclusive,
+                "status": c.status,
+                "max_abs": _num(c.result.max_abs), "max_rel": _num(c.result.max_rel),
+                "compared": c.result.compared, "excluded": c.result.excluded,
+                "worst_index": list(c.result.worst) if c.result.worst else None,
+                "rtol": c.tol.rtol, "floor": c.tol.floor,
+                "noise": c.tol.atol / c.tol.rtol if c.tol.rtol else 0.0,
+                "tolerance_reason": c.tol.reason,
+                "note": c.note or None,
+            } for c in self.checks],
+            "nondifferentiable": [{"t": k.t, "layer": k.layer, "count": len(k.points),
+                                   "points": [list(p) for p in k.points],
+                                   "convention": k.convention} for k in self.kinks],
+        }
+
+
+def _where(c: Check) -> str:
+    if c.part == "conclusion":
+        return c.layer
+    return f"step t={c.t}" if c.t is not None else f"{c.part} {c.layer}"
+
+
+def _num(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.1e}" if math.isfinite(v) else str(v)
+
+

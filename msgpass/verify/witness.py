@@ -1,0 +1,249 @@
+"""The witness interface, and the witnesses msgpass ships.
+
+A witness computes, by means of its own, what the message sums and the gradients should be,
+and the induction walk (verify.chain, verify.graph) compares each step with it. A witness
+
+* has a ``name`` (the report's witness column, and how ``mp.verify(..., witnesses=[...])``
+  chooses it) and a ``phrase`` (how the verdict names what it found equal);
+* says what it is ``independent_of``: the code it shares nothing with, which is what its
+  agreement proves;
+* gives, for a chain or a graph, ``Evidence``: for each step (a layer index t, or a graph
+  node) and each parameter the ``Expected`` values, with the tolerance, the entries it could
+  estimate and a note; ``None`` where it has nothing to say. Each step is then reported as
+  holds, fails or inconclusive (``Check.status``).
+
+A new witness (PyTorch's autograd, forward messages) is a subclass of ``Witness`` passed to
+``mp.verify(..., witnesses=[..., MyWitness()])`` or added to ``WITNESSES``.
+
+Which witness uses which code
+-----------------------------
+=========  ======================================================================
+backprop   each layer's (or op's) classic ``backward(dout)``: never the local partials nor
+           the message code
+numeric    central differences through the forward pass only: no derivative formula
+layered    the graph's partials sent level by level through the chain recursion: another
+           order of the same sums (it shares the partials and the message code)
+pathsum    every path enumerated one by one and its partials multiplied: not the dynamic
+           programme (it shares the partials)
+=========  ======================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..witnesses import backprop, numeric_witness
+from ..witnesses.graph import graph_backprop, graph_numeric
+from ..witnesses.pathsum import DEFAULT_PATH_LIMIT, PathSumTooLarge, path_sum
+from .compare import Tolerance
+from .report import WitnessInfo
+
+__all__ = ["Witness", "Evidence", "Expected", "ChainSubject", "GraphSubject", "WITNESSES",
+           "CHAIN_WITNESSES", "GRAPH_WITNESSES", "Backprop", "Numeric", "Layered", "PathSum",
+           "numeric_note"]
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a witness says one quantity should be: ``values`` (shaped like the message side's),
+    the ``claim`` as the report prints it, the tolerance it is held to, the entries it could
+    estimate (``include``, None for all) and a note."""
+
+    claim: str
+    values: np.ndarray
+    tol: Tolerance
+    include: np.ndarray | None = None
+    note: str = ""
+
+
+@dataclass
+class Evidence:
+    """A witness's answers for one subject, looked up by the walk: ``steps[key]`` for the sums
+    arriving at layer t (a chain) or node v (a graph), ``params[key]`` for a parameter's
+    gradient, ``loss`` for the forward pass; ``notes`` go into the report."""
+
+    steps: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    loss: Expected | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ChainSubject:
+    """What a witness may read of a chain: the network, the batch, the finished trace, the
+    tolerances of its arithmetic (by role) and the options of verify."""
+
+    net: object
+    x: object
+    target: object
+    trace: object
+    tolerances: dict[str, Tolerance]
+    numeric_entries: int | None = None
+    numeric_seed: int = 0
+
+
+@dataclass(frozen=True)
+class GraphSubject:
+    """What a witness may read of a graph: the graph, its output and seed, the finished
+    trace, the tolerances of its arithmetic and the options of verify."""
+
+    graph: object
+    output: str
+    seed: object
+    trace: object
+    tolerances: dict[str, Tolerance]
+    path_limit: int | None = None
+
+
+class Witness:
+    """Base of the witnesses (see the module docstring). Subclasses set ``name``, ``phrase``
+    and ``independent_of`` and override ``chain`` and/or ``graph``."""
+
+    name: str = ""
+    phrase: str = ""
+    independent_of: str = ""
+    needs_floats: bool = False   # it differentiates in floating point (not exact, not mp)
+
+    def chain(self, subject: ChainSubject) -> Evidence | None:
+        """Evidence on a chain, or None if this witness has nothing to say about chains."""
+        return None
+
+    def graph(self, subject: GraphSubject) -> Evidence | None:
+        """Evidence on a graph, or None if this witness has nothing to say about graphs."""
+        return None
+
+    @property
+    def info(self) -> WitnessInfo:
+        return WitnessInfo(self.name, self.phrase, self.independent_of)
+
+    def __repr__(self) -> str:
+        return f"<witness {self.name}>"
+
+
+def numeric_note(straddles: np.ndarray, evaluated: np.ndarray | None = None,
+                 graph: bool = False) -> str:
+    """What the numerical witness left out of a comparison, and why."""
+    notes = []
+    if evaluated is not None and not evaluated.all():
+        notes.append(f"sampled {int(evaluated.sum())} of {evaluated.size}")
+    if straddles.any():
+        why = ("stencil straddles a kink or pole, leaves the domain, or the function is not "
+               "smooth at the step's scale" if graph else "stencil straddles a kink")
+        notes.append(f"{int(straddles.sum())} left out: {why}")
+    return "; ".join(notes)
+
+
+class Backprop(Witness):
+    name, phrase = "backprop", "standard backprop's"
+    independent_of = ("the local partials and the message code (each layer's or op's classic "
+                      "backward(dout), chained)")
+
+    def chain(self, s):
+        ref, tol = backprop(s.net, s.x, s.target), s.tolerances["backprop"]
+        return Evidence(
+            loss=Expected("L equals backprop's forward L", ref.loss, tol),
+            steps={t: Expected(f"S^{t} = ∂L/∂z^{t - 1} (backprop)", ref.incoming(t), tol)
+                   for t in range(1, s.trace.T + 1)},
+            params={key: Expected(f"∂L/∂{key} (backprop)", grad, tol)
+                    for key, grad in ref.grads.items()})
+
+    def graph(self, s):
+        ref, tol = graph_backprop(s.graph, s.output, seed=s.seed), s.tolerances["backprop"]
+        return Evidence(
+            steps={v: Expected(f"S_{v} = ∂F/∂{v} (backprop)", value, tol)
+                   for v, value in ref.nodes.items()},
+            params={key: Expected(f"∂F/∂{key} (backprop)", grad, tol)
+                    for key, grad in ref.params.items()})
+
+
+class Numeric(Witness):
+    name, phrase = "numeric", "the numerical ones"
+    independent_of = ("every derivative formula (central differences of the forward pass; a "
+                      "bug in the forward itself is invisible to it)")
+    needs_floats = True
+
+    def chain(self, s):
+        num = numeric_witness(s.net, s.x, s.target, max_entries=s.numeric_entries,
+                              seed=s.numeric_seed)
+        tails = s.tolerances["numeric"].with_atol(num.roundoff_tails)
+        params = s.tolerances["numeric"].with_atol(num.roundoff_params)
+        return Evidence(
+            steps={t: Expected(f"S^{t} = ∂G_{t}/∂z^{t - 1} (numeric)", num.tails[t], tails,
+                               ~num.straddles[t], numeric_note(num.straddles[t]))
+                   for t in num.tails},
+            params={key: Expected(f"∂L/∂{key} (numeric)", num.grads[key], params,
+                                  num.evaluated[key] & ~num.straddles[key],
+                                  numeric_note(num.straddles[key], num.evaluated[key]))
+                    for key in num.evaluated})
+
+    def graph(self, s):
+        num = graph_numeric(s.graph, s.output, seed=s.seed)
+        tol = s.tolerances["numeric"].with_atol(num.roundoff)
+        return Evidence(
+            steps={v: Expected(f"S_{v} = ∂F/∂{v} (numeric tail)", value, tol,
+                               ~num.straddles[v], numeric_note(num.straddles[v], graph=True))
+                   for v, value in num.nodes.items()},
+            params={key: Expected(f"∂F/∂{key} (numeric)", value, tol, ~num.straddles[key],
+                                  numeric_note(num.straddles[key], graph=True))
+                    for key, value in num.params.items()})
+
+
+class Layered(Witness):
+    name, phrase = "layered", "the layered view's"
+    independent_of = ("the graph pass's order (the chain recursion over levels; it shares the "
+                      "partials and the message code)")
+
+    def graph(self, s):
+        view, tol = s.trace.layered, s.tolerances["backprop"]
+        return Evidence(steps={v: Expected(f"S_{v} = layered view", view.node_sum(v), tol)
+                               for v in s.trace.order})
+
+
+class PathSum(Witness):
+    name, phrase = "pathsum", "the path sums"
+    independent_of = ("the dynamic programme (every path enumerated and its partials "
+                      "multiplied; it shares the partials)")
+
+    def graph(self, s):
+        try:
+            paths = path_sum(s.trace, limit=s.path_limit or DEFAULT_PATH_LIMIT)
+        except PathSumTooLarge as err:
+            return Evidence(notes=[f"path sum: not enumerated: {err}"])
+        tol = s.tolerances["backprop"]
+        return Evidence(
+            steps={v: Expected(f"S_{v} = sum over {paths.paths[v]:,} path(s)", value, tol)
+                   for v, value in paths.nodes.items()},
+            params={key: Expected(f"∂F/∂{key} (path sum)", value, tol)
+                    for key, value in paths.params.items()},
+            notes=["path sum: " + ", ".join(f"{n} {c:,} path(s)"
+                                            for n, c in paths.paths.items())])
+
+
+WITNESSES: dict[str, Witness] = {w.name: w for w in (Backprop(), Numeric(), Layered(),
+                                                      PathSum())}
+CHAIN_WITNESSES = ("backprop", "numeric")                       # verify's defaults
+GRAPH_WITNESSES = ("backprop", "numeric", "layered", "pathsum")
+
+
+def chosen(witnesses, default: tuple[str, ...], numeric: bool) -> list[Witness]:
+    """The witnesses to run: names or Witness objects (default: ``default``), less the
+    numerical one when ``numeric`` is False."""
+    if witnesses is None:
+        witnesses = default
+    if isinstance(witnesses, (str, Witness)):
+        witnesses = [witnesses]
+    out = []
+    for w in witnesses:
+        if isinstance(w, str):
+            if w not in WITNESSES:
+                raise ValueError(f"no witness named {w!r}; the witnesses are "
+                                 f"{', '.join(WITNESSES)} (or pass a Witness)")
+            w = WITNESSES[w]
+        elif not isinstance(w, Witness):
+            raise TypeError(f"a witness is a name ({', '.join(WITNESSES)}) or a "
+                            f"msgpass.verify.Witness, got {w!r}")
+        if (numeric or w.name != "numeric") and w not in out:
+            out.append(w)
+    return out
