@@ -27,7 +27,7 @@ The layout of the package is in README.md ("Layout"); module paths of 0.8 that m
 import (msgpass._moved).
 """
 
-from . import _moved  # noqa: E402, F401, I001  (last: old module paths keep importing)
+from . import _moved
 from . import scale as _scale  # noqa: F401  (plugs trace.save, to_xarray, the dask backend in)
 from .errors import (
     DataError,
@@ -79,6 +79,8 @@ from .verify import Report, Tolerance, compare, verify
 from .witnesses import backprop, numeric_gradients, numeric_witness
 
 __version__ = "0.9.0"
+
+_moved.install()   # old module paths keep importing (last: it aliases what was imported)
 
 
 def load_trace(path, network=None):

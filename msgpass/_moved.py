@@ -11,7 +11,7 @@ import importlib.abc
 import importlib.util
 import sys
 
-__all__ = ["MOVED"]
+__all__ = ["MOVED", "install"]
 
 MOVED = {
     "msgpass.checks": "msgpass.validate",
@@ -45,8 +45,11 @@ class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__spec__ = self._specs.pop(module.__name__)
 
 
-for _old, _new in MOVED.items():
-    if _new in sys.modules:
-        sys.modules.setdefault(_old, sys.modules[_new])
-if not any(isinstance(finder, _OldPaths) for finder in sys.meta_path):
-    sys.meta_path.append(_OldPaths())
+def install() -> None:
+    """Enter the old paths of modules already imported, and find the others when asked for
+    (msgpass calls this last, once everything it imports is imported)."""
+    for old, new in MOVED.items():
+        if new in sys.modules:
+            sys.modules.setdefault(old, sys.modules[new])
+    if not any(isinstance(finder, _OldPaths) for finder in sys.meta_path):
+        sys.meta_path.append(_OldPaths())

@@ -133,6 +133,11 @@ class Op:
         """Integer (B, N): which smooth piece each output is on (for the numeric witness)."""
         return None
 
+    def user_jacobian_check(self, x: np.ndarray):
+        """An op whose Jacobian comes from the user checks it at its input x (a custom
+        Function as a node); None for every other op."""
+        return None
+
     def describe(self) -> str:
         return self.label
 
@@ -515,6 +520,9 @@ class LayerOp(Op):
 
     def branch(self, saved):
         return self.layer.branch(saved)
+
+    def user_jacobian_check(self, x):
+        return self.layer.user_jacobian_check(x)
 
     def astype(self, dtype):
         return LayerOp(self.layer.astype(dtype), self.target)

@@ -118,6 +118,16 @@ class Layer:
         depends on where it sits (an unseeded Dropout draws its masks from its position)."""
         return self
 
+    def state(self) -> dict[str, np.ndarray]:
+        """What this layer keeps besides its parameters that a checkpoint must keep too
+        (BatchNorm's running statistics); empty for most layers."""
+        return {}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        """Take back what ``state()`` gave (from a checkpoint)."""
+        for name in state:
+            raise KeyError(f"{self.describe()} keeps no state named {name!r}")
+
     def next_step(self, saved: Any) -> None:
         """End of a training step: ``saved`` is what this layer's forward returned for the
         step's batch (None if there was none). Nothing to do for most layers; BatchNorm folds

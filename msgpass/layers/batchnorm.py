@@ -78,6 +78,15 @@ class BatchNorm(Layer):
         xhat = (x - mean) / sigma
         return gamma * xhat + beta, BatchNormSaved(xhat, gamma / sigma, self.training, mean, var)
 
+    def state(self):
+        return {"running_mean": self.running_mean, "running_var": self.running_var}
+
+    def load_state(self, state):
+        for name, value in state.items():
+            if name not in ("running_mean", "running_var"):
+                raise KeyError(f"{self.describe()} keeps no state named {name!r}")
+            setattr(self, name, np.array(value, dtype=np.float64))
+
     def next_step(self, saved) -> None:
         """Fold the step's training batch statistics (from its forward's saved record) into
         the running ones; nothing after an evaluation-mode forward or none at all."""

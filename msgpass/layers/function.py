@@ -68,6 +68,7 @@ class JacobianCheck:
     ok: bool
     max_rel: float
     wrong: list[tuple[int, int, int, float, float]]
+    compared: int = 0     # how many entries (samples × n × n') were compared
 
     def __str__(self) -> str:
         if self.ok:
@@ -296,4 +297,4 @@ class Function(Layer):
         rel = np.abs(given - reference) / scale
         wrong = [(int(b), int(n), int(m), float(given[b, n, m]), float(reference[b, n, m]))
                  for b, n, m in np.argwhere(rel > JACOBIAN_RTOL)]
-        return JacobianCheck(self.describe(), not wrong, float(rel.max()), wrong)
+        return JacobianCheck(self.describe(), not wrong, float(rel.max()), wrong, int(given.size))

@@ -17,11 +17,10 @@ __all__ = ["save_checkpoint", "load_checkpoint"]
 
 
 def _layer_state(net) -> dict[str, np.ndarray]:
-    """State that is not a parameter but belongs in a checkpoint: BatchNorm's running mean
-    and variance, keyed "t.running_mean" / "t.running_var"."""
-    return {f"{t}.{name}": getattr(layer, name)
-            for t, layer in enumerate(net.layers, 1)
-            for name in ("running_mean", "running_var") if hasattr(layer, name)}
+    """State that is not a parameter but belongs in a checkpoint (``Layer.state``: BatchNorm's
+    running mean and variance), keyed "t.name" ("2.running_mean")."""
+    return {f"{t}.{name}": value for t, layer in enumerate(net.layers, 1)
+            for name, value in layer.state().items()}
 
 
 def save_checkpoint(path, net, optimizer=None, history=None) -> Path:
@@ -91,7 +90,7 @@ def load_checkpoint(path, net, optimizer=None) -> dict[str, np.ndarray]:
         net.params[key] = value
     for key, value in state.items():           # BatchNorm's running statistics
         t, name = key.split(".", 1)
-        setattr(net.layers[int(t) - 1], name, np.array(value, dtype=np.float64))
+        net.layers[int(t) - 1].load_state({name: value})
     if optimizer is not None:
         optimizer.load_state_arrays(optimizer_state)
     return arrays

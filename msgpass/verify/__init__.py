@@ -16,6 +16,7 @@ graph          the walk on a graph
 
 from __future__ import annotations
 
+from ..graph import Graph
 from ..validate import positive_int
 from .chain import verify_chain
 from .compare import (
@@ -85,7 +86,7 @@ def verify(net, x=None, target=None, *, numeric: bool = True,
     """
     if numeric_entries is not None:
         positive_int(numeric_entries, "numeric_entries", noun="integer or None")
-    if hasattr(net, "evaluate") and hasattr(net, "nodes"):  # a Graph
+    if isinstance(net, Graph):
         if seed is not None and target is not None:
             raise ValueError("give the graph's seed once: verify(g, f, seed) or seed=...")
         return verify_graph(net, x, target if seed is None else seed, numeric=numeric,

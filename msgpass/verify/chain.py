@@ -115,8 +115,9 @@ def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
 
 
 def check_user_jacobian(layer, x, part, t, label, add, notes) -> None:
-    """A layer with a user Jacobian (a custom Function): that Jacobian against the complex
-    step (when f takes complex input; otherwise the report says the check could not run)."""
+    """A layer (or graph op) with a user Jacobian (a custom Function): that Jacobian against
+    the complex step (when f takes complex input; otherwise the report says the check could
+    not run)."""
     try:
         result = layer.user_jacobian_check(x)
     except MsgpassError as err:
@@ -129,7 +130,7 @@ def check_user_jacobian(layer, x, part, t, label, add, notes) -> None:
     worst = result.wrong[0][:3] if result.wrong else None
     comparison = Comparison(max(abs(g - c) for *_, g, c in result.wrong) if result.wrong
                             else 0.0, result.max_rel, result.ok,
-                            x.shape[0] * layer.n_in * layer.n_out, 0, False, worst)
+                            result.compared, 0, False, worst)
     note = "" if result.ok else "wrong (n, n'): " + ", ".join(
         map(str, sorted({(n, m) for _, n, m, _, _ in result.wrong})))
     claim = f"J^{t} = complex-step Jacobian" if t is not None else "J = complex-step Jacobian"

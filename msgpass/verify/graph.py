@@ -69,9 +69,8 @@ def verify_graph(graph, output, seed=None, *, witnesses: list[Witness],
             continue
         part = "base" if v == name else "node"
         S = trace.incoming[v]
-        layer = getattr(node.op, "layer", None)
-        if layer is not None and arithmetic.floating:   # a custom Function's user Jacobian
-            check_user_jacobian(layer, trace.values[node.inputs[0]], part, None, v, add,
+        if node.op is not None and arithmetic.floating:   # a custom Function's user Jacobian
+            check_user_jacobian(node.op, trace.values[node.inputs[0]], part, None, v, add,
                                 report.notes)
         for edge in trace.edge_list:
             if edge.destination == v:
