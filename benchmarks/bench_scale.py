@@ -44,11 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_messages import time_interleaved  # noqa: E402
+# run as a script, this folder is on sys.path: bench_messages is its neighbour
+from bench_messages import time_interleaved
 
-import msgpass as mp  # noqa: E402
-from msgpass.testing import random_batch  # noqa: E402
+import msgpass as mp
+from msgpass.testing import random_batch
 
 SPEC = "2048-2048-relu-10-sce"
 BOUND = 3 << 30
@@ -143,6 +143,7 @@ def sweep(repeat: int, batch: int = 32) -> None:
 
 
 def main() -> None:
+    global SPEC
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4096,
                         help="the large pass's batch (default 4096: 128.7 GiB of messages, "
@@ -159,7 +160,10 @@ def main() -> None:
                         help="only the ratios, not the large pass")
     parser.add_argument("--sweep-chunks", action="store_true",
                         help="only the price of each statistic by piece size, at B = 32")
+    parser.add_argument("--spec", default=SPEC,
+                        help=f"the network (default {SPEC}; a small one checks the script)")
     args = parser.parse_args()
+    SPEC = args.spec
     print(f"# bench_scale: {SPEC}, python {sys.version.split()[0]}, numpy {np.__version__}, "
           f"{os.cpu_count()} cores")
     if args.sweep_chunks:

@@ -55,12 +55,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_messages import classic_backward, time_interleaved  # noqa: E402
+# run as a script, this folder is on sys.path: bench_messages is its neighbour
+from bench_messages import classic_backward, time_interleaved
 
-import msgpass as mp  # noqa: E402
-from msgpass.streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES  # noqa: E402
-from msgpass.testing import random_batch  # noqa: E402
+import msgpass as mp
+from msgpass.streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES
+from msgpass.testing import random_batch
 
 SIZES = {
     "small": ("784-100-relu-10-sce", 100),
@@ -209,7 +209,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--sizes", default="small,medium,large")
+    parser.add_argument("--size", action="append", default=[], metavar="NAME=SPEC:BATCH",
+                        help="define another size, e.g. tiny=12-8-relu-3-sce:4 (repeatable)")
     args = parser.parse_args()
+    for definition in args.size:
+        name, _, rest = definition.partition("=")
+        spec, _, batch = rest.rpartition(":")
+        if not (name and spec and batch.isdigit()):
+            parser.error(f"--size takes NAME=SPEC:BATCH, got {definition!r}")
+        SIZES[name] = (spec, int(batch))
     try:
         import torch
         torch_version = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"

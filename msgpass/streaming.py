@@ -183,7 +183,7 @@ def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
     if not whole:
         largest = np.max([J.piece_shape(piece) for piece in pieces], axis=0)
         scratch = np.empty(tuple(int(n) for n in largest), dtype=dtype)
-    sums = np.empty((count, J.n_in), dtype=dtype)
+    S = np.empty((count, J.n_in), dtype=dtype)                # S^t, for the samples ``rows``
     for piece in pieces:
         here = piece.shifted(-rows.start)       # where the piece sits in this call's arrays
         out = block[J.piece_index(here)] if whole else \
@@ -191,14 +191,14 @@ def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
         messages = J.send(incoming, piece, out=out)          # δ^t = J^t · S^{t+1}
         if stats is not None:
             stats.update(messages, piece.receivers)
-        J.receive(messages, out=sums[here.rows, here.receivers])   # S^t = Σ_{n'} δ^t
+        J.receive(messages, out=S[here.rows, here.receivers])      # S^t = Σ_{n'} δ^t
         if keep and not whole:
             for b in range(piece.rows.start, piece.rows.stop):
                 if b in row_of:
                     block[row_of[b], piece.receivers] = messages[b - piece.rows.start]
     if block is not None:
         block.flags.writeable = False   # a trace is a record: its messages stay as sent
-    return sums, block, (None if whole or not keep else chosen)
+    return S, block, (None if whole or not keep else chosen)
 
 
 # -- the in-memory backend ---------------------------------------------------------------
@@ -241,15 +241,15 @@ class Sender:
     def __call__(self, t: int, J: InputPartials, incoming: np.ndarray) -> np.ndarray:
         """Send layer t's messages from S^{t+1} = ``incoming``; return S^t (read-only)."""
         stats = self.gathered.get(t)
-        sums, block, samples = send_layer(
+        S, block, samples = send_layer(
             J, incoming, piece_bytes=piece_bytes(J, self.batch, self.budget_bytes,
                                                  self.chunk_bytes, stats is not None),
             keep=t in self.wanted, chosen=self.kept_samples, stats=stats)
-        check_sums(t, _label(self.labels, t), sums)
-        sums.flags.writeable = False  # a trace is a record: its messages and sums stay as sent
+        check_sums(t, _label(self.labels, t), S)
+        S.flags.writeable = False  # a trace is a record: its messages and sums stay as sent
         if block is not None:
             self.blocks[t] = MessageBlock(t, J, block, samples)
-        return sums
+        return S
 
     @property
     def stats(self) -> dict[int, MessageStats]:

@@ -1,6 +1,7 @@
-"""The benchmark scripts still run (on a tiny size, one repetition; nothing is timed here)."""
+"""The benchmark scripts still run (on a tiny size, one repetition; nothing is timed here).
+They run as a user runs them, as scripts in a fresh process."""
 
-import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -9,23 +10,16 @@ import pytest
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def load(name):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
+def run(script, *args) -> str:
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
 
 
-def test_the_suite_runs_on_a_tiny_size(monkeypatch, capsys):
-    suite = load("bench_suite")
-    monkeypatch.setitem(suite.SIZES, "tiny", ("12-8-relu-3-sce", 4))
-    monkeypatch.setattr(sys, "argv", ["bench_suite.py", "--sizes", "tiny", "--repeat", "1"])
-    suite.main()
-    out = capsys.readouterr().out
+def test_the_suite_runs_on_a_tiny_size():
+    out = run("bench_suite.py", "--size", "tiny=12-8-relu-3-sce:4", "--sizes", "tiny",
+              "--repeat", "1")
     row = next(line for line in out.splitlines() if line.startswith("| tiny |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert len(cells) == 8 and all(c for c in cells)
@@ -35,20 +29,24 @@ def test_the_suite_runs_on_a_tiny_size(monkeypatch, capsys):
     assert "n/a" not in cells[5:7]   # with torch installed, the PyTorch twin ran
 
 
-def test_the_scale_benchmark_runs_on_a_tiny_network(monkeypatch, capsys):
+def test_the_scale_benchmark_runs_on_a_tiny_network():
     pytest.importorskip("dask")
-    bench = load("bench_scale")
-    monkeypatch.setattr(bench, "SPEC", "12-8-relu-3-sce")
-    monkeypatch.setattr(sys, "argv", ["bench_scale.py", "--batch", "16", "--chunk-samples", "4",
-                                      "--ratio-batch", "8", "--ratio-chunk-samples", "4",
-                                      "--repeat", "1"])
-    bench.main()
-    out = capsys.readouterr().out
+    out = run("bench_scale.py", "--spec", "12-8-relu-3-sce", "--batch", "16",
+              "--chunk-samples", "4", "--ratio-batch", "8", "--ratio-chunk-samples", "4",
+              "--repeat", "1")
     assert "dask stats ÷ memory stats:" in out
     if Path("/proc/self/status").exists():
         assert "messages: 2,096 (" in out     # 16·(12·8 + 8 + 8·3 + 3)
         assert "histogram counts: 2,096 " in out
         assert "(≤ 1e-12: True)" in out
-    monkeypatch.setattr(sys, "argv", ["bench_scale.py", "--sweep-chunks", "--repeat", "1"])
-    bench.main()
-    assert "| 1024 KiB |" in capsys.readouterr().out
+    out = run("bench_scale.py", "--spec", "12-8-relu-3-sce", "--sweep-chunks", "--repeat", "1")
+    assert "| 1024 KiB |" in out
+
+
+def test_the_version_comparison_runs_on_a_tiny_size():
+    """Here both sides are this checkout: the script runs, and says so."""
+    out = run("bench_versions.py", "--old-python", sys.executable, "--old-tree", ".",
+              "--no-suite", "--rounds", "1", "--repeat", "1", "--size",
+              "tiny=12-8-relu-3-sce:4", "--sizes", "tiny")
+    rows = [line for line in out.splitlines() if line.startswith("| tiny |")]
+    assert [row.split("|")[2].strip() for row in rows] == ["messages", "sums", "forward+sums"]

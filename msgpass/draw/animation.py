@@ -26,7 +26,7 @@ def animate_backward(trace, path, *, sample: int | str = 0, fps: float = 1.0,
     layers = {c.get_gid(): c for c in ax.collections if (c.get_gid() or "").startswith("messages-")}
     nodes = {c.get_gid(): c for c in ax.collections if (c.get_gid() or "").startswith("nodes-")}
     colours = {gid: c.get_facecolors().copy() for gid, c in nodes.items()}
-    sums = [text for text in ax.texts if (text.get_gid() or "").startswith("sums-")]
+    sum_labels = [text for text in ax.texts if (text.get_gid() or "").startswith("sums-")]
     title = ax.get_title()
 
     def frame(k: int):
@@ -37,7 +37,7 @@ def animate_backward(trace, path, *, sample: int | str = 0, fps: float = 1.0,
         for gid, collection in nodes.items():
             here = gid.split("-")[1] in arrived
             collection.set_facecolors(colours[gid] if here else "white")
-        for text in sums:
+        for text in sum_labels:
             text.set_visible(text.get_gid().split("-")[1] in arrived)
         ax.set_title(title if k == trace.T else
                      f"backward pass: {k} of {trace.T} layers have sent their messages",

@@ -104,8 +104,8 @@ def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_ED
     everything = np.concatenate([layer[4] for layer in per_layer])
     total = everything.size
     keep = strongest(everything, max_edges)
-    sums = [_pick(trace.incoming(t + 1), sample) for t in range(trace.T + 1)]
-    norm = symmetric_norm(np.concatenate([everything, *sums]))
+    incoming = [_pick(trace.incoming(t + 1), sample) for t in range(trace.T + 1)]
+    norm = symmetric_norm(np.concatenate([everything, *incoming]))
     columns = trace.T + 1
     fig, ax = new_axes(ax, figsize=(max(6.0, 1.7 * columns), 5.2))
     start = 0
@@ -119,7 +119,7 @@ def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_ED
             segments, colors=CMAP(norm(message[chosen][order])),
             linewidths=0.4 + 3.0 * strength, zorder=1, gid=f"messages-{t}"))
     drawn = int(keep.sum())
-    _draw_nodes(ax, trace, sample, sums, norm, values)
+    _draw_nodes(ax, trace, sample, incoming, norm, values)
     for t in range(1, trace.T + 1):
         ax.text(t - 0.5, 1.22, trace.labels[t - 1], ha="center", va="bottom",
                 fontsize=LABEL_SIZE, rotation=0 if len(trace.labels[t - 1]) < 14 else 12)
@@ -155,9 +155,9 @@ def _pick(array: np.ndarray, sample) -> np.ndarray:
 LABEL_BOX = dict(boxstyle="square,pad=0.1", facecolor="white", edgecolor="none", alpha=0.75)
 
 
-def _draw_nodes(ax, trace, sample, sums, norm: Normalize, values: bool) -> None:
+def _draw_nodes(ax, trace, sample, incoming, norm: Normalize, values: bool) -> None:
     for t in range(trace.T + 1):
-        here = sums[t]
+        here = incoming[t]
         y = _column_y(here.size)
         ax.scatter(np.full(here.size, float(t)), y, s=60 if here.size <= 40 else 12,
                    c=CMAP(norm(here)), edgecolors="0.25" if here.size <= 40 else "none",

@@ -46,8 +46,8 @@ class Shared(InputPartials):
         rows = incoming[piece.rows]
         if out is None:
             out = np.empty((len(rows),) + matrix.shape, dtype=np.result_type(matrix, rows))
-        for i, arrived in enumerate(rows):
-            np.multiply(matrix, arrived, out=out[i])
+        for i, S_b in enumerate(rows):
+            np.multiply(matrix, S_b, out=out[i])
         return out
 
     def dense(self):

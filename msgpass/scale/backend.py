@@ -151,17 +151,17 @@ def _send_chunk(t, label, J, incoming, chunk, size, names, written):
     chunk of whole samples at a time (within the budget)."""
     stats = MessageStats.start(t, label, J, names) if names else None
     step = written[2] if written is not None else chunk.stop - chunk.start
-    sums = []
+    parts = []                          # S^t of the chunk's samples, a store chunk at a time
     for first in range(chunk.start, chunk.stop, step):
         rows = slice(first, min(first + step, chunk.stop))
-        part, block, _ = send_layer(J, incoming, piece_bytes=size, rows=rows,
-                                    keep=written is not None, stats=stats)
-        sums.append(part)
+        S, block, _ = send_layer(J, incoming, piece_bytes=size, rows=rows,
+                                 keep=written is not None, stats=stats)
+        parts.append(S)
         if written is not None:
             zarr = require("zarr")
             zarr.open_array(written[0], path=written[1], mode="r+")[rows] = block
     # the task's result travels: no scratch buffers with it
-    return np.concatenate(sums), None if stats is None else stats.finished()
+    return np.concatenate(parts), None if stats is None else stats.finished()
 
 
 def _tree(items, combine):

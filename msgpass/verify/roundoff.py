@@ -20,33 +20,33 @@ def path_magnitudes(trace) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]
     """
     T, batch = trace.T, trace.batch
     dtype = np.float64
-    sums = {T + 1: np.full((batch, 1), 1.0 / batch, dtype=dtype)}
+    M = {T + 1: np.full((batch, 1), 1.0 / batch, dtype=dtype)}
     for t in range(T, 0, -1):
         J = trace.partials[t - 1].inputs
-        sums[t] = np.asarray(J.magnitudes(sums[t + 1]), dtype=dtype)
+        M[t] = np.asarray(J.magnitudes(M[t + 1]), dtype=dtype)
     grads = {}
     for key in trace.grads:
         t, name = key.split(".", 1)
         K = trace.partials[int(t) - 1].params[name].absolute()
-        grads[key] = K.gradient(sums[int(t) + 1].astype(dtype))
-    return sums, grads
+        grads[key] = K.gradient(M[int(t) + 1].astype(dtype))
+    return M, grads
 
 
 def graph_path_magnitudes(trace) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """``path_magnitudes`` for a graph: M_v = Σ over consumers w of |J_{w,v}| · M_w, M at the
     output = |seed|."""
     graph = trace.graph
-    sums = {name: np.zeros_like(trace.values[name]) for name in trace.order}
-    sums[trace.output] = np.abs(trace.seed)
+    M = {name: np.zeros_like(trace.values[name]) for name in trace.order}
+    M[trace.output] = np.abs(trace.seed)
     for name in reversed(trace.order):
         node = graph.nodes[name]
         for slot, source in enumerate(node.inputs):
-            received = trace.partials[name].inputs[slot].magnitudes(sums[name])
-            if sums[source].shape[0] == 1 < received.shape[0]:  # shared by every sample
+            received = trace.partials[name].inputs[slot].magnitudes(M[name])
+            if M[source].shape[0] == 1 < received.shape[0]:  # shared by every sample
                 received = received.sum(axis=0, keepdims=True)
-            sums[source] = sums[source] + received
+            M[source] = M[source] + received
     grads = {}
     for key in trace.grads:
         holder, pname = key.rsplit(".", 1)
-        grads[key] = trace.partials[holder].params[pname].absolute().gradient(sums[holder])
-    return sums, grads
+        grads[key] = trace.partials[holder].params[pname].absolute().gradient(M[holder])
+    return M, grads
