@@ -4,7 +4,7 @@ message pass. It knows nothing of drawing, verification or training."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, MutableMapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ class ParamDict(MutableMapping):
     shape, so the network changes then too.
     """
 
-    def __init__(self, layers: Sequence[Layer], dtype=None, input_width: int | None = None) -> None:
+    def __init__(self, layers: Sequence[Layer]) -> None:
         self._arrays = {f"{t}.{name}": arr
                         for t, layer in enumerate(layers, 1)
                         for name, arr in layer.params.items()}
@@ -105,6 +105,8 @@ class ForwardRecord:
         t -> (B, N_{t-1}): the inputs that sat exactly on a non-differentiable point.
     loss : float
         The batch-mean loss L (a Fraction or an mpf for exact and mp networks).
+    owner : object
+        The network that made it (its identity token): ``restore`` takes back only its own.
     """
 
     values: list[np.ndarray]
@@ -112,6 +114,7 @@ class ForwardRecord:
     saved: list[Any]
     kinks: dict[int, np.ndarray]
     loss: float
+    owner: object = field(default=None, repr=False, compare=False)
 
 
 class Sequential:
@@ -143,6 +146,7 @@ class Sequential:
     """
 
     def __init__(self, layers: Sequence[Layer], dtype=None, input_width: int | None = None) -> None:
+        self._identity = object()   # what this network's forward records carry as their owner
         layers = list(layers)
         if not layers:
             raise ShapeError("a Sequential needs at least one layer (a loss layer)")
@@ -201,9 +205,11 @@ class Sequential:
         """Put back a record taken from ``net.record`` (of this network), e.g. after running
         other batches, so that ``backward`` and ``next_step`` see that forward again."""
         if record is not None and (not isinstance(record, ForwardRecord)
-                                   or len(record.partials) != self.T):
-            raise StateError(f"restore takes a record of this network's forward pass "
-                             f"(net.record, {self.T} layers) or None, got {record!r}")
+                                   or record.owner is not self._identity):
+            what = ("a record of another network" if isinstance(record, ForwardRecord)
+                    else repr(record))
+            raise StateError(f"restore takes a record of this network's own forward pass "
+                             f"(net.record) or None, got {what}")
         self._record = record
 
     def _adopt_numbers(self, layers: list[Layer], mode: NumberMode | None) -> None:
@@ -316,7 +322,7 @@ class Sequential:
         loss = float(np.mean(values[-1])) if self.numbers is None else \
             self.numbers.mean(values[-1])
         self._record = ForwardRecord(values=values, partials=partials, saved=saved, kinks=kinks,
-                                     loss=loss)
+                                     loss=loss, owner=self._identity)
         return loss
 
     def _input(self, x) -> np.ndarray:

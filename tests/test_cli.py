@@ -1,12 +1,16 @@
-"""The msgpass command: exit 0 when every step holds, one line and exit 2 on bad usage."""
+"""The msgpass command, verify and train: exit 0 when every step holds (and training reaches
+its accuracy), one line and exit 2 on bad usage, and train never overwrites what it should not."""
 
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from msgpass.cli import main
+from msgpass.train.data import Standardizer, load_digits, split
 
 
 def test_verify_default_passes(capsys):
@@ -74,3 +78,78 @@ def test_more_than_the_machine_holds_is_one_line_and_exit_2(argv):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "GiB of messages, more than this machine's" in proc.stderr
+
+
+def test_float32_saturated_sigmoids_verify_from_the_cli():
+    """This once failed because 1 − y² and y(1 − y) were judged at the size of the result,
+    not of their terms: float32 verify failed correct networks of saturated sigmoids."""
+    assert main(["verify", "--arch", "10-32-sigmoid-32-sigmoid-4-mse", "--batch", "16",
+                 "--dtype", "float32", "--seed", "15"]) == 0
+
+
+# -- msgpass train ----------------------------------------------------------------------------
+
+def test_msgpass_train_with_no_arguments_reaches_95_percent(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch  15" in out
+    summary = json.loads((tmp_path / "msgpass-run" / "history.json").read_text())
+    assert summary["epochs"][-1]["val_accuracy"] >= 0.95
+    assert (tmp_path / "msgpass-run" / "curves.png").stat().st_size > 0
+
+
+def test_msgpass_train_errors_are_one_line_and_overwrite_nothing(tmp_path, capsys):
+    """This once failed because training into an --out that held another network's checkpoint
+    overwrote it; now that is refused in one line like every error here, and nothing changes."""
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", "--epochs", "1", "--out", str(out)]) == 0
+    saved = (out / "checkpoint.npz").read_bytes()
+    capsys.readouterr()
+    for argv, message in [
+        (["--data", "mnist", "--mnist", str(tmp_path / "nope")], "not a directory"),
+        (["--resume", str(out / "checkpoint.npz"), "--arch", "64-20-relu-10-sce"],
+         "not of this network"),
+        (["--arch", "784-10-sce"], "64 features"),
+        (["--epochs", "1", "--arch", "64-32-relu-10-sce"],
+         "not of this network; choose another --out"),
+    ]:
+        assert main(["train", "--quiet", "--out", str(out), *argv]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, err
+        assert (out / "checkpoint.npz").read_bytes() == saved
+    (tmp_path / "bad.npz").write_bytes(saved[:3000])
+    assert main(["train", "--quiet", "--resume", str(tmp_path / "bad.npz"), "--out",
+                 str(tmp_path / "other")]) == 2
+    assert "not a readable msgpass checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "-1"], "--lr must be finite and > 0"),
+    (["--lr", "nan"], "--lr must be finite"),
+    (["--weight-decay", "-1"], "--weight-decay must be finite and ≥ 0"),
+    (["--batch", "0"], "--batch must be a positive integer"),
+    (["--steps", "0"], "--steps must be a positive integer"),
+    (["--validation", "1.5"], "--validation must be a fraction"),
+])
+def test_msgpass_train_refuses_bad_numbers(argv, message, tmp_path, capsys):
+    """This once failed because --batch 0 silently fell back to the default, and a negative or
+    NaN rate, --steps 0 or a validation fraction outside (0, 1) were accepted."""
+    assert main(["train", "--quiet", "--out", str(tmp_path / "r"), *argv]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+    assert not (tmp_path / "r").exists()
+
+
+def test_the_cli_fits_its_standardiser_on_the_training_split_only():
+    """A mutation that fitted the standardiser on the training and validation rows together
+    once survived the tests."""
+    from msgpass.cli.train import _data
+    args = SimpleNamespace(data="digits", mnist=None, validation=0.1, seed=3)
+    train_set, val, test = _data(args)
+    raw_train, raw_val = split(load_digits(), 0.1, seed=3)
+    scale = Standardizer.fit(raw_train.x, eps=1.6)           # the training rows only
+    np.testing.assert_array_equal(train_set.x, scale(raw_train.x))
+    np.testing.assert_array_equal(val.x, scale(raw_val.x))
+    leaky = Standardizer.fit(load_digits().x, eps=1.6)       # what a leak would give
+    assert not np.array_equal(val.x, leaky(raw_val.x)) and test is None

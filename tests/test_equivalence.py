@@ -5,7 +5,7 @@ example shrinks to a simpler network and can be rerun as ``msgpass verify --arch
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import msgpass as mp
@@ -124,8 +124,14 @@ def test_verify_holds_on_random_networks(case):
 
 
 @given(cases(max_width=12, max_batch=8, dtype=np.float32))
+@example(build(176, max_width=12, max_batch=8, dtype=np.float32))
+@example(build(179, max_width=12, max_batch=8, dtype=np.float32))
+@example(build(223, max_width=12, max_batch=8, dtype=np.float32))
+@example(build(372, max_width=12, max_batch=8, dtype=np.float32))
 @settings(max_examples=25)
 def test_verify_holds_in_float32(case):
+    """The four explicit examples once failed because 1 − y² and y(1 − y) were judged at the
+    size of the result: they round at the size of their terms."""
     report = mp.verify(*case)
     assert report.ok, str(report)
     assert all(c.tol.rtol in (TOL_F32_BACKPROP.rtol, TOL_F32_NUMERIC.rtol) or c.witness == "partials"

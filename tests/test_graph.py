@@ -1,5 +1,8 @@
-"""Graphs: the textbook examples, fan-out, the layered view, errors that name the node, and
-graphs equal to chains."""
+"""Graphs: the textbook examples, fan-out, nodes of batch 1 shared by every sample, seeds, the
+layered view, errors that name the node, traces as read-only records, graphs equal to chains,
+and the example in msgpass.graph.graph's docstring."""
+
+import doctest
 
 import numpy as np
 import pytest
@@ -274,3 +277,125 @@ def test_constants_on_either_side_of_every_operator():
                                    rtol=TOL_KNOWN, err_msg=label)
     with pytest.raises(TypeError, match="only constant exponents"):
         x ** g.input("p", 2.0)
+
+
+def test_a_shared_batch_one_node_sums_over_the_samples():
+    """This once failed because a node of batch 1 (a scalar input) did not combine with a
+    batch of B: mp.maximum(x, 0.0) and x * w did not work on batches, nor did w's gradient
+    sum over the samples."""
+    g = mp.Graph()
+    x = g.input("x", np.arange(6.0).reshape(2, 3) - 2)
+    w = g.input("w", 2.0)                       # one scalar shared by both samples
+    f = (mp.maximum(x, 0.0) * w).named("f")
+    trace = g.backward(f)
+    assert float(trace.grad("w")) == float(np.maximum(np.arange(6.0) - 2, 0).sum())
+    np.testing.assert_array_equal(trace.grad("x"), 2.0 * (np.arange(6.0).reshape(2, 3) > 2)
+                                  + 1.0 * (np.arange(6.0).reshape(2, 3) == 2))  # tie at 0: ½·2
+    report = mp.verify(g, f)
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: x + np.array([1.0, 2.0, 3.0]),
+    lambda x: x * np.array([1.0, 2.0, 3.0]),
+    lambda x: np.array([1.0, 2.0, 3.0]) / x,
+])
+def test_a_constant_that_does_not_fit_the_node_is_named(make):
+    """This once failed because a constant that did not fit its node reached numpy's
+    arithmetic and failed there, with numpy's message instead of the node's."""
+    g = mp.Graph()
+    f = make(g.input("x", [1.0, 2.0]))
+    with pytest.raises(mp.ShapeError, match=r"constant of shape \(3,\) does not fit the input's "
+                                            r"value of shape \(1, 2\)"):
+        g.backward(f)
+
+
+def test_an_output_that_is_an_input():
+    """This once failed because an output that is itself an input broke the layered view,
+    which had no level to pass from, and had no base-case check in verify."""
+    g = mp.Graph()
+    x = g.input("x", [1.0, 2.0])
+    trace = g.backward(x)
+    np.testing.assert_array_equal(trace.grad("x"), [1.0, 1.0])
+    np.testing.assert_array_equal(trace.layered.node_sum("x"), [[1.0, 1.0]])
+    assert mp.verify(g, x).ok
+
+
+def test_a_seed_of_the_wrong_shape_is_refused_not_reshaped():
+    """This once failed because a seed with as many entries as the output but another shape
+    was silently reshaped to fit."""
+    g = mp.Graph()
+    x = g.input("x", np.arange(6.0).reshape(2, 3))
+    with pytest.raises(mp.ShapeError, match=r"must have its shape \(2, 3\)"):
+        g.backward(x * 1.0, np.arange(6.0).reshape(3, 2))
+
+
+def test_the_witnesses_read_the_seed_with_the_message_pass_s_parser():
+    """This once failed because the graph witnesses had a seed parser of their own that
+    reshaped a wrong seed silently while the message pass refused it: verify compared two
+    different functions. There is one parser now (msgpass.validate.graph_seed)."""
+    from msgpass.witnesses.graph import graph_backprop, graph_numeric
+    g = mp.Graph()
+    x = g.input("x", np.arange(6.0).reshape(2, 3))
+    f = (x * x).named("f")
+    wrong, right = np.arange(6.0).reshape(3, 2), np.arange(6.0).reshape(2, 3)
+    for witness in (graph_backprop, graph_numeric):
+        with pytest.raises(mp.ShapeError, match=r"seed for the output 'f' must have its shape"):
+            witness(g, f, seed=wrong)
+    np.testing.assert_allclose(graph_backprop(g, f, seed=right).nodes["x"],
+                               2 * right * np.arange(6.0).reshape(2, 3), rtol=1e-15)
+    with pytest.raises(mp.ShapeError, match=r"must have its shape"):
+        mp.verify(g, f, seed=wrong)
+
+
+def test_an_infinite_derivative_is_an_error_naming_the_input():
+    """This once failed because an infinite derivative at an input (√x at 0) came back as an
+    inf gradient instead of an error."""
+    g = mp.Graph()
+    x = g.input("x", [0.0, 1.0])
+    with pytest.raises(mp.NonFiniteError, match="the sum arriving at input 'x' is inf"):
+        g.backward(x**0.5)
+
+
+def test_nodes_of_another_graph_are_refused_even_with_a_shared_name():
+    """This once failed because nodes were looked up by name, so another graph's node named
+    like one of this graph's was silently taken for it."""
+    g, h = mp.Graph(), mp.Graph()
+    (g.input("x", 1.0) * 2.0).named("f")
+    f2 = (h.input("x", 3.0) * 2.0).named("f")
+    with pytest.raises(mp.StateError, match="belongs to another graph"):
+        g.backward(f2)
+    trace = g.backward("f")
+    with pytest.raises(mp.StateError, match="belongs to another graph"):
+        trace.grad(f2)
+
+
+def test_trace_values_are_read_only_and_do_not_alias_the_inputs():
+    """This once failed because a graph trace's arrays were writable: writing into a value
+    changed what the graph computed next."""
+    g = mp.Graph()
+    x = g.input("x", [1.0, 2.0])
+    f = (x * x).named("f")
+    trace = g.backward(f)
+    with pytest.raises(ValueError, match="read-only"):
+        trace.value("x")[0] = 99.0
+    assert float(np.sum(g.backward(f).value(f))) == 5.0
+
+
+def test_an_unused_input_has_gradient_zero_and_bad_keep_is_refused():
+    """This once failed because an input that does not reach the output had no gradient at
+    all, and a graph took any keep= without complaint."""
+    g = mp.Graph()
+    x, unused = g.input("x", 2.0), g.input("u", [1.0, 1.0, 1.0])
+    f = (x * 3.0).named("f")
+    np.testing.assert_array_equal(g.backward(f).grad("u"), [0.0, 0.0, 0.0])
+    del unused
+    with pytest.raises(ValueError, match="keep must be 'all' or 'sums'"):
+        g.backward(f, keep="bogus")
+
+
+def test_the_graph_module_docstring_example_runs():
+    """This once failed because the example printed 1.54563, where the graph gives 1.54564."""
+    import msgpass.graph.graph as module
+    result = doctest.testmod(module)
+    assert result.attempted > 0 and result.failed == 0

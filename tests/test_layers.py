@@ -87,6 +87,13 @@ def test_sigmoid_saturates_without_overflow():
     assert np.all(np.isfinite(mp.Sigmoid().local_partials(saved).inputs.dense()))
 
 
+def test_sigmoid_of_integers_is_a_float():
+    """This once failed because Sigmoid cast its output back to the input's dtype, so
+    integer input came out as integers."""
+    y, _ = mp.Sigmoid().forward(np.array([[0, 1, 3]]))
+    np.testing.assert_allclose(y, 1 / (1 + np.exp(-np.array([[0.0, 1.0, 3.0]]))), rtol=1e-15)
+
+
 @pytest.mark.claim("C4.2")
 def test_relu_kink_convention_is_the_same_in_partials_and_backward():
     x = np.array([[0.0, -1.0, 2.0]])

@@ -294,4 +294,19 @@ def test_exact_traces_can_be_drawn():
     draw_network(trace)
     draw_message_panels(trace)
     floats = trace.as_floats()
-    np.testing.assert_allclose(floats.incoming(1), trace.incoming(1).astype(float), rtol=0)
+    # an independent reference: the same network and batch computed in float64 throughout
+    net = mp.build_network(EXACT_SPEC, seed=3)
+    net.forward(x, target)
+    reference = net.backward()
+    assert isinstance(floats.loss, float) and floats.loss == pytest.approx(reference.loss,
+                                                                           rel=1e-12)
+    for t in range(1, exact.T + 2):
+        assert floats.incoming(t).dtype == np.float64
+        np.testing.assert_allclose(floats.incoming(t), reference.incoming(t), rtol=1e-12)
+    for t in range(1, exact.T + 1):
+        assert floats.block(t).values.dtype == np.float64
+        np.testing.assert_allclose(floats.message(t), reference.message(t), rtol=1e-12)
+    assert floats.grads.keys() == reference.grads.keys()
+    for key, grad in reference.grads.items():
+        assert floats.grads[key].dtype == np.float64
+        np.testing.assert_allclose(floats.grads[key], grad, rtol=1e-12)

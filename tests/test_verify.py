@@ -1,5 +1,7 @@
-"""Test the tester: planted wrong rules make verify fail at the right step, name the culprit
-layer and say which witness disagrees; a NaN anywhere never yields ok."""
+"""verify, and testing the tester: planted wrong rules make verify fail at the right step,
+name the culprit layer or node and say which witness disagrees; a NaN anywhere never yields ok;
+the numerical witness at large logits and where it cannot estimate; verify's options; and it
+leaves the network's last batch alone."""
 
 import json
 
@@ -7,6 +9,7 @@ import numpy as np
 import pytest
 
 import msgpass as mp
+from msgpass.graph import ops
 from msgpass.partials import Dense, Diagonal, LocalPartials, Outer, Shared
 
 rng = np.random.default_rng(5)
@@ -223,3 +226,126 @@ def test_a_check_that_compared_nothing_is_inconclusive():
     step_1 = next(c for c in report.checks if c.t == 1 and c.witness == "numeric")
     assert step_1.result.compared == 0 and step_1.result.inconclusive
     assert "step t=1" in report.verdict() and "inconclusive" in report.verdict()
+
+
+def test_verify_leaves_the_networks_last_batch_alone():
+    """This once failed because verify ran its own forward on the caller's network and left
+    its batch behind, so the caller's next backward was of verify's batch."""
+    rng = np.random.default_rng(9)
+    net = mp.Sequential([mp.Affine(4, 3, seed=0), mp.SoftmaxCrossEntropy()])
+    x = rng.standard_normal((2, 4))
+    net.forward(x, [0, 1])
+    before = net.backward().grads["1.W"]
+    mp.verify(net, rng.standard_normal((5, 4)), [0, 1, 2, 0, 1])
+    np.testing.assert_array_equal(net.backward().grads["1.W"], before)
+
+
+def test_bad_numeric_entries():
+    """This once failed because a negative numeric_entries was taken instead of refused."""
+    net = mp.Sequential([mp.Affine(4, 3, seed=0), mp.SoftmaxCrossEntropy()])
+    with pytest.raises(ValueError, match="numeric_entries must be a positive integer"):
+        mp.verify(net, np.zeros((1, 4)), [0], numeric_entries=-1)
+
+
+# -- the numerical witness at large logits ----------------------------------------------------
+
+def test_close_logits_of_magnitude_1e4_verify():
+    """A relative stencil step (h ≈ 1 at |z| = 1e4) once blurred softmax here: rel 3.5e-2."""
+    net = mp.Sequential([mp.SoftmaxCrossEntropy()], input_width=3)
+    report = mp.verify(net, np.array([[1e4, 1e4 + 0.5, -1e4], [2e4, 2e4 - 1, 0.0]]), [0, 1])
+    assert report.ok, str(report)
+
+
+@pytest.mark.parametrize("shift", [100.0, 1000.0, 3000.0])
+def test_a_common_shift_of_the_logits_verifies(shift):
+    """This once failed because the numerical witness's step grew with |z|: logits shifted by
+    100 to 3000 got a step too coarse for softmax, and a correct network failed."""
+    net = mp.Sequential([mp.Affine(3, 3, seed=0), mp.SoftmaxCrossEntropy()])
+    net.params["1.b"][:] = shift
+    assert mp.verify(net, np.random.default_rng(9).standard_normal((4, 3)), [0, 1, 2, 0]).ok
+
+
+# -- float32: a planted fault is not blamed on backprop's round-off ---------------------------
+
+class ScaledSigmoid(mp.Sigmoid):
+    def local_partials(self, saved):
+        values = super().local_partials(saved).inputs.values
+        return mp.LocalPartials(mp.Diagonal(values * 1.001))
+
+
+def test_float32_planted_fault_is_caught_and_not_blamed_on_backprop():
+    """This once failed because a float32 planted fault was blamed on the classic backward:
+    that diagnosis now needs a gap the numerical witness can resolve."""
+    net = mp.Sequential([mp.Affine(5, 6, seed=1, dtype=np.float32), ScaledSigmoid(),
+                         mp.Affine(6, 3, seed=2, dtype=np.float32), mp.SoftmaxCrossEntropy()])
+    report = mp.verify(net, np.random.default_rng(9).standard_normal((4, 5)), [0, 1, 2, 0])
+    assert not report.ok
+    assert (report.first_failure.t, report.first_failure.witness) == (2, "backprop")
+    assert "classic backward" not in report.verdict()
+    assert "cannot tell which is wrong" in report.verdict()
+
+
+# -- graphs -----------------------------------------------------------------------------------
+
+def test_verify_takes_the_graph_seed_by_keyword_or_position():
+    """This once failed because verify(g, f, seed=...) silently ignored the seed."""
+    g = mp.Graph()
+    x = g.input("x", [1.0, 2.0])
+    f = (x * x).named("f")
+    assert mp.verify(g, f, seed=np.array([1.0, 0.0])).loss == 1.0
+    assert mp.verify(g, f, np.array([1.0, 0.0])).loss == 1.0
+    with pytest.raises(ValueError, match="upstream gradient of a graph"):
+        mp.verify(mp.build_network("3-sce"), np.zeros((1, 3)), [0], seed=np.ones(1))
+
+
+@pytest.mark.parametrize("build", [
+    lambda g: mp.log(g.input("x", 1e-4)),             # the stencil would reach log(-0.0001)
+    lambda g: g.input("x", 1e-4) ** 0.5,              # ... and sqrt of a negative
+    lambda g: g.input("x", 1e-4) / (g.input("y", 1e-4) * 1.0 - 2e-4 + 1e-5),  # a pole nearby
+    lambda g: mp.exp(g.input("x", 709.5)),            # the stencil overflows
+])
+def test_the_numerical_witness_leaves_out_what_it_cannot_estimate(build):
+    """This once failed because the graph's numerical witness raised or failed where its
+    stencil left a function's domain, overflowed or crossed a pole."""
+    g = mp.Graph()
+    f = build(g)
+    report = mp.verify(g, f)
+    assert report.ok, str(report)
+    numeric = [c for c in report.checks if c.witness == "numeric"]
+    assert any(c.result.excluded for c in numeric)
+    assert any("left out" in c.note for c in numeric)
+
+
+class WrongDivBackward(ops.Div):
+    def backward(self, saved, dout):
+        dxs, grads = super().backward(saved, dout)
+        return [dxs[0] * 1.001, dxs[1]], grads
+
+
+class WrongMulPartial(ops.Mul):
+    def local_partials(self, saved):
+        right = super().local_partials(saved)
+        first = right.inputs[0]
+        return ops.OpPartials([mp.Diagonal(first.values * 1.001), right.inputs[1]])
+
+
+def test_a_graph_diagnosis_names_the_classic_backward():
+    """This once failed because the layered view's checks were labelled as the backprop
+    witness, which muddled the diagnosis: a wrong classic backward was not named."""
+    g = mp.Graph()
+    x, y = g.input("x", 1.5), g.input("y", 2.5)
+    f = g.node(WrongDivBackward(), x * 2.0, y, name="div1")
+    report = mp.verify(g, f)
+    assert not report.ok
+    assert "classic backward" in report.verdict()
+
+
+def test_a_graph_diagnosis_names_the_op_with_the_wrong_partial():
+    """This once failed because a failing node did not name the ops whose partials feed it."""
+    g = mp.Graph()
+    x, y = g.input("x", 1.5), g.input("y", 2.5)
+    f = g.node(WrongMulPartial(), x, y, name="mul1")
+    report = mp.verify(g, f)
+    assert not report.ok
+    assert report.first_failure.layer == "x"
+    assert "the local partials of mul1" in report.verdict()

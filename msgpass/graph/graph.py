@@ -163,6 +163,7 @@ class Graph:
                 names.append(item)
             else:
                 raise TypeError(f"inputs of a node are nodes or node names, got {item!r}")
+        op = op.placed(len(self.nodes) + 1)   # the node's position, as a layer's in a network
         return self._add(Node(self, name or self._fresh(op.label), op, names, "op"))
 
     def __getitem__(self, name: str) -> Node:

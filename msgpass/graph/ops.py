@@ -138,6 +138,11 @@ class Op:
         Function as a node); None for every other op."""
         return None
 
+    def placed(self, position: int) -> Op:
+        """The op as it runs as the ``position``-th node of its graph: itself, unless what it
+        does depends on where it sits (a layer node of an unseeded Dropout)."""
+        return self
+
     def describe(self) -> str:
         return self.label
 
@@ -523,6 +528,10 @@ class LayerOp(Op):
 
     def user_jacobian_check(self, x):
         return self.layer.user_jacobian_check(x)
+
+    def placed(self, position):
+        layer = self.layer.placed(position)
+        return self if layer is self.layer else LayerOp(layer, self.target)
 
     def astype(self, dtype):
         return LayerOp(self.layer.astype(dtype), self.target)

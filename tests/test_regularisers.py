@@ -1,0 +1,150 @@
+"""Dropout and BatchNorm: dropout masks (per step, seeded by position) and their messages;
+BatchNorm's coupled messages between samples, verified against backprop and numerical
+differentiation, streamed under a budget, its running statistics and its evaluation mode."""
+
+import numpy as np
+import pytest
+
+import msgpass as mp
+
+# -- dropout --------------------------------------------------------------------------------
+
+
+def test_dropout_masks_step_and_evaluate():
+    layer = mp.Dropout(0.4, seed=2)
+    x = np.ones((50, 40))
+    first, _ = layer.forward(x)
+    again, _ = layer.forward(x)
+    np.testing.assert_array_equal(first, again)           # one mask per step
+    assert set(np.unique(first)) == {0.0, 1 / 0.6}
+    assert abs((first == 0).mean() - 0.4) < 0.03          # 2,000 draws
+    layer.step += 1
+    assert not np.array_equal(layer.forward(x)[0], first)
+    layer.training = False
+    np.testing.assert_array_equal(layer.forward(x)[0], x)
+
+
+@pytest.mark.claim("C4.9")
+def test_dropout_messages_are_the_mask_and_verify():
+    net = mp.build_network("5-8-relu-dropout0.5-3-sce", seed=0)
+    x, y = np.random.default_rng(0).standard_normal((4, 5)), np.array([0, 1, 2, 1])
+    net.forward(x, y)
+    trace = net.backward()
+    keep = trace.partials[2].inputs.values
+    np.testing.assert_array_equal(trace.block(3).values, keep * trace.incoming(4))
+    assert np.all(trace.incoming(3)[keep == 0] == 0)      # a dropped node hears nothing
+    assert mp.verify(net, x, y).ok
+
+
+def test_dropouts_built_without_a_seed_draw_different_masks_by_their_position():
+    """Unseeded Dropouts once took their seeds from a class counter, so a network's masks
+    depended on how many Dropouts the process had built before; now the seed is the
+    position, the same in every run and different for each Dropout of a network."""
+    def masks():
+        net = mp.Sequential([mp.Dropout(0.5), mp.Affine(30, 30, seed=0), mp.Dropout(0.5),
+                             mp.MSELoss()])
+        net.forward(np.ones((20, 30)), np.zeros((20, 30)))
+        return [net.record.saved[t - 1].keep for t in (1, 3)]
+    first, third = masks()
+    assert not np.array_equal(first, third)
+    mp.Dropout(0.5)                       # building another Dropout changes nothing
+    again = masks()
+    assert np.array_equal(again[0], first) and np.array_equal(again[1], third)
+    dropped = np.mean(first == 0)
+    assert 0.4 < dropped < 0.6
+
+
+# -- batch normalisation ----------------------------------------------------------------------
+
+def bn_case(batch=6, seed=0):
+    net = mp.build_network("5-7-batchnorm-relu-6-tanh-batchnorm-3-sce", seed=seed)
+    rng = np.random.default_rng(seed)
+    return net, rng.standard_normal((batch, 5)) * 2 + 1, rng.integers(0, 3, batch)
+
+
+@pytest.mark.claim("C4.10")
+def test_batchnorm_messages_run_between_samples():
+    net, x, y = bn_case()
+    net.forward(x, y)
+    trace = net.backward()
+    block = trace.block(2)                                  # BatchNorm(7), training mode
+    assert block.kind == "coupled" and trace.message(2).shape == (7, 6, 6)
+    J = trace.partials[1].inputs.values                     # (N, B, B)
+    arriving = trace.incoming(3)                            # (B, N)
+    np.testing.assert_array_equal(trace.message(2), J * arriving.T[:, None, :])
+    np.testing.assert_allclose(trace.incoming(2), trace.message(2).sum(axis=2).T, rtol=1e-15)
+    # off-diagonal sample pairs really talk: J_j[b, b'] = (γ/σ)(δ − 1/B − x̂_b x̂_b'/B)
+    assert np.all(np.abs(J[:, 0, 1]) > 0)
+    with pytest.raises(mp.StateError, match="couples the samples"):
+        trace.sample_messages(2, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.claim("C4.10")
+def test_batchnorm_verifies_against_backprop_and_numerical_differentiation(seed):
+    net, x, y = bn_case(batch=4 + seed, seed=seed)
+    report = mp.verify(net, x, y)
+    assert report.ok, str(report)
+    assert any(c.witness == "numeric" and c.t == 2 and not c.result.inconclusive
+               for c in report.checks)
+
+
+def test_batchnorm_streams_under_a_budget_and_evaluates_elementwise():
+    net, x, y = bn_case(batch=8)
+    net.forward(x, y)
+    full = net.backward()
+    for budget in (8 * 8 * 8, 3 * 8 * 8 * 8):               # one feature, three features
+        streamed = net.backward(keep="sums", budget_bytes=budget)
+        for t in range(1, net.T + 2):
+            np.testing.assert_array_equal(streamed.incoming(t), full.incoming(t))
+    layer = net.layers[1]
+    before = layer.running_mean.copy()
+    mp.verify(net, x, y)                                    # many forwards: stats unchanged
+    np.testing.assert_array_equal(layer.running_mean, before)
+    net.next_step()                                         # the trainer's end of step
+    np.testing.assert_allclose(layer.running_mean, 0.1 * (x @ net.params["1.W"]
+                                                          + net.params["1.b"]).mean(axis=0))
+    net.eval()
+    net.forward(x, y)
+    assert net.backward().block(2).kind == "diagonal"       # eval mode: elementwise
+    assert mp.verify(net, x, y).ok
+
+
+def test_batchnorm_running_variance_and_mp_verify():
+    """This once failed because BatchNorm's partials used the rounded float 1/B, which an
+    mp:30 network cannot verify; and nothing checked the running variance."""
+    net, x, y = bn_case(batch=8)
+    net.forward(x, y)
+    net.next_step()
+    z = x @ net.params["1.W"] + net.params["1.b"]
+    np.testing.assert_allclose(net.layers[1].running_var, 0.9 + 0.1 * z.var(axis=0))
+    pytest.importorskip("mpmath")
+    net, x, y = bn_case(batch=3)
+    assert mp.verify(net.astype("mp:30"), x, y).ok
+
+
+def test_per_sample_gradients_are_refused_below_batchnorm():
+    """This once failed because per_sample_grads() handed out the per-sample messages below a
+    BatchNorm as per-sample gradients, though there every sample's loss reaches each one."""
+    net = mp.build_network("3-4-batchnorm-relu-2-sce", seed=0)
+    net.forward(np.random.default_rng(0).standard_normal((5, 3)), np.array([0, 1, 0, 1, 1]))
+    trace = net.backward(per_sample=True)
+    with pytest.raises(mp.StateError, match=r"layer 2 \(BatchNorm\(4\)\) couples.*1\.W"):
+        trace.per_sample_grads()
+
+
+def test_coupled_messages_are_oriented_receiver_first():
+    """Review found mutations that survived the tests; a transposed coupled block (J[b', b]
+    for J[b, b']) would have: BatchNorm's J is symmetric in b, b', so only an unsymmetric one
+    tells the two orientations apart."""
+    from msgpass.partials import Coupled
+    values = np.random.default_rng(1).standard_normal((3, 4, 4))   # not symmetric in b, b'
+    incoming = np.random.default_rng(2).standard_normal((4, 3))    # (B, N)
+    J = Coupled(values)
+    message = J.send(incoming, J.whole(4))
+    for j in range(3):
+        for b in range(4):
+            for b2 in range(4):
+                assert message[j, b, b2] == values[j, b, b2] * incoming[b2, j]
+    np.testing.assert_allclose(J.receive(message),
+                               np.einsum("jab,bj->aj", values, incoming), rtol=1e-14)
