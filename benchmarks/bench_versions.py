@@ -21,6 +21,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,8 +57,10 @@ print(json.dumps({"version": mp.__version__, **out}))
 
 
 def run_worker(python: str, spec: str, batch: int, repeat: int) -> dict:
+    # from a neutral directory: from a checkout, ``python -c`` would import its msgpass
     proc = subprocess.run([python, "-c", WORKER, spec, str(batch), str(repeat)],
-                          capture_output=True, text=True, check=True)
+                          capture_output=True, text=True, check=True,
+                          cwd=tempfile.gettempdir())
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
