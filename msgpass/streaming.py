@@ -176,18 +176,23 @@ def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
     pieces = list(J.pieces(rows, piece_bytes))
     whole = keep and (chosen is None or not J.samples_independent)
     block = np.empty(J.block_shape(count), dtype=dtype) if whole else None
-    scratch = None
     if keep and not whole:
         block = np.empty((len(chosen),) + J.block_shape(1)[1:], dtype=dtype)
         row_of = {int(b): i for i, b in enumerate(chosen)}
-    if not whole:
-        largest = np.max([J.piece_shape(piece) for piece in pieces], axis=0)
-        scratch = np.empty(tuple(int(n) for n in largest), dtype=dtype)
+    largest = J.piece_shape(pieces[0])        # a kind yields its largest piece first
+    scratch = None if whole else np.empty(largest, dtype=dtype)
     S = np.empty((count, J.n_in), dtype=dtype)                # S^t, for the samples ``rows``
     for piece in pieces:
-        here = piece.shifted(-rows.start)       # where the piece sits in this call's arrays
-        out = block[J.piece_index(here)] if whole else \
-            scratch[tuple(slice(0, n) for n in J.piece_shape(piece))]
+        # where the piece sits in this call's arrays (rows counted from ``rows.start``)
+        here = piece if rows.start == 0 else piece.shifted(-rows.start)
+        if whole:
+            out = block[J.piece_index(here)]
+        else:
+            shape = J.piece_shape(piece)
+            if shape != largest and any(n > m for n, m in zip(shape, largest, strict=True)):
+                raise ValueError(f"{type(J).__name__}.pieces yielded a piece {shape} larger "
+                                 f"than its first {largest}: a kind yields its largest first")
+            out = scratch if shape == largest else scratch[tuple(map(slice, shape))]
         messages = J.send(incoming, piece, out=out)          # δ^t = J^t · S^{t+1}
         if stats is not None:
             stats.update(messages, piece.receivers)

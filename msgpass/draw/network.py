@@ -13,6 +13,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from ..validate import positive_int
 from .style import CMAP, LABEL_SIZE, TEXT_SIZE, fmt, new_axes, symmetric_norm
 
 __all__ = ["draw_network", "network_edges", "MAX_EDGES", "MAX_LABELLED_NODES"]
@@ -97,9 +98,8 @@ def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_ED
     """
     trace = trace.as_floats()   # exact or mp numbers are drawn as floats
     check_sample(trace, sample)
-    if max_edges is not None and (not isinstance(max_edges, (int, np.integer))
-                                  or max_edges < 1):
-        raise ValueError(f"max_edges must be a positive integer or None, got {max_edges!r}")
+    if max_edges is not None:
+        positive_int(max_edges, "max_edges", noun="integer or None")
     per_layer = network_edges(trace, sample)
     everything = np.concatenate([layer[4] for layer in per_layer])
     total = everything.size

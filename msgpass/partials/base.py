@@ -93,9 +93,10 @@ class InputPartials:
 
     def pieces(self, rows: slice, piece_bytes: int) -> Iterator[Piece]:
         """Pieces of at most ``piece_bytes`` (or one smallest piece) covering the block of the
-        samples ``rows``, largest first: whole samples while one sample fits, else one sample
-        a band of receivers at a time, band by band, so that a band's partials (and per-edge
-        statistics) stay in cache across the samples."""
+        samples ``rows``, the largest first (every kind yields its largest piece first: the
+        scratch for the others is cut from it): whole samples while one sample fits, else one
+        sample a band of receivers at a time, band by band, so that a band's partials (and
+        per-edge statistics) stay in cache across the samples."""
         per_receiver = self.smallest_piece_bytes(_length(rows))
         per_sample = self.n_in * per_receiver
         everyone = slice(0, self.n_in)
@@ -119,7 +120,9 @@ class InputPartials:
 
     def piece_shape(self, piece: Piece) -> tuple[int, ...]:
         """Shape of the messages of ``piece``: the block indexed by ``piece_index``."""
-        return (_length(piece.rows), _length(piece.receivers)) + self.block_shape(1)[2:]
+        rows, receivers = piece
+        return (rows.stop - rows.start, receivers.stop - receivers.start) + \
+            self.block_shape(1)[2:]
 
     # -- the recursion ---------------------------------------------------------------------
     def send(self, incoming: np.ndarray, piece: Piece, out: np.ndarray | None = None

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..validate import positive_int
 
 __all__ = ["Dataset", "load_mnist", "load_digits", "read_idx", "Standardizer", "split",
            "minibatches", "MNIST_ENV", "MNIST_FILES"]
@@ -173,8 +174,7 @@ def minibatches(count: int, batch: int, rng: np.random.Generator, shuffle: bool 
     """Index arrays of one epoch: a fresh permutation (seeded by ``rng``), cut into batches;
     the last one may be smaller, but a last batch of fewer than ``smallest`` samples joins
     the one before (BatchNorm in training mode needs at least 2)."""
-    if batch < 1:
-        raise DataError(f"the batch size must be a positive integer, got {batch}")
+    positive_int(batch, "the batch size", DataError)
     order = rng.permutation(count) if shuffle else np.arange(count)
     starts = list(range(0, count, batch))
     if len(starts) > 1 and count - starts[-1] < smallest:
