@@ -205,19 +205,35 @@ def ratio(ms: dict, a: str, b: str) -> str:
     return f"{ms['min'][a] / ms['min'][b]:.2f} ({ms['median'][a] / ms['median'][b]:.2f})"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=7)
+def add_size_options(parser: argparse.ArgumentParser) -> None:
+    """--sizes (which to run) and --size NAME=SPEC:BATCH (another one), for every script
+    that runs the suite's sizes."""
     parser.add_argument("--sizes", default="small,medium,large")
     parser.add_argument("--size", action="append", default=[], metavar="NAME=SPEC:BATCH",
                         help="define another size, e.g. tiny=12-8-relu-3-sce:4 (repeatable)")
-    args = parser.parse_args()
+
+
+def chosen_sizes(parser: argparse.ArgumentParser, args) -> dict[str, tuple[str, int]]:
+    """The sizes asked for, name -> (spec, batch), with the ones --size defines."""
+    sizes = dict(SIZES)
     for definition in args.size:
         name, _, rest = definition.partition("=")
         spec, _, batch = rest.rpartition(":")
         if not (name and spec and batch.isdigit()):
             parser.error(f"--size takes NAME=SPEC:BATCH, got {definition!r}")
-        SIZES[name] = (spec, int(batch))
+        sizes[name] = (spec, int(batch))
+    unknown = [name for name in args.sizes.split(",") if name not in sizes]
+    if unknown:
+        parser.error(f"unknown sizes {unknown}; the sizes are {', '.join(sizes)}")
+    return {name: sizes[name] for name in args.sizes.split(",")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    add_size_options(parser)
+    args = parser.parse_args()
+    SIZES.update(chosen_sizes(parser, args))
     try:
         import torch
         torch_version = f"torch {torch.__version__} ({torch.get_num_threads()} threads)"

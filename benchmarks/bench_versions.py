@@ -25,11 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-SIZES = {   # bench_suite.py's sizes
-    "small": ("784-100-relu-10-sce", 100),
-    "medium": ("512-512-relu-512-relu-10-sce", 64),
-    "large": ("1024-1024-relu-10-sce", 256),
-}
+# run as a script, this folder is on sys.path: the sizes are bench_suite's
+from bench_suite import add_size_options, chosen_sizes
 
 WORKER = """
 import json, sys, time, numpy as np, msgpass as mp
@@ -80,17 +77,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--repeat", type=int, default=5, help="timed calls per process")
     parser.add_argument("--no-suite", action="store_true", help="skip the test suite")
-    parser.add_argument("--sizes", default="small,medium,large")
-    parser.add_argument("--size", action="append", default=[], metavar="NAME=SPEC:BATCH",
-                        help="define another size, e.g. tiny=12-8-relu-3-sce:4 (repeatable)")
+    add_size_options(parser)
     args = parser.parse_args()
-    for definition in args.size:
-        name, _, rest = definition.partition("=")
-        spec, _, batch = rest.rpartition(":")
-        if not (name and spec and batch.isdigit()):
-            parser.error(f"--size takes NAME=SPEC:BATCH, got {definition!r}")
-        SIZES[name] = (spec, int(batch))
-    sizes = {name: SIZES[name] for name in args.sizes.split(",")}
+    sizes = chosen_sizes(parser, args)
     versions = {"old": args.old_python, "new": args.new_python}
     trees = {"old": args.old_tree, "new": args.new_tree}
     timings: dict = {}

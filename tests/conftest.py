@@ -2,9 +2,25 @@
 
 import os
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
     "msgpass", derandomize=True, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("MSGPASS_HYPOTHESIS", "msgpass"))
+
+
+@pytest.fixture
+def same_statistics():
+    """Assert that two traces gathered the same message statistics over layers 1..T (two
+    backends, or the same pass in other chunks): counts, |max| and histograms exactly, and the
+    per-edge means within 1e-12 of the largest (chunk sums are added in another order)."""
+    def check(memory, other, T):
+        for t in range(1, T + 1):
+            a, b = memory.stats[t], other.stats[t]
+            assert a.samples == b.samples
+            assert np.array_equal(a.absmax, b.absmax) and np.array_equal(a.counts, b.counts)
+            assert np.max(np.abs(a.mean - b.mean)) <= 1e-12 * max(np.max(np.abs(a.mean)), 1e-300)
+    return check

@@ -116,7 +116,7 @@ def test_merging_two_halves_gives_the_whole():
 
 @pytest.mark.claim("C6.2")
 @pytest.mark.parametrize("seed", range(4))
-def test_the_dask_backend_gathers_the_same_statistics(seed):
+def test_the_dask_backend_gathers_the_same_statistics(seed, same_statistics):
     pytest.importorskip("dask")
     rng = np.random.default_rng(seed)
     net = mp.build_network(random_spec(rng), seed=seed)
@@ -124,13 +124,6 @@ def test_the_dask_backend_gathers_the_same_statistics(seed):
     net.forward(x, target)
     memory = net.backward(keep="sums", stats=True)
     lazy = net.backward(backend="dask", chunk_samples=4, keep="sums", stats=True)
-    assert_same_statistics(memory, lazy, net.T)
+    same_statistics(memory, lazy, net.T)
 
 
-def assert_same_statistics(memory, other, T):
-    for t in range(1, T + 1):
-        a, b = memory.stats[t], other.stats[t]
-        assert a.samples == b.samples
-        assert np.array_equal(a.absmax, b.absmax) and np.array_equal(a.counts, b.counts)
-        # chunk sums added in another order: within 1e-12 of the largest per-edge mean
-        assert np.max(np.abs(a.mean - b.mean)) <= 1e-12 * max(np.max(np.abs(a.mean)), 1e-300)

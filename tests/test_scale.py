@@ -124,15 +124,6 @@ def assert_same(memory, lazy, T):
         assert relative(grad, lazy.grads[key]) <= 1e-12, key
 
 
-def assert_same_statistics(memory, other, T):
-    for t in range(1, T + 1):
-        a, b = memory.stats[t], other.stats[t]
-        assert a.samples == b.samples
-        assert np.array_equal(a.absmax, b.absmax) and np.array_equal(a.counts, b.counts)
-        # chunk sums added in another order: within 1e-12 of the largest per-edge mean
-        assert np.max(np.abs(a.mean - b.mean)) <= 1e-12 * max(np.max(np.abs(a.mean)), 1e-300)
-
-
 @pytest.mark.claim("C6.2")
 @pytest.mark.parametrize("seed", range(6))
 def test_the_dask_backend_equals_the_in_memory_pass(seed):
@@ -235,7 +226,7 @@ def test_statistics_only_traces_append_by_step(tmp_path):
 
 
 @pytest.mark.claim("C6.2")
-def test_statistics_on_a_two_worker_local_cluster(tmp_path):
+def test_statistics_on_a_two_worker_local_cluster(tmp_path, same_statistics):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   dashboard_address=None) as cluster, \
@@ -245,7 +236,7 @@ def test_statistics_on_a_two_worker_local_cluster(tmp_path):
         lazy = net.backward(backend="dask", chunk_samples=3, keep="all", stats=True,
                             store=tmp_path / "run.zarr")      # workers write their chunks
         assert_same(memory, lazy, net.T)
-        assert_same_statistics(memory, lazy, net.T)
+        same_statistics(memory, lazy, net.T)
     stored = mp.load_trace(tmp_path / "run.zarr")
     for t in range(1, net.T + 1):
         assert bitwise(stored.msgpass.dense(t).values, memory.message(t))
