@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import msgpass as mp
-from msgpass.train.data import Dataset, load_mnist
+from msgpass.training.data import Dataset, load_mnist
 
 DEFAULT_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 

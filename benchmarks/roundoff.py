@@ -6,7 +6,7 @@ are derived from these numbers. Run:
 
 1. For random networks (depth ≤ 6, width ≤ 32, batch ≤ 16, every layer kind, every loss) it
    prints, per dtype, quantiles of  max|messages − backprop| / (u · M),  u the unit round-off
-   and M each entry's path magnitude (msgpass.verify.path_magnitudes).
+   and M each entry's path magnitude (msgpass.verification.path_magnitudes).
 2. For smaller random networks (width ≤ 12, batch ≤ 8, float64) it prints quantiles of
    max|numeric − backprop| / (u · max(1, |ℓ|) / h), the numerical witness's error in units
    of its round-off scale (parameters; and tails, where the scale carries a further 1/B).
@@ -20,7 +20,7 @@ import numpy as np
 
 import msgpass as mp
 from msgpass.testing import random_batch, random_network
-from msgpass.verify.roundoff import path_magnitudes
+from msgpass.verification.roundoff import path_magnitudes
 from msgpass.witnesses.numeric import EPS_STEP
 
 

@@ -66,7 +66,7 @@ from .numbers import as_numbers
 from .partials import Dense, Diagonal, Elementwise, LocalPartials, Outer, Shared
 from .spec import DEFAULT_SPEC, build_network
 from .trace import Trace
-from .train import (
+from .training import (
     History,
     data,
     evaluate,
@@ -75,7 +75,8 @@ from .train import (
     save_checkpoint,
     train,
 )
-from .verify import Report, Tolerance, compare, verify
+from .verification import Report, Tolerance, verify
+from .verification.compare import compare
 from .witnesses import backprop, numeric_gradients, numeric_witness
 
 __version__ = "0.9.0"

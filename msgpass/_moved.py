@@ -2,7 +2,13 @@
 them (``from msgpass.data import load_digits`` keeps working): each old name is the new
 module itself. Those msgpass imports anyway are entered at once (so that importing one never
 rebinds a name of the package, such as the function ``msgpass.compare``); the others are
-imported when first asked for."""
+imported when first asked for.
+
+The packages ``verification`` and ``training`` are not called ``verify`` and ``train``
+because the functions ``msgpass.verify`` and ``msgpass.train`` would hide them
+(``import msgpass.verify.witness as w`` would fail); ``msgpass.verify.*`` and
+``msgpass.train.*`` still import, as the old modules of those names did.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +17,33 @@ import importlib.abc
 import importlib.util
 import sys
 
-__all__ = ["MOVED", "install"]
+__all__ = ["MOVED", "PACKAGES", "install"]
 
 MOVED = {
     "msgpass.checks": "msgpass.validate",
-    "msgpass.compare": "msgpass.verify.compare",
-    "msgpass.data": "msgpass.train.data",
-    "msgpass.optim": "msgpass.train.optim",
+    "msgpass.compare": "msgpass.verification.compare",
+    "msgpass.data": "msgpass.training.data",
+    "msgpass.optim": "msgpass.training.optim",
     "msgpass.init": "msgpass.layers.initializers",
     "msgpass.sampling": "msgpass.testing",
     "msgpass.figures": "msgpass.draw.gallery",
-    "msgpass.cli_train": "msgpass.cli.train",
+    "msgpass.witnesses.backprop": "msgpass.witnesses.standard",
 }
+# whole packages under another name: msgpass.verify.compare is msgpass.verification.compare
+PACKAGES = {
+    "msgpass.verify": "msgpass.verification",
+    "msgpass.train": "msgpass.training",
+}
+
+
+def new_name(old: str) -> str | None:
+    """Where the module that 0.8 (or the issue's layout) called ``old`` lives now."""
+    if old in MOVED:
+        return MOVED[old]
+    for before, now in PACKAGES.items():
+        if old == before or old.startswith(before + "."):
+            return now + old[len(before):]
+    return None
 
 
 class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -32,12 +53,12 @@ class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         self._specs: dict = {}
 
     def find_spec(self, name, path=None, target=None):
-        if name not in MOVED:
+        if new_name(name) is None:
             return None
         return importlib.util.spec_from_loader(name, self)
 
     def create_module(self, spec):
-        module = importlib.import_module(MOVED[spec.name])
+        module = importlib.import_module(new_name(spec.name))
         self._specs[module.__name__] = module.__spec__   # the import system writes over it
         return module
 
@@ -48,6 +69,10 @@ class _OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 def install() -> None:
     """Enter the old paths of modules already imported, and find the others when asked for
     (msgpass calls this last, once everything it imports is imported)."""
+    for name in list(sys.modules):
+        for before, now in PACKAGES.items():
+            if name == now or name.startswith(now + "."):
+                sys.modules.setdefault(before + name[len(now):], sys.modules[name])
     for old, new in MOVED.items():
         if new in sys.modules:
             sys.modules.setdefault(old, sys.modules[new])

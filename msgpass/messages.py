@@ -17,17 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from .errors import StateError
-from .partials import InputPartials, LocalPartials
+from .partials import InputPartials, LocalPartials, ParamPartials
 
-if TYPE_CHECKING:   # for the annotation only: streaming builds on this module
-    from .streaming import Sender
-
-__all__ = ["MessageBlock", "MessagePass", "pass_messages"]
+__all__ = ["MessageBlock", "MessagePass", "Sender", "pass_messages"]
 
 
 def pass_messages(partials: Sequence[LocalPartials], seed: np.ndarray,
@@ -35,10 +32,8 @@ def pass_messages(partials: Sequence[LocalPartials], seed: np.ndarray,
     """Run the recursion from the loss (t = T) down to the input (t = 1).
 
     ``partials[t-1]`` holds J^t and K^t from the forward pass; ``seed`` is S^{T+1} (B, N_T),
-    what arrives at the top layer from above (1/B per sample over a loss layer);
-    ``send(t, J, S)`` sends layer t's messages δ^t = J^t · S^{t+1}, lets every receiver sum
-    them and returns S^t (B, N_{t-1}) (msgpass.streaming.Sender, which also keeps what was
-    asked for and has ``parameter(t, name, K, S, grad)`` see every gradient).
+    what arrives at the top layer from above (1/B per sample over a loss layer); ``send``
+    sends each layer's messages and says what was kept (a Sender, below).
     """
     T = len(partials)
     incoming = {T + 1: seed}                                   # S^{T+1}
@@ -49,9 +44,24 @@ def pass_messages(partials: Sequence[LocalPartials], seed: np.ndarray,
             grads[(t, name)] = K.gradient(S)                   # ∂L/∂θ^t = Σ_{n'} K^t · S^{t+1}
             send.parameter(t, name, K, S, grads[(t, name)])
         incoming[t] = send(t, J, S)                  # δ^t = J^t · S^{t+1}; S^t = Σ_{n'} δ^t
-    return MessagePass(blocks=send.blocks, incoming=incoming, grads=grads,
-                       param_messages=send.param_messages, stats=send.stats,
-                       kept_samples=send.kept_samples)
+    return send.finish(incoming, grads)
+
+
+class Sender(Protocol):
+    """What ``pass_messages`` asks of the code that sends (msgpass.streaming.StreamingSender
+    under a byte budget; the dask backend sends its own way)."""
+
+    def __call__(self, t: int, J: InputPartials, incoming: np.ndarray) -> np.ndarray:
+        """Send layer t's messages δ^t = J^t · S^{t+1} (``incoming``, (B, N_t)), let every
+        receiver sum them, and return S^t, (B, N_{t-1})."""
+
+    def parameter(self, t: int, name: str, K: ParamPartials, incoming: np.ndarray,
+                  grad: np.ndarray) -> None:
+        """See the gradient ``grad`` = K^t · S^{t+1} of parameter ``name`` of layer t."""
+
+    def finish(self, incoming: dict[int, np.ndarray],
+               grads: dict[tuple[int, str], np.ndarray]) -> MessagePass:
+        """The pass's result: S^t for t = 1..T+1, the gradients, and what was kept."""
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@ message pass. It knows nothing of drawing, verification or training."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -14,7 +15,7 @@ from .layers.base import Layer, run_layer
 from .messages import MessagePass, pass_messages
 from .numbers import FLOAT_DTYPES, NumberMode, arithmetic, is_number_mode, mode_of
 from .partials import LocalPartials
-from .streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, Sender
+from .streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, StreamingSender
 from .trace import Trace
 from .validate import as_batch, positive_int
 
@@ -29,7 +30,7 @@ def _memory_backward(record: ForwardRecord, seed: np.ndarray, labels: list[str],
                          "call net.backward(backend='dask', store=path, ...)")
     for name in ("chunk_samples", "numbers"):   # options of other backends
         options.pop(name, None)
-    sender = Sender(record.partials, len(seed), labels, **options)
+    sender = StreamingSender(record.partials, len(seed), labels, **options)
     return pass_messages(record.partials, seed, sender)
 
 
@@ -89,15 +90,15 @@ class ParamDict(MutableMapping):
 @dataclass(frozen=True)
 class ForwardRecord:
     """Everything one forward pass leaves for the backward (``net.record``): kept until the
-    next forward.
+    next forward, and read-only (tuples, read-only arrays, a read-only mapping).
 
     Attributes
     ----------
-    values : list of ndarray
+    values : tuple of ndarray
         z^0 … z^T.
-    partials : list of LocalPartials
+    partials : tuple of LocalPartials
         J^t and K^t for t = 1..T.
-    saved : list
+    saved : tuple
         What each layer's forward returned for its backward (``saved[t-1]`` for layer t);
         ``net.next_step()`` hands it back to the layers (BatchNorm folds the batch's
         statistics in).
@@ -109,12 +110,19 @@ class ForwardRecord:
         The network that made it (its identity token): ``restore`` takes back only its own.
     """
 
-    values: list[np.ndarray]
-    partials: list[LocalPartials]
-    saved: list[Any]
-    kinks: dict[int, np.ndarray]
+    values: tuple[np.ndarray, ...]
+    partials: tuple[LocalPartials, ...]
+    saved: tuple[Any, ...]
+    kinks: Mapping[int, np.ndarray]
     loss: float
     owner: object = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self):
+        for name in ("values", "partials", "saved"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        for array in (*self.values, *self.kinks.values()):
+            array.flags.writeable = False   # a record of this pass: nothing changes it
+        object.__setattr__(self, "kinks", MappingProxyType(dict(self.kinks)))
 
 
 class Sequential:
@@ -171,9 +179,6 @@ class Sequential:
             input_width = next((layer.input_width for layer in layers
                                 if layer.input_width is not None), None)
         self.input_width = input_width
-        # a layer that depends on where it sits (an unseeded Dropout draws its masks from its
-        # position) is given its position here
-        layers = [layer.placed(t) for t, layer in enumerate(layers, 1)]
         self.numbers: NumberMode | None = None   # exact or mp arithmetic (astype)
         dtypes = {arr.dtype for layer in layers for arr in layer.params.values()}
         if dtypes == {np.dtype(object)} or is_number_mode(dtype):
@@ -267,14 +272,14 @@ class Sequential:
         """Training mode (the default): Dropout drops, BatchNorm uses the batch's statistics.
         Returns the network."""
         for layer in self.layers:
-            layer.training = True
+            layer.train()
         return self
 
     def eval(self) -> Sequential:
         """Evaluation mode: Dropout is the identity, BatchNorm uses its running statistics.
         Returns the network."""
         for layer in self.layers:
-            layer.training = False
+            layer.eval()
         return self
 
     def next_step(self, saved: Sequence[Any] | None = None) -> None:

@@ -8,9 +8,9 @@ the statistics, and then either stored (a kept block) or overwritten by the next
 messages in flight never exceed the byte budget, whatever the batch. How a block is cut is
 the kind's own business (``InputPartials.pieces``); this module only chooses the piece size.
 
-``Sender`` is the in-memory backend's sender: the options of ``backward`` checked once,
-before any work, and what the pass keeps. The dask backend (msgpass.scale) calls
-``send_layer`` for each chunk of samples.
+``StreamingSender`` is the in-memory backend's sender (msgpass.messages.Sender): the options
+of ``backward`` checked once, before any work, and what the pass keeps. The dask backend
+(msgpass.scale) calls ``send_layer`` for each chunk of samples.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from .errors import InputValueError, NonFiniteError
-from .messages import MessageBlock
-from .partials import InputPartials, LocalPartials, ParamPartials
+from .messages import MessageBlock, MessagePass
+from .partials import InputPartials, LocalPartials, ParamPartials, Piece
 from .stats import MessageStats, statistics_wanted
 from .validate import first_nonfinite, positive_int
 
-__all__ = ["Sender", "send_layer", "piece_bytes", "wanted_layers", "kept_samples",
+__all__ = ["StreamingSender", "send_layer", "piece_bytes", "wanted_layers", "kept_samples",
            "check_memory_options", "check_statistics", "check_gradient", "check_sums",
            "DEFAULT_BUDGET_BYTES", "DEFAULT_CHUNK_BYTES", "STATS_CHUNK_BYTES"]
 
@@ -98,13 +98,15 @@ def check_memory_options(partials: Sequence[LocalPartials], batch: int, budget_b
 
 
 def check_statistics(partials: Sequence[LocalPartials], stats, labels) -> tuple[str, ...]:
-    """The statistics asked for (() for none), after refusing layers that have none."""
+    """The statistics asked for (() for none), after refusing layers that have none (a kind
+    without per-edge statistics says why, in its ``edge_shape``)."""
     names = statistics_wanted(stats)
     for t, local in enumerate(partials, 1):
-        if names and not local.inputs.samples_independent:
-            raise InputValueError(f"layer {t} ({_label(labels, t)}) couples the samples: message "
-                                  f"statistics are per edge over independent samples; gather "
-                                  f"them in eval mode or keep that layer's block instead")
+        if names:
+            try:
+                local.inputs.edge_shape   # noqa: B018 - a kind without edges says why
+            except ValueError as err:
+                raise InputValueError(f"layer {t} ({_label(labels, t)}) {err}") from None
         if names and np.dtype(local.inputs.dtype).kind != "f":
             raise ValueError(f"layer {t} ({_label(labels, t)}): message statistics need float "
                              f"messages, these are {np.dtype(local.inputs.dtype)}; keep the "
@@ -197,10 +199,13 @@ def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
         if stats is not None:
             stats.update(messages, piece.receivers)
         J.receive(messages, out=S[here.rows, here.receivers])      # S^t = Σ_{n'} δ^t
-        if keep and not whole:
+        if keep and not whole:      # copy the chosen samples' rows, where the kind puts them
+            band = slice(0, piece.receivers.stop - piece.receivers.start)
             for b in range(piece.rows.start, piece.rows.stop):
                 if b in row_of:
-                    block[row_of[b], piece.receivers] = messages[b - piece.rows.start]
+                    row, k = row_of[b], b - piece.rows.start
+                    block[J.piece_index(Piece(slice(row, row + 1), piece.receivers))] = \
+                        messages[J.piece_index(Piece(slice(k, k + 1), band))]
     if block is not None:
         block.flags.writeable = False   # a trace is a record: its messages stay as sent
     return S, block, (None if whole or not keep else chosen)
@@ -208,10 +213,10 @@ def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
 
 # -- the in-memory backend ---------------------------------------------------------------
 
-class Sender:
+class StreamingSender:
     """Sends each layer's messages for msgpass.messages.pass_messages, under ``backward``'s
     options (checked here, before any work; see Sequential.backward for their meaning), and
-    keeps what they ask for: ``blocks``, ``param_messages``, ``stats``, ``kept_samples``."""
+    keeps what they ask for: the blocks, each sample's parameter messages, statistics."""
 
     def __init__(self, partials: Sequence[LocalPartials], batch: int,
                  labels: Sequence[str] | None = None, *, keep="all",
@@ -256,6 +261,9 @@ class Sender:
             self.blocks[t] = MessageBlock(t, J, block, samples)
         return S
 
-    @property
-    def stats(self) -> dict[int, MessageStats]:
-        return {t: self.gathered[t].finished() for t in sorted(self.gathered)}
+    def finish(self, incoming: dict[int, np.ndarray],
+               grads: dict[tuple[int, str], np.ndarray]) -> MessagePass:
+        return MessagePass(blocks=self.blocks, incoming=incoming, grads=grads,
+                           param_messages=self.param_messages,
+                           stats={t: self.gathered[t].finished() for t in sorted(self.gathered)},
+                           kept_samples=self.kept_samples)

@@ -118,19 +118,20 @@ class Trace:
         """The dense (N_{t-1}, N_t) messages of layer t for batch sample ``sample``, or their
         mean over the batch for ``"mean"`` (which needs every sample kept)."""
         block = self.block(t)
-        if not block.partials.samples_independent:
-            raise StateError(f"layer {t} ({self.labels[t - 1]}) couples the samples: its "
-                             f"messages run between (sample, feature) nodes, not within one "
-                             f"sample; trace.message({t}) is its {block.values.shape} block")
         if isinstance(sample, str):
             if sample != "mean":
                 raise ValueError(f"sample must be a sample index or 'mean', got {sample!r}")
             if block.samples is not None:
                 raise StateError(f"the batch mean of layer {t}'s messages needs every sample, "
                                  f"but only samples {block.samples.tolist()} were kept")
-            return block.dense().mean(axis=0)
-        row = block.row(sample)   # IndexError / StateError naming the sample
-        return block.partials.dense_messages(block.values[row:row + 1])[0]
+            row = "mean"
+        else:
+            row = block.row(sample)   # IndexError / StateError naming the sample
+        try:
+            return block.partials.sample_view(block.values, row)
+        except ValueError as err:     # a kind without per-sample messages says why
+            raise StateError(f"layer {t} ({self.labels[t - 1]}) {err}; trace.message({t}) is "
+                             f"its {block.values.shape} block") from None
 
     def as_floats(self) -> Trace:
         """The same trace with exact or mp numbers rounded to float64 (for drawing, or for

@@ -1,4 +1,4 @@
-"""Checkpoints (msgpass.train.checkpoints): parameters, optimizer state and BatchNorm's running
+"""Checkpoints (msgpass.training.checkpoints): parameters, optimizer state and BatchNorm's running
 statistics round-trip; saves are atomic; another network's, another optimizer's or a corrupt
 checkpoint is refused before anything changes."""
 
@@ -10,7 +10,7 @@ import pytest
 import msgpass as mp
 from msgpass import optim
 from msgpass.errors import DataError
-from msgpass.train.data import Dataset, Standardizer, load_digits, split
+from msgpass.training.data import Dataset, Standardizer, load_digits, split
 
 
 def digits_split():

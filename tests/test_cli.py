@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from msgpass.cli import main
-from msgpass.train.data import Standardizer, load_digits, split
+from msgpass.training.data import Standardizer, load_digits, split
 
 
 def test_verify_default_passes(capsys):
@@ -54,6 +54,14 @@ def test_bad_usage_is_one_line_and_exit_2(argv, pattern):
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("msgpass: error:") and pattern in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_the_cli_package_runs_as_a_module_too():
+    """``python -m msgpass.cli`` once ran (the old cli.py had a main guard); the cli package
+    needs its own __main__."""
+    proc = subprocess.run([sys.executable, "-m", "msgpass.cli", "verify", "--arch", "3-2-sce",
+                           "--no-numeric"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "VERIFIED" in proc.stdout
 
 
 def test_no_command_is_one_line_and_exit_2(capsys):

@@ -1,4 +1,4 @@
-"""Training data (msgpass.train.data): the built-in digits, MNIST and its IDX files with their
+"""Training data (msgpass.training.data): the built-in digits, MNIST and its IDX files with their
 errors, the Standardizer, the seeded split and minibatches."""
 
 import gzip
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from msgpass.errors import DataError
-from msgpass.train.data import (
+from msgpass.training.data import (
     IDX_IMAGES,
     IDX_LABELS,
     Standardizer,

@@ -11,14 +11,14 @@ from hypothesis import strategies as st
 import msgpass as mp
 from msgpass.spec import ACTIVATIONS
 from msgpass.testing import random_batch, random_network
-from msgpass.verify.compare import (
+from msgpass.verification.compare import (
     TOL_F32_BACKPROP,
     TOL_F32_NUMERIC,
     TOL_F64_BACKPROP,
     TOL_F64_NUMERIC,
     compare,
 )
-from msgpass.verify.roundoff import path_magnitudes
+from msgpass.verification.roundoff import path_magnitudes
 
 
 @st.composite

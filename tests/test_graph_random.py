@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import msgpass as mp
-from msgpass.verify.compare import TOL_F64_BACKPROP, compare
-from msgpass.verify.roundoff import graph_path_magnitudes
+from msgpass.verification.compare import TOL_F64_BACKPROP, compare
+from msgpass.verification.roundoff import graph_path_magnitudes
 from msgpass.witnesses.graph import graph_backprop
 
 MAX_FAN_OUT = 4

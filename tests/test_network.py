@@ -167,6 +167,18 @@ def test_the_record_is_what_the_last_forward_left_and_is_read_only():
     assert net.record is record
 
 
+def test_the_record_cannot_be_changed_in_place():
+    net = small_net()
+    net.forward(np.ones((2, 5)), [0, 1])
+    record = net.record
+    with pytest.raises(AttributeError):
+        record.values.append(np.zeros(3))       # a tuple
+    with pytest.raises(ValueError, match="read-only"):
+        record.values[1][0, 0] = 7.0
+    with pytest.raises(TypeError):
+        record.kinks[1] = np.zeros((2, 5), dtype=bool)
+
+
 def test_restore_puts_back_an_earlier_record():
     net = small_net()
     rng = np.random.default_rng(3)

@@ -280,7 +280,7 @@ def test_class_targets_may_be_fractions():
 
 
 def test_exact_means_fractions_not_merely_equal_numbers():
-    from msgpass.verify.compare import TOL_EXACT, compare_numbers
+    from msgpass.verification.compare import TOL_EXACT, compare_numbers
     a = np.array([Fraction(1, 2)], dtype=object)
     assert compare_numbers(a, a.copy(), TOL_EXACT).ok
     assert not compare_numbers(a, np.array([0.5], dtype=object), TOL_EXACT).ok

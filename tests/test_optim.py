@@ -1,4 +1,4 @@
-"""Optimizers (msgpass.train.optim) against their formulas written out by hand, weight decay
+"""Optimizers (msgpass.training.optim) against their formulas written out by hand, weight decay
 and L1 on weights but not biases, and the learning-rate schedules."""
 
 import numpy as np

@@ -59,9 +59,20 @@ class Route(InputPartials):
         jac[:, self.perm, np.arange(self.n_out)] = self.scale
         return jac
 
-    def dense_messages(self, block):
-        full = np.zeros(block.shape + (self.n_out,), dtype=block.dtype)
-        full[:, np.arange(self.n_in), self.inverse] = block
+    def storage_attrs(self):
+        return {"stored": self.storage, "perm": self.perm.tolist()}
+
+    @classmethod
+    def expand_stored(cls, block, attrs):
+        """(..., N) one message per receiver as (..., N, N), each in its sender's column."""
+        if not isinstance(block, np.ndarray):        # a lazy (dask) block of a loaded store
+            block = block.rechunk({block.ndim - 1: -1})
+            return block.map_blocks(cls.expand_stored, attrs, new_axis=[block.ndim],
+                                    chunks=block.chunks + ((block.shape[-1],),),
+                                    dtype=block.dtype)
+        inverse = np.argsort(attrs["perm"])
+        full = np.zeros(block.shape + (len(inverse),), dtype=block.dtype)
+        full[..., np.arange(len(inverse)), inverse] = block
         return full
 
     def edges(self):
@@ -178,6 +189,30 @@ def test_statistics_of_the_toy_kind_are_per_edge(toy):
     np.testing.assert_allclose(stats.mean, trace.block(2).values.mean(axis=0), rtol=1e-14)
     np.testing.assert_array_equal(stats.absmax, np.abs(trace.block(2).values).max(axis=0))
     assert stats.counts.sum() == trace.block(2).partials.message_count(7) == 42
+
+
+def test_labelled_and_stored_traces_expand_the_toy_kind_by_its_own_attributes(toy, tmp_path):
+    """A trace store has no partials: the kind writes what it needs beside its block
+    (storage_attrs) and expands it from there (expand_stored), in memory and lazily."""
+    pytest.importorskip("xarray")
+    pytest.importorskip("zarr")
+    net, _, _ = toy
+    trace = net.backward()
+    ds = trace.to_xarray()
+    assert ds["message2"].dims == ("sample", "node2")
+    assert ds["message2"].attrs == {"stored": "route", "perm": PERM.tolist()}
+    np.testing.assert_array_equal(ds.msgpass.dense(2).values, trace.message(2))
+    trace.save(tmp_path / "toy.zarr")
+    loaded = mp.load_trace(tmp_path / "toy.zarr", network=net)
+    lazy = loaded.msgpass.dense(2)
+    assert lazy.chunks is not None                     # still lazy
+    np.testing.assert_array_equal(lazy.values, trace.message(2))
+
+
+def test_a_kind_with_its_own_storage_must_say_how_it_expands():
+    with pytest.raises(TypeError, match="stores its blocks as 'mine': it must say how"):
+        class Mine(Route):
+            storage = "mine"
 
 
 def test_the_dask_backend_sends_the_toy_kind_too(toy):

@@ -54,6 +54,40 @@ def test_dropouts_built_without_a_seed_draw_different_masks_by_their_position():
     assert 0.4 < dropped < 0.6
 
 
+def test_a_network_runs_the_users_own_dropout_and_positions_never_meet_seeds():
+    """The network once ran a copy of an unseeded Dropout (to give it a seed): the user's
+    object then neither switched the network to eval mode nor counted its steps. And a
+    position's masks must not be a seeded Dropout's (UNSEEDED + t once was seed 10001)."""
+    drop = mp.Dropout(0.5)
+    net = mp.Sequential([drop, mp.Affine(30, 30, seed=0), mp.MSELoss()])
+    assert net.layers[0] is drop
+    x, target = np.ones((20, 30)), np.zeros((20, 30))
+    net.forward(x, target)
+    first = net.record.saved[0].keep
+    net.next_step()
+    assert drop.step == 1
+    drop.eval()
+    net.forward(x, target)
+    assert np.all(net.record.saved[0].keep == 1)
+    drop.train()
+    for seed in (mp.Dropout.UNSEEDED + 1, mp.Dropout.UNSEEDED, 1, 0):
+        seeded = mp.Sequential([mp.Dropout(0.5, seed=seed), mp.Affine(30, 30, seed=0),
+                                mp.MSELoss()])
+        seeded.forward(x, target)
+        drop.step = 0
+        net.forward(x, target)
+        assert np.array_equal(net.record.saved[0].keep, first)
+        assert not np.array_equal(seeded.record.saved[0].keep, first)
+
+
+def test_two_unseeded_dropout_nodes_of_a_graph_draw_different_masks():
+    g = mp.Graph()
+    x = g.input("x", np.ones((10, 20)))
+    a, b = mp.Dropout(0.5)(x), mp.Dropout(0.5)(x)
+    trace = g.backward(a + b)
+    assert not np.array_equal(trace.value(a), trace.value(b))
+
+
 # -- batch normalisation ----------------------------------------------------------------------
 
 def bn_case(batch=6, seed=0):

@@ -52,7 +52,7 @@ def test_the_message_magnitude_study(tmp_path):
     pytest.importorskip("zarr")
     pytest.importorskip("xarray")
     import msgpass as mp
-    from msgpass.train.data import Standardizer, load_digits, split
+    from msgpass.training.data import Standardizer, load_digits, split
     study = load("message_magnitudes")
     study.run(tmp_path / "run.zarr", steps=100, every=50)
     ds = mp.load_trace(tmp_path / "run.zarr")

@@ -7,7 +7,7 @@ import pytest
 
 import msgpass as mp
 from msgpass import optim
-from msgpass.train.data import Dataset, Standardizer, load_digits, minibatches, split
+from msgpass.training.data import Dataset, Standardizer, load_digits, minibatches, split
 
 
 def digits_split():

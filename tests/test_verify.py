@@ -11,6 +11,7 @@ import pytest
 import msgpass as mp
 from msgpass.graph import ops
 from msgpass.partials import Dense, Diagonal, LocalPartials, Outer, Shared
+from msgpass.verification.witness import Evidence, Expected, Witness
 
 rng = np.random.default_rng(5)
 X = rng.standard_normal((4, 5))
@@ -349,3 +350,69 @@ def test_a_graph_diagnosis_names_the_op_with_the_wrong_partial():
     assert not report.ok
     assert report.first_failure.layer == "x"
     assert "the local partials of mul1" in report.verdict()
+
+
+# -- the witness interface --------------------------------------------------------------
+
+class ClassicAgain(Witness):
+    """A witness defined here, outside msgpass: standard backprop run again, reporting the
+    gradients through a projection onto a direction v, as a forward-mode witness would."""
+
+    name, phrase = "again", "a second backprop's"
+    independent_of = "nothing new (a test of the interface)"
+    noun, agreement, blame = "the again witness", "backprop run again", "the second run"
+    subjects = ("chain",)
+
+    def __init__(self, scale=1.0):
+        self.scale = scale
+
+    def chain(self, s):
+        ref, tol = mp.backprop(s.net, s.x, s.target), s.tolerances["backprop"]
+        steps = {}
+        for t in range(1, s.trace.T + 1):
+            v = np.linspace(1, 2, ref.incoming(t).shape[1])      # a direction
+            steps[t] = Expected(f"<S^{t}, v> (again)", ref.incoming(t) @ v * self.scale, tol,
+                                project=lambda found, v=v: found @ v)
+        return Evidence(steps=steps, notes=["again: projected onto v = linspace(1, 2)"])
+
+
+def test_a_witness_defined_outside_msgpass_runs_through_the_walk():
+    net = network()
+    report = mp.verify(net, X, LABELS, witnesses=["backprop", ClassicAgain()])
+    assert report.ok, str(report)
+    assert [w.name for w in report.witnesses] == ["backprop", "again"]
+    assert sum(c.witness == "again" for c in report.checks) == net.T
+    assert "equal standard backprop's and a second backprop's" in report.verdict()
+    assert "(numerical witness not run)" in report.verdict()
+    text = str(report)
+    assert "  again: rtol 1e-12" in text and "  again: nothing new" in text
+    assert "again: projected onto v" in text
+    bad = mp.verify(net, X, LABELS, witnesses=["backprop", ClassicAgain(scale=1.001)])
+    assert not bad.ok and bad.first_failure.witness == "again"
+    assert "(messages agree with standard backprop: the second run looks wrong)" in bad.verdict()
+    assert bad.to_dict()["checks"][-1]["status"] in ("holds", "fails", "inconclusive")
+
+
+def test_witnesses_that_cannot_speak_are_refused():
+    net = network()
+    with pytest.raises(ValueError, match="the pathsum witness has nothing to say about a chain"):
+        mp.verify(net, X, LABELS, witnesses=["pathsum"])
+    with pytest.raises(ValueError, match="needs at least one witness"):
+        mp.verify(net, X, LABELS, witnesses=[])
+    with pytest.raises(ValueError, match="no witness named 'autograd'"):
+        mp.verify(net, X, LABELS, witnesses=["autograd"])
+    exact = mp.build_network("3-4-relu-2-mse", seed=0).astype("exact")
+    with pytest.raises(ValueError, match="numeric need floating point; exact numbers need"):
+        mp.verify(exact, np.ones((2, 3)), np.zeros((2, 2)), witnesses=["numeric"])
+    report = mp.verify(exact, np.ones((2, 3)), np.zeros((2, 2)))
+    assert "the numerical witness needs floating point and was not run" in report.notes
+    only = mp.verify(exact, np.ones((2, 3)), np.zeros((2, 2)), witnesses=["backprop"])
+    assert not any("floating point" in note for note in only.notes)   # not asked, not noted
+
+
+def test_each_check_reports_holds_fails_or_inconclusive():
+    report = mp.verify(network(middle=ScaledTanh), X, LABELS)
+    statuses = {c.status for c in report.checks}
+    assert "fails" in statuses and "holds" in statuses
+    assert all(c.status == ("fails" if not c.ok else "inconclusive" if c.result.inconclusive
+                            else "holds") for c in report.checks)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import msgpass as mp
-from msgpass.train.data import Standardizer, load_digits, minibatches, split
+from msgpass.training.data import Standardizer, load_digits, minibatches, split
 
 SPEC, STEPS, EVERY, BATCH, PROBE, LR, SEED = "64-64-relu-64-relu-10-sce", 600, 25, 32, 256, 0.1, 0
 

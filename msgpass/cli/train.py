@@ -13,8 +13,9 @@ import numpy as np
 
 from ..errors import DataError
 from ..spec import build_network
-from ..train import BACKWARDS, evaluate, load_checkpoint, optim, train
-from ..train.data import Dataset, Standardizer, load_digits, load_mnist, split
+from ..training import BACKWARDS, evaluate, load_checkpoint, optim, train
+from ..training.data import Dataset, Standardizer, load_digits, load_mnist, split
+from ..validate import positive_int
 
 DEFAULTS = {   # per data set: a network and recipe that learn it well
     "digits": {"arch": "64-64-relu-10-sce", "optimizer": "adam", "lr": 1e-3, "epochs": 15,
@@ -115,8 +116,8 @@ def run(args) -> int:
     epochs = args.epochs if args.epochs is not None else chosen["epochs"]
     batch = args.batch if args.batch is not None else chosen["batch"]
     for label, value in (("--epochs", epochs), ("--batch", batch), ("--steps", args.steps)):
-        if value is not None and value < 1:
-            raise DataError(f"{label} must be a positive integer, got {value}")
+        if value is not None:
+            positive_int(value, label, DataError)
     for label, value, low in (("--lr", args.lr, "> 0"), ("--weight-decay", args.weight_decay,
                                                          "≥ 0"), ("--l1", args.l1, "≥ 0")):
         if value is not None and (not math.isfinite(value) or value < 0 or

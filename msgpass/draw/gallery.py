@@ -14,7 +14,7 @@ import numpy as np
 from ..demos import DEMOS
 from ..spec import build_network
 from ..testing import random_batch
-from ..verify import verify
+from ..verification import verify
 from .animation import animate_backward
 from .graph import draw_graph
 from .network import draw_network

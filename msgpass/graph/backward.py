@@ -23,7 +23,7 @@ from .layered import LayeredView, layered_view
 from .node import Node
 from .ops import OpPartials
 
-__all__ = ["GraphTrace", "GraphEdge", "Incoming", "graph_backward"]
+__all__ = ["GraphTrace", "GraphEdge", "GraphIncoming", "graph_backward"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class GraphEdge:
         return self.block.dense()
 
 
-class Incoming(dict):
+class GraphIncoming(dict):
     """S_v by node name: a dict, and callable as ``incoming(node)`` with a node or its name
     (a KeyError naming the output for a node that does not reach it)."""
 
@@ -72,7 +72,7 @@ class GraphTrace:
     edge_list : list of GraphEdge
         Every edge with its message block; ``edges`` gives (source, destination, dense block
         (B, N_source, N_destination)).
-    incoming : Incoming (dict of str to ndarray)
+    incoming : GraphIncoming (dict of str to ndarray)
         ``incoming(v)`` = S_v, everything that arrived at v, (B, N_v), equal to ∂F/∂v.
     grads : dict of str to ndarray
         Parameter gradients keyed ``"node.name"`` (e.g. ``"affine1.W"``).
@@ -86,14 +86,14 @@ class GraphTrace:
     values: dict[str, np.ndarray]
     partials: dict[str, OpPartials]
     edge_list: list[GraphEdge]
-    incoming: Incoming
+    incoming: GraphIncoming
     grads: dict[str, np.ndarray]
     seed: np.ndarray
     nondifferentiable: dict[str, np.ndarray] = field(default_factory=dict)
     _layered: list = field(default_factory=list)
 
     @property
-    def sums(self) -> Incoming:
+    def sums(self) -> GraphIncoming:
         """The name of ``incoming`` before 0.9."""
         return self.incoming
 
@@ -204,7 +204,7 @@ def graph_backward(graph, output: Node | str, seed=None, keep: str = "all") -> G
             array.flags.writeable = False  # a trace is a record of this pass
     return GraphTrace(graph=graph, output=out, order=run.order, values=run.values,
                       partials=partials, edge_list=edges,
-                      incoming=Incoming(incoming, out, graph), grads=grads,
+                      incoming=GraphIncoming(incoming, out, graph), grads=grads,
                       seed=incoming[out], nondifferentiable=kinks)
 
 

@@ -98,7 +98,8 @@ class Graph:
         self._counts: dict[str, int] = {}
 
     # -- building -----------------------------------------------------------------------
-    def _fresh(self, stem: str) -> str:
+    def fresh_name(self, stem: str) -> str:
+        """A node name not yet used: stem1, stem2, ... (node.py names its nodes with it)."""
         while True:
             self._counts[stem] = self._counts.get(stem, 0) + 1
             name = f"{stem}{self._counts[stem]}"
@@ -111,7 +112,8 @@ class Graph:
         self.nodes[node.name] = node
         return node
 
-    def _rename(self, node: Node, name: str) -> None:
+    def rename(self, node: Node, name: str) -> None:
+        """Give ``node`` another name, before anything refers to it by name (Node.named)."""
         if name == node.name:
             return
         if name in self.nodes:
@@ -135,7 +137,7 @@ class Graph:
 
     def constant(self, value, name: str | None = None) -> Node:
         """A node with a fixed value: it receives messages but is not an input of ``grad``."""
-        node = self._add(Node(self, name or self._fresh("const"), None, [], "constant"))
+        node = self._add(Node(self, name or self.fresh_name("const"), None, [], "constant"))
         self._values[node.name], self._shapes[node.name] = _as_node_value(node.name, value)
         return node
 
@@ -164,7 +166,7 @@ class Graph:
             else:
                 raise TypeError(f"inputs of a node are nodes or node names, got {item!r}")
         op = op.placed(len(self.nodes) + 1)   # the node's position, as a layer's in a network
-        return self._add(Node(self, name or self._fresh(op.label), op, names, "op"))
+        return self._add(Node(self, name or self.fresh_name(op.label), op, names, "op"))
 
     def __getitem__(self, name: str) -> Node:
         try:

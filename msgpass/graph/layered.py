@@ -14,7 +14,7 @@ import numpy as np
 
 from ..messages import MessageBlock, pass_messages
 from ..partials import Dense, LocalPartials
-from ..streaming import Sender
+from ..streaming import StreamingSender
 
 __all__ = ["LayeredView", "layered_view", "levels_of"]
 
@@ -114,6 +114,6 @@ def layered_view(trace) -> LayeredView:
                 r0, r1 = below[source]
                 jac[:, r0:r1, c0:c1] += trace.partials[name].inputs[slot].dense()
         chain.append(LocalPartials(Dense(jac)))
-    result = pass_messages(chain, seed, Sender(chain, batch))
+    result = pass_messages(chain, seed, StreamingSender(chain, batch))
     return LayeredView(levels=levels, offsets=offsets, blocks=result.blocks,
                        incoming=result.incoming, shared=shared)

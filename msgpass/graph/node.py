@@ -11,7 +11,7 @@ import numpy as np
 from .. import numbers
 from ..errors import DtypeError, ShapeError
 from ..layers import ReLU, Sigmoid, Tanh
-from ..validate import as_array
+from ..validate import as_array, positive_int
 from .ops import Add, Div, Exp, Identity, LayerOp, Log, Max, Mul, Op, Pow, Reciprocal, Scale, Sub
 
 if TYPE_CHECKING:   # for annotations only: the graph module builds on this one
@@ -48,7 +48,7 @@ class Node:
 
     def named(self, name: str) -> Node:
         """Give the node a name of your choosing (before anything refers to it by name)."""
-        self.graph._rename(self, name)
+        self.graph.rename(self, name)
         return self
 
     # -- expressions ---------------------------------------------------------------------
@@ -161,7 +161,6 @@ def copy(x: Node, n: int = 2) -> tuple[Node, ...]:
     """An explicit n-way split (the Y-splitter): n identity nodes reading x. The messages
     that come back along the n branches are summed at x."""
     node = _node(x)
-    if n < 1:
-        raise ShapeError(f"copy needs n ≥ 1 branches, got {n}")
-    return tuple(node.graph.node(Identity(), node, name=node.graph._fresh(f"{node.name}.copy"))
+    n = positive_int(n, "copy's number of branches n", ShapeError)
+    return tuple(node.graph.node(Identity(), node, name=node.graph.fresh_name(f"{node.name}.copy"))
                  for _ in range(n))

@@ -139,8 +139,8 @@ class Op:
         return None
 
     def placed(self, position: int) -> Op:
-        """The op as it runs as the ``position``-th node of its graph: itself, unless what it
-        does depends on where it sits (a layer node of an unseeded Dropout)."""
+        """The op as the ``position``-th node of its graph: itself, unless what it does
+        depends on where it sits (a layer node: the layer runs at that position)."""
         return self
 
     def describe(self) -> str:
@@ -474,10 +474,11 @@ class Reciprocal(Op):
 class LayerOp(Op):
     """A core layer as a one-input node (with its target, for a loss layer)."""
 
-    def __init__(self, layer: Layer, target=None) -> None:
+    def __init__(self, layer: Layer, target=None, position: int | None = None) -> None:
         super().__init__()
         self.layer = layer
         self.target = target
+        self.position = position   # the node's place in its graph (an unseeded Dropout's)
         self.params = layer.params  # the layer's own arrays
         self.couples_samples = layer.couples_samples
         self.kink_convention = layer.kink_convention
@@ -500,10 +501,7 @@ class LayerOp(Op):
         return self.layer.astype(numbers.mode_of(x))
 
     def forward(self, x):
-        layer = self._layer_for(x)
-        if layer.is_loss:
-            return layer.forward(x, self.target)
-        return layer.forward(x)
+        return self._layer_for(x).forward_at(x, self.position, self.target)
 
     def local_partials(self, saved):
         layer = self._layer_for(_saved_input(saved))
@@ -530,8 +528,7 @@ class LayerOp(Op):
         return self.layer.user_jacobian_check(x)
 
     def placed(self, position):
-        layer = self.layer.placed(position)
-        return self if layer is self.layer else LayerOp(layer, self.target)
+        return LayerOp(self.layer, self.target, position)
 
     def astype(self, dtype):
-        return LayerOp(self.layer.astype(dtype), self.target)
+        return LayerOp(self.layer.astype(dtype), self.target, self.position)

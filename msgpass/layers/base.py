@@ -113,9 +113,22 @@ class Layer:
         return None
 
     # -- a layer in a network ---------------------------------------------------------------
-    def placed(self, t: int) -> Layer:
-        """This layer as it runs at position t of a network: itself, unless what it does
-        depends on where it sits (an unseeded Dropout draws its masks from its position)."""
+    def forward_at(self, x: np.ndarray, position: int | None, target: Any = None
+                   ) -> tuple[np.ndarray, Any]:
+        """``forward`` for the layer at ``position`` of its network (layer t, or a graph
+        node's place; None outside one): what networks, graphs and the witnesses call. It is
+        ``forward`` for every layer whose computation does not depend on where it sits; an
+        unseeded Dropout draws its masks from its position."""
+        return self.forward(x, target) if self.is_loss else self.forward(x)
+
+    def train(self) -> Layer:
+        """Training mode (the default). Returns the layer."""
+        self.training = True
+        return self
+
+    def eval(self) -> Layer:
+        """Evaluation mode. Returns the layer."""
+        self.training = False
         return self
 
     def state(self) -> dict[str, np.ndarray]:
@@ -188,7 +201,7 @@ def run_layer(layer: Layer, t: int, z: np.ndarray, target: Any = None) -> tuple[
     where_label = f"layer {t} ({layer.describe()})"
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            out, saved = layer.forward(z, target) if layer.is_loss else layer.forward(z)
+            out, saved = layer.forward_at(z, t, target)
     except MsgpassError as err:
         raise type(err)(f"{where_label}: {err}") from None
     where = first_nonfinite(out)

@@ -8,7 +8,6 @@ backward zeroes ``x <= 0``; both give 0 at exactly 0, and verify lists every suc
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -112,10 +111,11 @@ class Dropout(Layer):
     numerical witness all see one function. ``net.next_step()`` (the trainer calls it once per
     step) moves on to fresh masks.
 
-    Without a seed, the seed is the layer's position: a Sequential runs an unseeded Dropout at
-    layer t as one with seed ``UNSEEDED + t`` (``placed``), so two Dropouts of a network draw
-    different masks and the same network draws the same ones in every run. Outside a network
-    it draws with seed ``UNSEEDED``.
+    Without a seed, the masks come from the layer's position: a network (or a graph) runs it
+    with its position t (``forward_at``) and it draws from the stream (UNSEEDED, t, step,
+    batch shape), which no seed's (seed, step, batch shape) can meet. So two unseeded Dropouts
+    of a network draw different masks, and the same network draws the same ones in every run.
+    Called directly (``forward``), it is at position 0.
     """
 
     UNSEEDED = 10_000
@@ -129,25 +129,21 @@ class Dropout(Layer):
     def describe(self) -> str:
         return f"Dropout({self.p:g})"
 
-    def placed(self, t):
-        if self.seed is not None:
-            return self
-        twin = copy.copy(self)
-        twin.seed = self.UNSEEDED + t
-        return twin
-
     def next_step(self, saved) -> None:
         self.step += 1
 
-    def _keep(self, x: np.ndarray) -> np.ndarray:
+    def _keep(self, x: np.ndarray, position: int | None) -> np.ndarray:
         if not self.training or self.p == 0:
             return np.ones_like(x)
-        seed = self.UNSEEDED if self.seed is None else self.seed
-        draw = np.random.default_rng([seed, self.step, *x.shape]).random(x.shape)
+        stream = [self.UNSEEDED, position or 0] if self.seed is None else [self.seed]
+        draw = np.random.default_rng([*stream, self.step, *x.shape]).random(x.shape)
         return np.where(draw >= self.p, 1.0 / (1.0 - self.p), 0.0).astype(x.dtype)
 
     def forward(self, x):
-        keep = self._keep(x)
+        return self.forward_at(x, None)
+
+    def forward_at(self, x, position, target=None):
+        keep = self._keep(x, position)
         return x * keep, MaskSaved(keep)
 
     def local_partials(self, saved):

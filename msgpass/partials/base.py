@@ -34,8 +34,10 @@ def _length(part: slice) -> int:
     return part.stop - part.start
 
 
-# How a stored block is expanded to its dense (..., N_{t-1}, N_t) form, by the kind's storage
-# name: what a loaded trace store needs, with no InputPartials at hand. Kinds register here.
+# The kinds by the name of their storage layout: a loaded trace store has no InputPartials at
+# hand, only each block's attributes (``storage_attrs``), and asks the kind named there to
+# expand it (``expand_stored``). A kind that stores its blocks in a layout of its own
+# registers here by declaring ``storage``.
 STORAGES: dict = {}
 
 
@@ -56,7 +58,9 @@ class InputPartials:
         is the sample, and it can be cut, kept, chunked and summarised sample by sample.
         False for a kind whose nodes are (sample, feature) pairs (BatchNorm in training).
     storage : str
-        How a stored block is laid out in a trace store ("dense": as the dense view).
+        How a stored block is laid out in a trace store ("dense": as the dense view). A kind
+        that declares another layout implements ``expand_stored`` (and ``storage_attrs`` if
+        expanding needs more than the block itself).
     block_dims : tuple of str
         Names of the stored block's axes after the sample axis, for labelled traces.
     """
@@ -70,7 +74,11 @@ class InputPartials:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        STORAGES.setdefault(cls.storage, cls.expand_stored)
+        if "storage" in cls.__dict__:
+            if "expand_stored" not in cls.__dict__:
+                raise TypeError(f"{cls.__name__} stores its blocks as {cls.storage!r}: it must "
+                                f"say how they expand to the dense view (expand_stored)")
+            STORAGES[cls.storage] = cls
 
     @property
     def dtype(self) -> np.dtype:
@@ -149,18 +157,34 @@ class InputPartials:
 
     # -- dense views, by code separate from send and receive ------------------------------
     def dense(self) -> np.ndarray:
-        """The dense local partials J^t, shape (B, N_{t-1}, N_t) (or (1, ...) when shared by
-        every sample)."""
+        """The dense local partials J^t in the kind's dense layout: (B, N_{t-1}, N_t) (or
+        (1, ...) when shared by every sample); a kind whose samples are not independent has
+        its own (Coupled: (N, B, B), its nodes being (sample, feature) pairs)."""
         raise NotImplementedError
 
     def dense_messages(self, block: np.ndarray) -> np.ndarray:
         """A stored message block as the dense view's layout (B, N_{t-1}, N_t)."""
-        return self.expand_stored(block)
+        return self.expand_stored(block, self.storage_attrs())
 
-    @staticmethod
-    def expand_stored(block):
-        """A stored block of this kind's ``storage`` in its dense layout (any leading axes;
-        numpy or dask arrays): the identity for a block stored densely."""
+    def sample_view(self, block: np.ndarray, row: int | str) -> np.ndarray:
+        """The dense (N_{t-1}, N_t) messages of one sample, row ``row`` of a stored block, or
+        their mean over the block's samples for ``"mean"``; a kind without per-sample
+        messages says why (ValueError)."""
+        if row == "mean":
+            return self.dense_messages(block).mean(axis=0)
+        return self.dense_messages(block[row:row + 1])[0]
+
+    def storage_attrs(self) -> dict:
+        """What a trace store keeps beside a block of this kind, so that ``expand_stored`` can
+        expand it later without the partials: the layout's name, and whatever else it needs
+        (JSON-able values)."""
+        return {"stored": self.storage}
+
+    @classmethod
+    def expand_stored(cls, block, attrs: dict):
+        """A stored block (any leading axes; a numpy array, or a dask array for a loaded
+        store, expanded lazily) in its dense layout, from the attributes ``storage_attrs``
+        gave: the identity for a block stored densely."""
         return block
 
     def times_senders(self, dense: np.ndarray, incoming: np.ndarray) -> np.ndarray:
@@ -183,10 +207,10 @@ class InputPartials:
         (Softmax's y_n'(δ − y_n) is formed from y_n'(δ + y_n))."""
         return np.abs(self.dense())
 
-    def magnitudes(self, incoming: np.ndarray) -> np.ndarray:
-        """``M^t_n = Σ_{n'} |J^t[n, n']| · M^{t+1}_{n'}`` (B, N_{t-1}) for path magnitudes
-        ``incoming`` = M^{t+1} (B, N_t): the sums if nothing cancelled (verify's round-off)."""
-        return self.dense_receive(self.times_senders(self.magnitude(), incoming))
+    def magnitudes(self, M: np.ndarray) -> np.ndarray:
+        """``M^t_n = Σ_{n'} |J^t[n, n']| · M^{t+1}_{n'}`` (B, N_{t-1}) from the path magnitudes
+        M = M^{t+1} (B, N_t): the sums if nothing cancelled (verify's round-off)."""
+        return self.dense_receive(self.times_senders(self.magnitude(), M))
 
     def edges(self) -> np.ndarray:
         """Boolean (N_{t-1}, N_t): which (n, n') pairs are edges of the graph."""

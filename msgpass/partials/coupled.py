@@ -55,8 +55,13 @@ class Coupled(InputPartials):
 
     @property
     def edge_shape(self):
-        raise ValueError("the nodes of a coupled layer are (sample, feature) pairs: it has no "
-                         "per-sample edges")
+        raise ValueError("couples the samples: message statistics are per edge over "
+                         "independent samples; gather them in eval mode or keep that layer's "
+                         "block instead")
+
+    def sample_view(self, block, row):
+        raise ValueError("couples the samples: its messages run between (sample, feature) "
+                         "nodes, not within one sample")
 
     def smallest_piece_bytes(self, batch):
         # one feature: every sample hears from every sample

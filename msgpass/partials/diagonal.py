@@ -65,16 +65,15 @@ class Diagonal(InputPartials):
         identity = np.eye(self.n_in, dtype=self.values.dtype)
         return self.values[:, :, None] * identity[None, :, :]
 
-    @staticmethod
-    def expand_stored(block):
+    @classmethod
+    def expand_stored(cls, block, attrs):
         """(..., N) diagonals as (..., N, N) blocks with exact zeros off the diagonal; a dask
         array (a loaded store) expands lazily, chunk by chunk."""
-        if not isinstance(block, np.ndarray) and hasattr(block, "map_blocks"):
-            size = block.shape[-1]
-            block = block.rechunk({block.ndim - 1: -1})
-            return block.map_blocks(Diagonal.expand_stored, new_axis=[block.ndim],
-                                    chunks=block.chunks + ((size,),), dtype=block.dtype)
         size = block.shape[-1]
+        if not isinstance(block, np.ndarray) and hasattr(block, "map_blocks"):
+            block = block.rechunk({block.ndim - 1: -1})
+            return block.map_blocks(cls.expand_stored, attrs, new_axis=[block.ndim],
+                                    chunks=block.chunks + ((size,),), dtype=block.dtype)
         full = np.zeros(block.shape + (size,), dtype=block.dtype)
         full[..., np.arange(size), np.arange(size)] = block
         return full

@@ -210,7 +210,7 @@ def _start_store(store, record, wanted, chunk_samples, budget_bytes) -> str:
                            chunks=(_store_chunk(J, batch, chunk_samples, budget_bytes),)
                            + shape[1:], fill_value=np.nan, dimension_names=dims,
                            config={"write_empty_chunks": True},
-                           attributes={"stored": J.storage})
+                           attributes=J.storage_attrs())
     return str(path)
 
 

@@ -62,7 +62,7 @@ def to_xarray(trace):
                                 f"{block.values.shape} block has no per-sample form to save yet")
             rows = _rows(block.samples, coords)      # "sample", or "kept" for keep_samples
             data[f"message{t}"] = ((rows,) + block_dims(J, t, coords), block.values,
-                                   {"stored": J.storage})
+                                   J.storage_attrs())
     data["value0"] = (("sample", "src1"), trace.value(0))
     for t, stats in trace.stats.items():
         edges = block_dims(trace.partials[t - 1].inputs, t, coords)
@@ -134,9 +134,9 @@ def block_dims(J, t: int, coords: dict) -> tuple[str, ...]:
 def dense(ds, t: int):
     """Layer t's message block of a Dataset as the full (sample, src{t}, dst{t}) DataArray
     (with ``step`` first for a store of appended traces). A block stored in another layout
-    (``attrs["stored"]``: a diagonal one) is expanded by its kind (msgpass.partials.STORAGES),
-    with exact zeros off the diagonal: lazily, chunk by chunk, when the Dataset is lazy (a
-    loaded store), at once when it is in memory."""
+    (``attrs["stored"]``: a diagonal one) is expanded by the kind that stored it
+    (msgpass.partials.STORAGES), with exact zeros on the non-edges: lazily, chunk by chunk,
+    when the Dataset is lazy (a loaded store), at once when it is in memory."""
     xr = require("xarray")
     name = f"message{t}"
     if name not in ds:
@@ -145,12 +145,17 @@ def dense(ds, t: int):
     var = ds[name]
     if var.dims[-2:] == (f"src{t}", f"dst{t}"):
         return var
-    expand = STORAGES[var.attrs.get("stored", "dense")]
-    full = expand(var.data if var.chunks is not None else np.asarray(var.values))
-    outer = var.dims[:-1]
-    size = var.shape[-1]
+    stored = var.attrs.get("stored")
+    if stored not in STORAGES:
+        raise DataError(f"layer {t}'s messages are stored as {stored!r}, a layout no kind of "
+                        f"partials here knows (known: {sorted(STORAGES)})")
+    kind = STORAGES[stored]
+    full = kind.expand_stored(var.data if var.chunks is not None else np.asarray(var.values),
+                              dict(var.attrs))
+    sizes = full.shape[-2:]
+    outer = var.dims[:full.ndim - 2]     # the rows (sample or kept), after step if any
     coords = {dim: ds[dim] for dim in outer if dim in ds.coords}
-    coords |= {f"src{t}": np.arange(size), f"dst{t}": np.arange(size)}
+    coords |= {f"src{t}": np.arange(sizes[0]), f"dst{t}": np.arange(sizes[1])}
     return xr.DataArray(full, dims=outer + (f"src{t}", f"dst{t}"), coords=coords,
                         attrs={"stored": "dense"})
 

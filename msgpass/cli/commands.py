@@ -16,10 +16,10 @@ import numpy as np
 from .. import __version__
 from ..demos import DEMOS, show
 from ..errors import MsgpassError
-from ..numbers import arithmetic
+from ..numbers import arithmetic, is_number_mode
 from ..spec import DEFAULT_SPEC, build_network, message_count
 from ..testing import random_batch
-from ..verify import DEFAULT_NUMERIC_ENTRIES, verify
+from ..verification import DEFAULT_NUMERIC_ENTRIES, verify
 from . import train as train_command
 
 
@@ -115,14 +115,15 @@ def _physical_memory() -> int:
 
 
 def _arithmetic(text: str) -> str:
-    # the names the CLI offers, then the library's one parser (mp:D's digits among them)
-    if text in ("float64", "float32", "exact") or (text.startswith("mp:") and text[3:].isdigit()):
-        try:
-            arithmetic(text)
-        except MsgpassError as err:
+    """--dtype through the library's one parser; the canonical name back."""
+    try:
+        chosen = arithmetic(text)
+    except MsgpassError as err:
+        if is_number_mode(text):       # mp:D with bad digits, or mpmath missing: say which
             raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
-        return text
-    raise argparse.ArgumentTypeError(f"{text!r}: use float64, float32, exact or mp:D (e.g. mp:50)")
+        raise argparse.ArgumentTypeError(f"{text!r}: use float64, float32, exact or mp:D "
+                                         f"(e.g. mp:50)") from None
+    return str(chosen) if isinstance(chosen, np.dtype) else chosen.name
 
 
 def run_verify(args) -> int:

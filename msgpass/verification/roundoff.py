@@ -1,5 +1,5 @@
 """Round-off scales: path magnitudes, the sums and gradients recomputed with every local partial
-replaced by the size of the terms it is formed from (msgpass.verify.compare says how they are
+replaced by the size of the terms it is formed from (msgpass.verification.compare says how they are
 used). Built from each kind's dense view with plain numpy, not from the message code."""
 
 from __future__ import annotations

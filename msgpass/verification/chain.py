@@ -25,12 +25,12 @@ from .report import Check, KinkReport, Report
 from .roundoff import path_magnitudes
 from .witness import ChainSubject, Witness
 
-__all__ = ["verify_chain", "check_user_jacobian"]
+__all__ = ["walk_chain", "check_user_jacobian"]
 
 
-def verify_chain(net, x, target, witnesses: list[Witness], numeric_entries: int | None,
+def walk_chain(net, x, target, witnesses: list[Witness], numeric_entries: int | None,
                  numeric_seed: int) -> Report:
-    """Walk the induction on one batch of a Sequential (see msgpass.verify.verify). The
+    """Walk the induction on one batch of a Sequential (see msgpass.verification.verify). The
     network's last forward record is left as it was."""
     previous = net.record   # verify must not leave its batch behind in the caller's network
     try:
@@ -41,7 +41,7 @@ def verify_chain(net, x, target, witnesses: list[Witness], numeric_entries: int 
 
 def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
     arithmetic: Arithmetic = arithmetic_of(net.dtype, net.numbers)
-    witnesses = [w for w in witnesses if arithmetic.floating or not w.needs_floats]
+    witnesses, dropped = runnable(witnesses, arithmetic)
     loss = net.forward(x, target)
     labels, T = net.labels, net.T
     report = Report(network=labels, batch=net.record.values[0].shape[0], dtype=arithmetic.name,
@@ -61,8 +61,9 @@ def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
 
     def against(witness, part, t, label, found, expected, magnitude=None):
         add(Check(part, t, label, expected.claim, witness.name,
-                  arithmetic.compare(found, expected.values, expected.tol,
-                                     include=expected.include, magnitude=magnitude),
+                  arithmetic.compare(expected.seen(found), expected.values, expected.tol,
+                                     include=expected.include,
+                                     magnitude=expected.scale(magnitude)),
                   expected.tol, expected.note))
 
     def one(value):   # a scalar (the loss) as a one-entry array in its own arithmetic
@@ -109,9 +110,18 @@ def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
     report.notes += arithmetic.notes
     for _, said in evidence:
         report.notes += said.notes
-    if not arithmetic.floating:
-        report.notes.append("the numerical witness needs floating point and was not run")
+    report.notes += [f"{w.info.noun} needs floating point and was not run" for w in dropped]
     return report
+
+
+def runnable(witnesses: list[Witness], arithmetic: Arithmetic):
+    """(the witnesses that can run in this arithmetic, those that cannot); refuses when none
+    can (verify would compare the sums with nothing)."""
+    run = [w for w in witnesses if arithmetic.floating or not w.needs_floats]
+    if not run:
+        raise ValueError(f"{', '.join(w.name for w in witnesses)} need floating point; "
+                         f"{arithmetic.name} numbers need another witness (backprop)")
+    return run, [w for w in witnesses if w not in run]
 
 
 def check_user_jacobian(layer, x, part, t, label, add, notes) -> None:

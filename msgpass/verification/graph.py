@@ -14,18 +14,18 @@ import numpy as np
 
 from ..errors import NonFiniteError
 from ..numbers import mode_of
-from .chain import check_user_jacobian
+from .chain import check_user_jacobian, runnable
 from .compare import arithmetic_of
 from .report import Check, KinkReport, Report
 from .roundoff import graph_path_magnitudes
 from .witness import GraphSubject, Witness
 
-__all__ = ["verify_graph"]
+__all__ = ["walk_graph"]
 
 
-def verify_graph(graph, output, seed=None, *, witnesses: list[Witness],
+def walk_graph(graph, output, seed=None, *, witnesses: list[Witness],
                  path_limit: int | None = None) -> Report:
-    """Walk the induction on a Graph (see msgpass.verify.verify)."""
+    """Walk the induction on a Graph (see msgpass.verification.verify)."""
     name = getattr(output, "name", output)
     numeric = any(w.name == "numeric" for w in witnesses)
     try:
@@ -35,7 +35,7 @@ def verify_graph(graph, output, seed=None, *, witnesses: list[Witness],
                       numeric=numeric, error=str(err))
     value = trace.values[name]
     arithmetic = arithmetic_of(np.float64, mode_of(value))   # float64, or exact / mp values
-    witnesses = [w for w in witnesses if arithmetic.floating or not w.needs_floats]
+    witnesses, dropped = runnable(witnesses, arithmetic)
     report = Report(network=[f"{n}: {graph.nodes[n].op.describe()}" if graph.nodes[n].op
                              else f"{n}: {graph.nodes[n].kind}" for n in trace.order],
                     batch=value.shape[0], dtype=arithmetic.name,
@@ -51,16 +51,16 @@ def verify_graph(graph, output, seed=None, *, witnesses: list[Witness],
     magnitude, grad_magnitude = (graph_path_magnitudes(trace) if arithmetic.uses_magnitudes
                                  else ({}, {}))
     report.notes += arithmetic.notes
-    if not arithmetic.floating:
-        report.notes.append("the numerical witness needs floating point and was not run")
+    report.notes += [f"{w.info.noun} needs floating point and was not run" for w in dropped]
     for _, said in evidence:
         report.notes += said.notes
     add = report.checks.append
 
     def against(witness, part, key, found, expected, magnitude):
         add(Check(part, None, key, expected.claim, witness.name,
-                  arithmetic.compare(found, expected.values, expected.tol,
-                                     include=expected.include, magnitude=magnitude),
+                  arithmetic.compare(expected.seen(found), expected.values, expected.tol,
+                                     include=expected.include,
+                                     magnitude=expected.scale(magnitude)),
                   expected.tol, expected.note))
 
     for v in reversed(trace.order):

@@ -30,6 +30,7 @@ pathsum    every path enumerated one by one and its partials multiplied: not the
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,21 +42,33 @@ from .compare import Tolerance
 from .report import WitnessInfo
 
 __all__ = ["Witness", "Evidence", "Expected", "ChainSubject", "GraphSubject", "WITNESSES",
-           "CHAIN_WITNESSES", "GRAPH_WITNESSES", "Backprop", "Numeric", "Layered", "PathSum",
-           "numeric_note"]
+           "CHAIN_WITNESSES", "GRAPH_WITNESSES", "BackpropWitness", "NumericWitness",
+           "LayeredWitness", "PathSumWitness", "numeric_note"]
 
 
 @dataclass(frozen=True)
 class Expected:
-    """What a witness says one quantity should be: ``values`` (shaped like the message side's),
-    the ``claim`` as the report prints it, the tolerance it is held to, the entries it could
-    estimate (``include``, None for all) and a note."""
+    """What a witness says one quantity should be: ``values`` (shaped like the message side's,
+    after ``project``), the ``claim`` as the report prints it, the tolerance it is held to,
+    the entries it could estimate (``include``, None for all) and a note. ``project``, if
+    given, maps the message side first (e.g. S^t to a directional derivative ⟨S^t, v⟩, what
+    forward messages compute); errors are then judged against the largest projected value, as
+    path magnitudes do not project."""
 
     claim: str
     values: np.ndarray
     tol: Tolerance
     include: np.ndarray | None = None
     note: str = ""
+    project: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def seen(self, found: np.ndarray) -> np.ndarray:
+        """The message side as this expectation compares it."""
+        return found if self.project is None else self.project(found)
+
+    def scale(self, magnitude):
+        """The path magnitudes to judge errors by (None with a projection)."""
+        return magnitude if self.project is None else None
 
 
 @dataclass
@@ -98,13 +111,42 @@ class GraphSubject:
 
 
 class Witness:
-    """Base of the witnesses (see the module docstring). Subclasses set ``name``, ``phrase``
-    and ``independent_of`` and override ``chain`` and/or ``graph``."""
+    """Base of the witnesses (see the module docstring). Subclasses set the attributes and
+    override ``chain`` and/or ``graph`` (naming them in ``subjects``).
+
+    Attributes
+    ----------
+    name : str
+        The report's witness column, and the name ``verify(witnesses=[...])`` takes.
+    phrase : str
+        How the verdict names what it found equal ("standard backprop's").
+    independent_of : str
+        The code it shares nothing with: what its agreement proves.
+    noun : str
+        How the report names the witness in a sentence ("the numerical witness").
+    agreement : str
+        What the messages agree with when it holds ("the numerical gradient").
+    blame : str
+        What to suspect when it alone disagrees with messages that another witness confirms
+        ("the classic backward of this layer"); empty when that says nothing.
+    independent_of_partials : bool
+        It does not read the local partials, so its agreement or disagreement says whether
+        they are right (the layered view and the path sum read them).
+    needs_floats : bool
+        It differentiates in floating point: not run for exact or mp numbers.
+    subjects : tuple of str
+        What it has evidence on: "chain", "graph".
+    """
 
     name: str = ""
     phrase: str = ""
     independent_of: str = ""
-    needs_floats: bool = False   # it differentiates in floating point (not exact, not mp)
+    noun: str = ""
+    agreement: str = ""
+    blame: str = ""
+    independent_of_partials: bool = True
+    needs_floats: bool = False
+    subjects: tuple[str, ...] = ("chain", "graph")
 
     def chain(self, subject: ChainSubject) -> Evidence | None:
         """Evidence on a chain, or None if this witness has nothing to say about chains."""
@@ -116,7 +158,9 @@ class Witness:
 
     @property
     def info(self) -> WitnessInfo:
-        return WitnessInfo(self.name, self.phrase, self.independent_of)
+        return WitnessInfo(self.name, self.phrase, self.independent_of,
+                           self.noun or f"the {self.name} witness", self.agreement or self.phrase,
+                           self.blame, self.independent_of_partials)
 
     def __repr__(self) -> str:
         return f"<witness {self.name}>"
@@ -135,10 +179,12 @@ def numeric_note(straddles: np.ndarray, evaluated: np.ndarray | None = None,
     return "; ".join(notes)
 
 
-class Backprop(Witness):
+class BackpropWitness(Witness):
     name, phrase = "backprop", "standard backprop's"
     independent_of = ("the local partials and the message code (each layer's or op's classic "
                       "backward(dout), chained)")
+    noun, agreement = "the backprop witness", "standard backprop"
+    blame = "the classic backward of this layer"
 
     def chain(self, s):
         ref, tol = backprop(s.net, s.x, s.target), s.tolerances["backprop"]
@@ -158,10 +204,11 @@ class Backprop(Witness):
                     for key, grad in ref.params.items()})
 
 
-class Numeric(Witness):
+class NumericWitness(Witness):
     name, phrase = "numeric", "the numerical ones"
     independent_of = ("every derivative formula (central differences of the forward pass; a "
                       "bug in the forward itself is invisible to it)")
+    noun, agreement = "the numerical witness", "the numerical gradient"
     needs_floats = True
 
     def chain(self, s):
@@ -190,10 +237,13 @@ class Numeric(Witness):
                     for key, value in num.params.items()})
 
 
-class Layered(Witness):
+class LayeredWitness(Witness):
     name, phrase = "layered", "the layered view's"
     independent_of = ("the graph pass's order (the chain recursion over levels; it shares the "
                       "partials and the message code)")
+    noun, agreement = "the layered view", "the layered view"
+    independent_of_partials = False
+    subjects = ("graph",)
 
     def graph(self, s):
         view, tol = s.trace.layered, s.tolerances["backprop"]
@@ -201,10 +251,13 @@ class Layered(Witness):
                                for v in s.trace.order})
 
 
-class PathSum(Witness):
+class PathSumWitness(Witness):
     name, phrase = "pathsum", "the path sums"
     independent_of = ("the dynamic programme (every path enumerated and its partials "
                       "multiplied; it shares the partials)")
+    noun, agreement = "the path-sum witness", "the path sums"
+    independent_of_partials = False
+    subjects = ("graph",)
 
     def graph(self, s):
         try:
@@ -221,15 +274,16 @@ class PathSum(Witness):
                                             for n, c in paths.paths.items())])
 
 
-WITNESSES: dict[str, Witness] = {w.name: w for w in (Backprop(), Numeric(), Layered(),
-                                                      PathSum())}
+WITNESSES: dict[str, Witness] = {w.name: w for w in (
+    BackpropWitness(), NumericWitness(), LayeredWitness(), PathSumWitness())}
 CHAIN_WITNESSES = ("backprop", "numeric")                       # verify's defaults
 GRAPH_WITNESSES = ("backprop", "numeric", "layered", "pathsum")
 
 
-def chosen(witnesses, default: tuple[str, ...], numeric: bool) -> list[Witness]:
-    """The witnesses to run: names or Witness objects (default: ``default``), less the
-    numerical one when ``numeric`` is False."""
+def chosen(witnesses, default: tuple[str, ...], numeric: bool, subject: str) -> list[Witness]:
+    """The witnesses to run on a ``subject`` ("chain" or "graph"): names or Witness objects
+    (default: ``default``), less the numerical one when ``numeric`` is False. A witness with
+    nothing to say about the subject, or no witness at all, is refused."""
     if witnesses is None:
         witnesses = default
     if isinstance(witnesses, (str, Witness)):
@@ -243,7 +297,15 @@ def chosen(witnesses, default: tuple[str, ...], numeric: bool) -> list[Witness]:
             w = WITNESSES[w]
         elif not isinstance(w, Witness):
             raise TypeError(f"a witness is a name ({', '.join(WITNESSES)}) or a "
-                            f"msgpass.verify.Witness, got {w!r}")
+                            f"msgpass.verification.Witness, got {w!r}")
+        if subject not in w.subjects:
+            raise ValueError(f"the {w.name} witness has nothing to say about a {subject}; "
+                             f"choose from " + ", ".join(n for n, v in WITNESSES.items()
+                                                          if subject in v.subjects))
         if (numeric or w.name != "numeric") and w not in out:
             out.append(w)
+    if not out:
+        raise ValueError(f"verify needs at least one witness to compare the message sums with "
+                         f"(for a {subject}: " + ", ".join(n for n, v in WITNESSES.items()
+                                                          if subject in v.subjects) + ")")
     return out

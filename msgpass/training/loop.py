@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..validate import positive_int
-from ..witnesses.backprop import backprop
+from ..witnesses.standard import backprop
 from .checkpoints import save_checkpoint
 from .data import Dataset, minibatches
 

@@ -130,7 +130,7 @@ def _check_labels(labels: np.ndarray, where) -> None:
 def load_digits() -> Dataset:
     """The 8×8 handwritten digits shipped with msgpass: 1,797 samples, pixels 0..16 as
     (N, 64) float64, labels 0..9."""
-    raw = resources.files("msgpass.train").joinpath("digits.csv.gz").read_bytes()
+    raw = resources.files("msgpass.training").joinpath("digits.csv.gz").read_bytes()
     table = np.loadtxt(io.StringIO(gzip.decompress(raw).decode("ascii")), delimiter=",",
                        dtype=np.int64)
     if table.shape != (1797, 65):

@@ -13,12 +13,16 @@ __all__ = ["Check", "KinkReport", "Report", "WitnessInfo"]
 
 @dataclass(frozen=True)
 class WitnessInfo:
-    """A witness as the report names it: its name, the phrase the verdict uses for what it
-    found equal, and what it is independent of."""
+    """A witness as the report names it (msgpass.verification.witness.Witness has the
+    meaning of each field)."""
 
     name: str
     phrase: str
     independent_of: str
+    noun: str = ""
+    agreement: str = ""
+    blame: str = ""
+    independent_of_partials: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,6 @@ class Report:
         names = [w.phrase for w in self.witnesses
                  if any(c.witness == w.name and not c.result.inconclusive for c in self.checks)]
         numeric = [c for c in self.checks if c.witness == "numeric"]
-        unresolved = [c for c in numeric if c.result.inconclusive]
         if not names:
             return ("VERIFIED: at every step the stored messages follow the recursion; no "
                     "witness compared the sums")
@@ -126,34 +129,46 @@ class Report:
             text += ", and so do the parameter gradients"
         if not numeric:
             text += " (numerical witness not run)"
-        elif unresolved:
-            where = ", ".join(_where(c) for c in unresolved)
-            text += (f"; the numerical witness was inconclusive at {where} (its round-off "
-                     f"allowance exceeds rtol times the values there)")
+        for w in self.witnesses:
+            unresolved = [c for c in self.checks if c.witness == w.name and c.result.inconclusive]
+            if unresolved:
+                where = ", ".join(_where(c) for c in unresolved)
+                text += (f"; {w.noun or 'the ' + w.name + ' witness'} was inconclusive at "
+                         f"{where} (its round-off allowance exceeds rtol times the values "
+                         f"there)")
         return text
 
     def _diagnosis(self, bad: Check) -> str:
-        same = {c.witness: c for c in self.checks if c.part == bad.part and c.t == bad.t
-                and c.layer == bad.layer}
-        ok = {witness: c.ok for witness, c in same.items()}
+        """Which code the failing check points at, from what the other witnesses of the same
+        claim found."""
         if bad.witness == "partials":
             return " (the stored messages do not follow the recursion)"
-        numeric = same.get("numeric")
-        if ok.get("backprop") is False and numeric is not None and numeric.ok:
-            # Only evidence if the numerical witness can see a gap of that size.
-            if bad.result.max_rel > numeric.tol.rtol and not numeric.result.inconclusive:
-                return (" (messages agree with the numerical gradient: the classic backward "
-                        "of this layer looks wrong)")
-            return (f" (messages and backprop differ by {bad.result.max_rel:.1e} relative, "
-                    f"less than the numerical witness resolves ({numeric.tol.rtol:.0e}): it "
-                    f"cannot tell which is wrong)")
-        if ok.get("backprop") is False and ok.get("numeric") is False:
+        info = {w.name: w for w in self.witnesses}
+        if bad.witness not in info:
+            return ""
+        same = [c for c in self.checks if c.part == bad.part and c.t == bad.t
+                and c.layer == bad.layer and c.witness in info]
+        # a witness that shares no code with the partials and holds: evidence against the
+        # failing witness's own computation, if it can see a gap of that size
+        holding = [c for c in same if c.ok and info[c.witness].independent_of_partials]
+        if info[bad.witness].blame and holding:
+            other = holding[0]
+            if bad.result.max_rel > other.tol.rtol and not other.result.inconclusive:
+                return (f" (messages agree with {info[other.witness].agreement}: "
+                        f"{info[bad.witness].blame} looks wrong)")
+            return (f" (messages and {bad.witness} differ by {bad.result.max_rel:.1e} "
+                    f"relative, less than {info[other.witness].noun} resolves "
+                    f"({other.tol.rtol:.0e}): it cannot tell which is wrong)")
+        independent = [c for c in same if info[c.witness].independent_of_partials]
+        if len(independent) >= 2 and not any(c.ok for c in independent):
+            every = "both witnesses" if len(independent) == 2 else \
+                f"all {len(independent)} witnesses independent of the partials"
             if bad.layer in self.suspects:  # a graph node: its messages come from its consumers
-                return (f" (both witnesses disagree with the messages: the local partials of "
+                return (f" ({every} disagree with the messages: the local partials of "
                         f"{', '.join(self.suspects[bad.layer])} for their edge from "
                         f"{bad.layer} look wrong)")
             kind = "parameter partials" if bad.part == "conclusion" else "local partials"
-            return f" (both witnesses disagree with the messages: its {kind} look wrong)"
+            return f" ({every} disagree with the messages: its {kind} look wrong)"
         return ""
 
     def __str__(self) -> str:
@@ -194,7 +209,9 @@ class Report:
             lines.append("non-differentiable points: none met")
         lines.append("max rel = |a - b| / max(|a|, |b|, floor·M, noise); M = the entry's "
                      "path magnitude")
-        for witness in ("partials", "complex-step", "backprop", "layered", "numeric", "pathsum"):
+        shown = dict.fromkeys(["partials", "complex-step"] + [w.name for w in self.witnesses]
+                              + [c.witness for c in self.checks])
+        for witness in shown:
             tols = [c.tol for c in self.checks if c.witness == witness]
             if tols:
                 atol = max(t.atol for t in tols)

@@ -1,5 +1,10 @@
 """Verification: the induction proof walked step by step and measured (DESIGN.md §4).
 
+(The package is ``verification``, not ``verify``: ``msgpass.verify`` is the function, and a
+package of that name would hide behind it. ``msgpass.verify.*`` module paths still import.
+The comparison function is ``msgpass.compare`` or ``msgpass.verification.compare.compare``;
+``msgpass.verification.compare`` is its module.)
+
 =============  =================================================================================
 module         what it holds
 =============  =================================================================================
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 from ..graph import Graph
 from ..validate import positive_int
-from .chain import verify_chain
+from .chain import walk_chain
 from .compare import (
     TOL_EXACT,
     TOL_F32_BACKPROP,
@@ -30,11 +35,10 @@ from .compare import (
     Arithmetic,
     Comparison,
     Tolerance,
-    compare,
     compare_numbers,
     tolerances_for,
 )
-from .graph import verify_graph as _verify_graph
+from .graph import walk_graph
 from .report import Check, KinkReport, Report, WitnessInfo
 from .roundoff import graph_path_magnitudes, path_magnitudes
 from .witness import (
@@ -50,7 +54,7 @@ from .witness import (
 __all__ = ["verify", "verify_graph", "Report", "Check", "KinkReport", "Witness", "Evidence",
            "Expected", "WitnessInfo", "WITNESSES", "CHAIN_WITNESSES", "GRAPH_WITNESSES",
            "DEFAULT_NUMERIC_ENTRIES", "path_magnitudes", "graph_path_magnitudes", "Tolerance",
-           "Comparison", "compare", "compare_numbers", "tolerances_for", "Arithmetic",
+           "Comparison", "compare_numbers", "tolerances_for", "Arithmetic",
            "TOL_F64_BACKPROP", "TOL_F64_NUMERIC", "TOL_F64_RECURSION", "TOL_F32_BACKPROP",
            "TOL_F32_NUMERIC", "TOL_F32_RECURSION", "TOL_EXACT"]
 
@@ -77,7 +81,7 @@ def verify(net, x=None, target=None, *, numeric: bool = True,
         sample drawn with ``numeric_seed``); None estimates all.
     witnesses : list of str or Witness, optional
         Which witnesses to compare with, by name ("backprop", "numeric", and for graphs
-        "layered", "pathsum") or as Witness objects (msgpass.verify.witness). Default: all
+        "layered", "pathsum") or as Witness objects (msgpass.verification.witness). Default: all
         of those, as before; ``numeric=False`` leaves out the numerical one.
 
     Returns
@@ -94,14 +98,14 @@ def verify(net, x=None, target=None, *, numeric: bool = True,
     if seed is not None:
         raise ValueError("seed= is the upstream gradient of a graph's output; a network's loss "
                          "is a batch mean (numeric_seed= chooses the numerical sample)")
-    return verify_chain(net, x, target, chosen(witnesses, CHAIN_WITNESSES, numeric),
+    return walk_chain(net, x, target, chosen(witnesses, CHAIN_WITNESSES, numeric, "chain"),
                         numeric_entries, numeric_seed)
 
 
 def verify_graph(graph, output, seed=None, *, numeric: bool = True,
                  path_limit: int | None = None, witnesses=None) -> Report:
     """The induction on a graph, node by node in reverse topological order (see
-    msgpass.verify.graph); ``witnesses`` as for ``verify``."""
-    return _verify_graph(graph, output, seed,
-                         witnesses=chosen(witnesses, GRAPH_WITNESSES, numeric),
+    msgpass.verification.graph); ``witnesses`` as for ``verify``."""
+    return walk_graph(graph, output, seed,
+                         witnesses=chosen(witnesses, GRAPH_WITNESSES, numeric, "graph"),
                          path_limit=path_limit)

@@ -5,7 +5,7 @@ The relative error of an entry is
     |a − b| / max(|a|, |b|, floor · M, atol / rtol),
 
 and an entry passes when that is at most ``rtol``: the reported maximum relative error and the
-verdict always agree. ``M`` is the entry's *path magnitude* (msgpass.verify.roundoff): the
+verdict always agree. ``M`` is the entry's *path magnitude* (msgpass.verification.roundoff): the
 same sum with every local partial replaced by the size of its terms, i.e. what the entry
 would be if nothing cancelled. Round-off in either summation order is a few u·M, so an entry
 far below its own M is "near zero": it is the result of cancellation, and its relative error
