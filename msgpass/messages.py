@@ -15,35 +15,77 @@ messages are cut, kept and summarised is msgpass.streaming's business.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from .errors import StateError
 from .partials import InputPartials, LocalPartials, ParamPartials
 
-__all__ = ["MessageBlock", "MessagePass", "Sender", "pass_messages"]
+__all__ = ["MessageBlock", "MessagePass", "Sender", "Edge", "Step", "chain_steps",
+           "pass_messages"]
 
 
-def pass_messages(partials: Sequence[LocalPartials], seed: np.ndarray,
-                  send: Sender) -> MessagePass:
-    """Run the recursion from the loss (t = T) down to the input (t = 1).
+class Edge(NamedTuple):
+    """One edge of the pass: the messages from a node's outputs back to one of its inputs.
 
-    ``partials[t-1]`` holds J^t and K^t from the forward pass; ``seed`` is S^{T+1} (B, N_T),
-    what arrives at the top layer from above (1/B per sample over a loss layer); ``send``
-    sends each layer's messages and says what was kept (a Sender, below).
+    key : hashable
+        How the pass names the edge's block: layer index t in a chain, (destination, slot)
+        in a graph.
+    source : hashable
+        The node that receives the messages (the edge's input, in forward terms).
+    partials : InputPartials
+        J on the edge, (B, N_source, N_node).
+    shared : bool
+        The source has batch 1 in a batch of B (a scalar input, a constant): shared by
+        every sample, it sums what it receives over the samples too.
     """
-    T = len(partials)
-    incoming = {T + 1: seed}                                   # S^{T+1}
-    grads: dict[tuple[int, str], np.ndarray] = {}
-    for t in range(T, 0, -1):                                  # from the loss down
-        J, S = partials[t - 1].inputs, incoming[t + 1]
-        for name, K in partials[t - 1].params.items():
-            grads[(t, name)] = K.gradient(S)                   # ∂L/∂θ^t = Σ_{n'} K^t · S^{t+1}
-            send.parameter(t, name, K, S, grads[(t, name)])
-        incoming[t] = send(t, J, S)                  # δ^t = J^t · S^{t+1}; S^t = Σ_{n'} δ^t
+
+    key: Hashable
+    source: Hashable
+    partials: InputPartials
+    shared: bool = False
+
+
+class Step(NamedTuple):
+    """A node that sends: its key, its input edges, and K for each of its parameters."""
+
+    node: Hashable
+    edges: tuple[Edge, ...]
+    params: Mapping[str, ParamPartials]
+
+
+def chain_steps(partials: Sequence[LocalPartials]) -> list[Step]:
+    """A chain as the graph it is: node t is z^t, and layer t is the one edge z^{t-1} → z^t,
+    keyed t."""
+    return [Step(t, (Edge(t, t - 1, local.inputs),), local.params)
+            for t, local in enumerate(partials, 1)]
+
+
+def pass_messages(steps: Sequence[Step], seed: np.ndarray, send: Sender) -> MessagePass:
+    """Run the recursion from the output down to the inputs.
+
+    ``steps`` are the nodes that send, in a topological order (a node after its inputs), the
+    output last; ``seed`` is what arrives at the output from above (S^{T+1} = 1/B per sample
+    over a chain's loss layer); ``send`` sends each edge's messages and says what was kept
+    (a Sender, below). Visiting the nodes in reverse, every node has heard from all its
+    consumers before it sends on.
+    """
+    incoming = {steps[-1].node: seed}                          # S at the output
+    grads: dict[tuple[Hashable, str], np.ndarray] = {}
+    for step in reversed(steps):                               # from the output down
+        S = incoming[step.node]                                # Σ of every message to it
+        for name, K in step.params.items():
+            grads[(step.node, name)] = K.gradient(S)           # ∂L/∂θ = Σ_{n'} K · S
+            send.parameter(step.node, name, K, S, grads[(step.node, name)])
+        for edge in step.edges:
+            summed = send(edge, S)                             # δ = J · S; Σ_{n'} δ
+            if edge.shared:                                    # one node for every sample
+                summed = summed.sum(axis=0, keepdims=True)
+            heard = incoming.get(edge.source)
+            incoming[edge.source] = summed if heard is None else heard + summed
     return send.finish(incoming, grads)
 
 
@@ -51,17 +93,17 @@ class Sender(Protocol):
     """What ``pass_messages`` asks of the code that sends (msgpass.streaming.StreamingSender
     under a byte budget; the dask backend sends its own way)."""
 
-    def __call__(self, t: int, J: InputPartials, incoming: np.ndarray) -> np.ndarray:
-        """Send layer t's messages δ^t = J^t · S^{t+1} (``incoming``, (B, N_t)), let every
-        receiver sum them, and return S^t, (B, N_{t-1})."""
+    def __call__(self, edge: Edge, incoming: np.ndarray) -> np.ndarray:
+        """Send the edge's messages δ = J · S (``incoming``, S at the edge's node, (B, N))
+        and let every receiver sum them; return the sums, (B, N_source)."""
 
-    def parameter(self, t: int, name: str, K: ParamPartials, incoming: np.ndarray,
+    def parameter(self, node: Hashable, name: str, K: ParamPartials, incoming: np.ndarray,
                   grad: np.ndarray) -> None:
-        """See the gradient ``grad`` = K^t · S^{t+1} of parameter ``name`` of layer t."""
+        """See the gradient ``grad`` = K · S of parameter ``name`` of ``node``."""
 
-    def finish(self, incoming: dict[int, np.ndarray],
-               grads: dict[tuple[int, str], np.ndarray]) -> MessagePass:
-        """The pass's result: S^t for t = 1..T+1, the gradients, and what was kept."""
+    def finish(self, incoming: dict[Hashable, np.ndarray],
+               grads: dict[tuple[Hashable, str], np.ndarray]) -> MessagePass:
+        """The pass's result: the sums at every node, the gradients, and what was kept."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +152,12 @@ class MessageBlock:
     def dense(self) -> np.ndarray:
         """The block as a dense array of shape (B, N_{t-1}, N_t) (B: the kept samples)."""
         return self.partials.dense_messages(self.values)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """``np.asarray(block)``: the dense view, made now (a diagonal block is stored as its
+        (B, N) diagonal)."""
+        dense = np.asarray(self.dense())
+        return dense if dtype is None else dense.astype(dtype)
 
     def row(self, sample: int) -> int:
         """Where batch sample ``sample`` (negative counts from the end) sits among the kept

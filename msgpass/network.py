@@ -3,55 +3,39 @@ message pass. It knows nothing of drawing, verification or training."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
+from .engine import BACKENDS, run
 from .errors import DtypeError, ShapeError, StateError
 from .layers.base import Layer, run_layer
-from .messages import MessagePass, pass_messages
+from .messages import chain_steps
 from .numbers import FLOAT_DTYPES, NumberMode, arithmetic, is_number_mode, mode_of
 from .partials import LocalPartials
-from .streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, StreamingSender
-from .trace import Trace
+from .streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, wanted_layers
+from .trace import Trace, block_variable
 from .validate import as_batch, positive_int
 
 __all__ = ["Sequential", "ParamDict", "ForwardRecord", "BACKENDS"]
 
 
-def _memory_backward(record: ForwardRecord, seed: np.ndarray, labels: list[str],
-                     **options) -> MessagePass:
-    """The in-memory backend: every layer's messages streamed under the byte budget."""
-    if options.pop("store", None) is not None:
-        raise ValueError("store= streams messages into zarr through the dask backend: "
-                         "call net.backward(backend='dask', store=path, ...)")
-    for name in ("chunk_samples", "numbers"):   # options of other backends
-        options.pop(name, None)
-    sender = StreamingSender(record.partials, len(seed), labels, **options)
-    return pass_messages(record.partials, seed, sender)
-
-
-# The backends of ``Sequential.backward(backend=...)``: each takes the forward record, the
-# seed S^{T+1}, the layer labels and backward's options, and returns a MessagePass.
-# Optional extras add theirs (msgpass.scale adds "dask" when msgpass is imported).
-BACKENDS: dict[str, Callable[..., MessagePass]] = {"memory": _memory_backward}
-
-
 class ParamDict(MutableMapping):
-    """The network's parameters as ``"t.name" -> ndarray``, t the 1-based layer index.
+    """The network's parameters as ``"t.name" -> ndarray``, t the 1-based layer index (a
+    graph's as ``"node.name"``: built from a mapping of key to array).
 
     The arrays are the layers' own: writing into them changes the network. Assigning a key
     (``params["1.W"] = new``) copies ``new`` into the existing array after checking its
     shape, so the network changes then too.
     """
 
-    def __init__(self, layers: Sequence[Layer]) -> None:
-        self._arrays = {f"{t}.{name}": arr
-                        for t, layer in enumerate(layers, 1)
-                        for name, arr in layer.params.items()}
+    def __init__(self, layers: Sequence[Layer] | Mapping[str, np.ndarray]) -> None:
+        self._arrays = dict(layers) if isinstance(layers, Mapping) else {
+            f"{t}.{name}": arr for t, layer in enumerate(layers, 1)
+            for name, arr in layer.params.items()}
 
     def __getitem__(self, key: str) -> np.ndarray:
         try:
@@ -398,24 +382,35 @@ class Sequential:
         if self._record is None:
             raise StateError("net.backward() was called before net.forward(x, target): there "
                              "are no local partials to send messages from yet")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {backend!r}"
-                             + ("; 'dask' comes with the optional extra msgpass[scale]"
-                                if backend == "dask" else ""))
         record = self._record
         batch = record.values[0].shape[0]
         # S^{T+1} = ∂L/∂ℓ_b = 1/B, as a Fraction or an mpf for exact and mp networks
         one_over = 1.0 / batch if self.numbers is None else self.numbers.one_over(batch)
         seed = np.full((batch, 1), one_over, dtype=self.dtype)
-        result = BACKENDS[backend](
-            record, seed, self.labels, keep=keep, budget_bytes=budget_bytes,
-            chunk_bytes=chunk_bytes, keep_samples=keep_samples, per_sample=per_sample,
-            stats=stats, store=store, chunk_samples=chunk_samples, numbers=self.numbers)
+        wanted = wanted_layers(keep, self.T)
+        where = {t: f"layer {t} ({label})" for t, label in enumerate(self.labels, 1)}
+
+        def trace_of(result):
+            return self._trace(record, result)
+        result = run(backend, chain_steps(record.partials), seed, where, keep=wanted,
+                     budget_bytes=budget_bytes, chunk_bytes=chunk_bytes,
+                     keep_samples=keep_samples, per_sample=per_sample, stats=stats,
+                     store=store, chunk_samples=chunk_samples, numbers=self.numbers,
+                     trace_of=trace_of,
+                     store_names={t: block_variable(t, record.partials[t - 1].inputs)
+                                  for t in wanted})
+        return self._trace(record, result)
+
+    def _trace(self, record: ForwardRecord, result) -> Trace:
+        """The Trace of a finished pass (node t of the chain is z^t: S^t arrives at node
+        t−1)."""
         grads = {f"{t}.{name}": result.grads[(t, name)]
                  for t, layer in enumerate(self.layers, 1) for name in layer.params}
         param_messages = {f"{t}.{name}": m for (t, name), m in result.param_messages.items()}
         return Trace(labels=self.labels, values=record.values, partials=record.partials,
-                     blocks=result.blocks, incoming=result.incoming, grads=grads,
+                     blocks=result.blocks,
+                     incoming={t + 1: S for t, S in sorted(result.incoming.items())},
+                     grads=grads,
                      loss=record.loss, nondifferentiable=record.kinks,
                      param_messages=param_messages, stats=result.stats,
                      kept_samples=result.kept_samples)

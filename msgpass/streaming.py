@@ -15,13 +15,13 @@ of ``backward`` checked once, before any work, and what the pass keeps. The dask
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import InputValueError, NonFiniteError
-from .messages import MessageBlock, MessagePass
-from .partials import InputPartials, LocalPartials, ParamPartials, Piece
+from .messages import Edge, MessageBlock, MessagePass, Step
+from .partials import InputPartials, ParamPartials, Piece
 from .stats import MessageStats, statistics_wanted
 from .validate import first_nonfinite, positive_int
 
@@ -41,10 +41,6 @@ DEFAULT_CHUNK_BYTES = 1 << 22
 # benchmarks/bench_scale.py --sweep-chunks: all three statistics cost 4.6x the sums-only pass
 # at 1 MiB, 7.7x at 4 MiB, 5.2x at 256 KiB, for 2048-2048-relu-10-sce at B = 32).
 STATS_CHUNK_BYTES = 1 << 20
-
-
-def _label(labels: Sequence[str] | None, t: int) -> str:
-    return labels[t - 1] if labels else f"layer {t}"
 
 
 # -- options, checked before any work ----------------------------------------------------
@@ -82,53 +78,52 @@ def kept_samples(samples, batch: int) -> np.ndarray | None:
     return np.unique(chosen)
 
 
-def check_memory_options(partials: Sequence[LocalPartials], batch: int, budget_bytes,
-                         chunk_bytes, labels) -> None:
+def check_memory_options(edges: Sequence[Edge], batch: int, budget_bytes, chunk_bytes,
+                         where: Mapping) -> None:
     """Refuse unusable byte options before any work (not at layer t of a long pass)."""
     for name, value in (("budget_bytes", budget_bytes), ("chunk_bytes", chunk_bytes)):
         positive_int(value, name, noun="number of bytes")
-    for t, local in enumerate(partials, 1):
-        J = local.inputs
+    for edge in edges:
+        J = edge.partials
         smallest = J.smallest_piece_bytes(batch)
         if smallest > budget_bytes:
             itemsize = np.dtype(J.dtype).itemsize
             raise ValueError(
-                f"layer {t} ({_label(labels, t)}): budget_bytes={budget_bytes:,} cannot hold "
-                f"one receiver's {smallest // itemsize:,} messages ({smallest:,} bytes)")
+                f"{where[edge.key]}: budget_bytes={budget_bytes:,} cannot hold one receiver's "
+                f"{smallest // itemsize:,} messages ({smallest:,} bytes)")
 
 
-def check_statistics(partials: Sequence[LocalPartials], stats, labels) -> tuple[str, ...]:
-    """The statistics asked for (() for none), after refusing layers that have none (a kind
+def check_statistics(edges: Sequence[Edge], stats, where: Mapping) -> tuple[str, ...]:
+    """The statistics asked for (() for none), after refusing edges that have none (a kind
     without per-edge statistics says why, in its ``edge_shape``)."""
     names = statistics_wanted(stats)
-    for t, local in enumerate(partials, 1):
-        if names:
-            try:
-                local.inputs.edge_shape   # noqa: B018 - a kind without edges says why
-            except ValueError as err:
-                raise InputValueError(f"layer {t} ({_label(labels, t)}) {err}") from None
-        if names and np.dtype(local.inputs.dtype).kind != "f":
-            raise ValueError(f"layer {t} ({_label(labels, t)}): message statistics need float "
-                             f"messages, these are {np.dtype(local.inputs.dtype)}; keep the "
-                             f"messages of an exact or mp network instead")
+    for edge in edges if names else ():
+        try:
+            edge.partials.edge_shape   # noqa: B018 - a kind without edges says why
+        except ValueError as err:
+            raise InputValueError(f"{where[edge.key]} {err}") from None
+        if np.dtype(edge.partials.dtype).kind != "f":
+            raise ValueError(f"{where[edge.key]}: message statistics need float messages, "
+                             f"these are {np.dtype(edge.partials.dtype)}; keep the messages "
+                             f"of an exact or mp network instead")
     return names
 
 
-def check_gradient(t: int, label: str, name: str, grad: np.ndarray) -> None:
-    """Refuse a non-finite parameter gradient, naming the layer, parameter and entry."""
-    where = first_nonfinite(grad)
-    if where is not None:
-        raise NonFiniteError(f"layer {t} ({label}): the gradient of parameter {name} is "
-                             f"{grad[where]} at index {where}")
+def check_gradient(where: str, name: str, grad: np.ndarray) -> None:
+    """Refuse a non-finite parameter gradient, naming the layer (node), parameter and entry."""
+    at = first_nonfinite(grad)
+    if at is not None:
+        raise NonFiniteError(f"{where}: the gradient of parameter {name} is {grad[at]} at "
+                             f"index {at}")
 
 
-def check_sums(t: int, label: str, incoming: np.ndarray) -> None:
+def check_sums(where: str, incoming: np.ndarray) -> None:
     """Refuse non-finite messages, seen in the sums they make (a NaN message makes its
     receiver's sum NaN)."""
-    where = first_nonfinite(incoming)
-    if where is not None:
-        raise NonFiniteError(f"layer {t} ({label}) sent non-finite messages: the sum arriving "
-                             f"at node {where[1]} of sample {where[0]} is {incoming[where]}")
+    at = first_nonfinite(incoming)
+    if at is not None:
+        raise NonFiniteError(f"{where} sent non-finite messages: the sum arriving at node "
+                             f"{at[1]} of sample {at[0]} is {incoming[at]}")
 
 
 # -- one layer ---------------------------------------------------------------------------
@@ -214,56 +209,69 @@ def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
 # -- the in-memory backend ---------------------------------------------------------------
 
 class StreamingSender:
-    """Sends each layer's messages for msgpass.messages.pass_messages, under ``backward``'s
+    """Sends each edge's messages for msgpass.messages.pass_messages, under ``backward``'s
     options (checked here, before any work; see Sequential.backward for their meaning), and
-    keeps what they ask for: the blocks, each sample's parameter messages, statistics."""
+    keeps what they ask for: the blocks, each sample's parameter messages, statistics.
 
-    def __init__(self, partials: Sequence[LocalPartials], batch: int,
-                 labels: Sequence[str] | None = None, *, keep="all",
-                 budget_bytes: int = DEFAULT_BUDGET_BYTES,
+    ``where`` describes each edge (by its key) and each parameter holder (by its node) in
+    messages ("layer 3 (Affine(4→8))"); ``keep`` is "all", "sums" or a set of edge keys.
+    """
+
+    def __init__(self, steps: Sequence[Step], batch: int, where: Mapping | None = None, *,
+                 keep="all", budget_bytes: int = DEFAULT_BUDGET_BYTES,
                  chunk_bytes: int = DEFAULT_CHUNK_BYTES, keep_samples=None,
                  per_sample: bool = False, stats=False) -> None:
-        self.labels = labels
-        self.wanted = wanted_layers(keep, len(partials))
+        edges = [edge for step in steps for edge in step.edges]
+        self.where = where if where is not None else _Described()
+        self.wanted = ({e.key for e in edges} if keep == "all" else
+                       set() if keep == "sums" else set(keep))
         self.kept_samples = kept_samples(keep_samples, batch)
         if self.kept_samples is not None and not self.wanted and not per_sample:
             raise ValueError("keep_samples chooses whose messages to keep, but keep='sums' "
                              "keeps none: name the layers too, e.g. keep=[1], keep_samples=[0]")
-        check_memory_options(partials, batch, budget_bytes, chunk_bytes, labels)
-        names = check_statistics(partials, stats, labels)
+        check_memory_options(edges, batch, budget_bytes, chunk_bytes, self.where)
+        names = check_statistics(edges, stats, self.where)
         self.batch, self.per_sample = batch, per_sample
         self.budget_bytes, self.chunk_bytes = budget_bytes, chunk_bytes
-        self.gathered = {t: MessageStats.start(t, _label(labels, t), local.inputs, names)
-                         for t, local in enumerate(partials, 1)} if names else {}
-        self.blocks: dict[int, MessageBlock] = {}
-        self.param_messages: dict[tuple[int, str], np.ndarray] = {}
+        self.gathered = {e.key: MessageStats.start(e.key, self.where[e.key], e.partials, names)
+                         for e in edges} if names else {}
+        self.blocks: dict = {}
+        self.param_messages: dict = {}
 
-    def parameter(self, t: int, name: str, K: ParamPartials, incoming: np.ndarray,
+    def parameter(self, node, name: str, K: ParamPartials, incoming: np.ndarray,
                   grad: np.ndarray) -> None:
-        """Check a parameter's gradient; with ``per_sample``, keep K^t · S^{t+1} without the
-        sum over samples: each (kept) sample's message to the parameter."""
-        check_gradient(t, _label(self.labels, t), name, grad)
+        """Check a parameter's gradient; with ``per_sample``, keep K · S without the sum over
+        samples: each (kept) sample's message to the parameter."""
+        check_gradient(self.where[node], name, grad)
         if self.per_sample:
             message = K.per_sample(incoming, self.kept_samples)
             message.flags.writeable = False
-            self.param_messages[(t, name)] = message
+            self.param_messages[(node, name)] = message
 
-    def __call__(self, t: int, J: InputPartials, incoming: np.ndarray) -> np.ndarray:
-        """Send layer t's messages from S^{t+1} = ``incoming``; return S^t (read-only)."""
-        stats = self.gathered.get(t)
+    def __call__(self, edge: Edge, incoming: np.ndarray) -> np.ndarray:
+        """Send the edge's messages from S = ``incoming``; return the sums (read-only)."""
+        J, stats = edge.partials, self.gathered.get(edge.key)
         S, block, samples = send_layer(
-            J, incoming, piece_bytes=piece_bytes(J, self.batch, self.budget_bytes,
+            J, incoming, piece_bytes=piece_bytes(J, len(incoming), self.budget_bytes,
                                                  self.chunk_bytes, stats is not None),
-            keep=t in self.wanted, chosen=self.kept_samples, stats=stats)
-        check_sums(t, _label(self.labels, t), S)
+            keep=edge.key in self.wanted, chosen=self.kept_samples, stats=stats)
+        check_sums(self.where[edge.key], S)
         S.flags.writeable = False  # a trace is a record: its messages and sums stay as sent
         if block is not None:
-            self.blocks[t] = MessageBlock(t, J, block, samples)
+            self.blocks[edge.key] = MessageBlock(edge.key, J, block, samples)
         return S
 
-    def finish(self, incoming: dict[int, np.ndarray],
-               grads: dict[tuple[int, str], np.ndarray]) -> MessagePass:
+    def finish(self, incoming: dict, grads: dict) -> MessagePass:
+        for S in incoming.values():
+            S.flags.writeable = False
         return MessagePass(blocks=self.blocks, incoming=incoming, grads=grads,
                            param_messages=self.param_messages,
-                           stats={t: self.gathered[t].finished() for t in sorted(self.gathered)},
+                           stats={k: stats.finished() for k, stats in self.gathered.items()},
                            kept_samples=self.kept_samples)
+
+
+class _Described(dict):
+    """Descriptions by key when none were given: "layer t" for a chain's."""
+
+    def __missing__(self, key) -> str:
+        return f"layer {key}"

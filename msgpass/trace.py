@@ -13,11 +13,17 @@ from .partials import LocalPartials
 from .stats import MessageStats, Statistics
 from .validate import layer_index
 
-__all__ = ["Trace", "Incoming", "EXTENSIONS"]
+__all__ = ["Trace", "Incoming", "EXTENSIONS", "block_variable"]
 
 # Optional extras plug their trace methods in here (msgpass.scale adds "to_xarray" and "save"
 # when msgpass is imported), so that this module never imports the layers built on it.
 EXTENSIONS: dict[str, Callable] = {}
+
+
+def block_variable(t: int, J) -> tuple[str, tuple[str, ...]]:
+    """The name of layer t's message block in a labelled trace or store, and the names of its
+    axes after the rows (src{t}, dst{t}, or node{t} for a diagonal block)."""
+    return f"message{t}", tuple(f"{name}{t}" for name in J.block_dims)
 
 
 class Incoming(dict):

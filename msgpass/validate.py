@@ -99,8 +99,16 @@ def graph_seed(seed, value: np.ndarray, output: str, natural: tuple[int, ...]) -
     ``seed`` None means ones (the gradient of the output's sum), in the value's arithmetic
     (exact Fractions and mp numbers stay so). A given seed must have the value's shape (B, N)
     or the shape the value is shown in (``natural``); anything else is a ShapeError, never a
-    silent reshape.
+    silent reshape. ``"mean"`` gives every sample 1/B: the gradient of the batch mean of
+    the output (a loss output's L, as a chain's backward).
     """
+    if isinstance(seed, str):
+        if seed != "mean":
+            raise ValueError(f"seed must be an array or 'mean', got {seed!r}")
+        batch = value.shape[0]
+        if value.dtype == object:
+            return np.full(value.shape, numbers.mode_of(value).one_over(batch), dtype=object)
+        return np.full(value.shape, 1.0 / batch, dtype=value.dtype)
     if value.dtype == object:   # exact or mp: the seed in the same arithmetic (1/2 is a float)
         s = numbers.convert_like(value, np.ones(value.shape) if seed is None
                                  else as_array(seed, "seed"), "seed")

@@ -20,14 +20,15 @@ RANKS = {
     "layers": 4,
     "messages": 5, "witnesses": 5,
     "streaming": 6, "trace": 6,
-    "network": 7,
-    "spec": 8, "graph": 8,
-    "testing": 9, "verification": 9, "demos": 9,
-    "draw": 10, "scale": 10, "training": 10,
-    "_moved": 11,
-    "__init__": 12,            # the public API: everything but the command line
-    "cli": 13,
-    "__main__": 14,
+    "engine": 7,
+    "network": 8,
+    "spec": 9, "graph": 9,
+    "testing": 10, "verification": 10, "demos": 10,
+    "draw": 11, "scale": 11, "training": 11,
+    "_moved": 12,
+    "__init__": 13,            # the public API: everything but the command line
+    "cli": 14,
+    "__main__": 15,
 }
 KINDS = {"Shared", "Diagonal", "Dense", "Coupled"}
 KIND_NAMES = {"shared", "diagonal", "dense", "coupled"}

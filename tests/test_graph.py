@@ -92,7 +92,7 @@ def test_fan_out_sums_the_messages_from_every_consumer():
     trace = g.backward(f)
     arriving = [m for source, _, m in trace.edges if source == "x"]
     assert len(arriving) == 4                       # x·x twice, 3x, e^x
-    assert float(trace.grad("x")) == sum(float(m.sum()) for m in arriving)
+    assert float(trace.grad("x")) == sum(float(m.dense().sum()) for m in arriving)
     assert float(trace.grad("x")) == pytest.approx(2 * 2.0 + 3 + np.exp(2.0), rel=TOL_KNOWN)
 
 
@@ -353,7 +353,7 @@ def test_an_infinite_derivative_is_an_error_naming_the_input():
     inf gradient instead of an error."""
     g = mp.Graph()
     x = g.input("x", [0.0, 1.0])
-    with pytest.raises(mp.NonFiniteError, match="the sum arriving at input 'x' is inf"):
+    with pytest.raises(mp.NonFiniteError, match="to its input 'x', sent non-finite messages: .* is inf"):
         g.backward(x**0.5)
 
 
@@ -390,7 +390,7 @@ def test_an_unused_input_has_gradient_zero_and_bad_keep_is_refused():
     f = (x * 3.0).named("f")
     np.testing.assert_array_equal(g.backward(f).grad("u"), [0.0, 0.0, 0.0])
     del unused
-    with pytest.raises(ValueError, match="keep must be 'all' or 'sums'"):
+    with pytest.raises(ValueError, match="keep must be 'all', 'sums' or a list of nodes"):
         g.backward(f, keep="bogus")
 
 

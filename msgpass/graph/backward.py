@@ -8,27 +8,41 @@ where S_v is what has arrived at v: the sum of the messages from all of v's cons
 seed, at the output). Nodes are visited in reverse topological order, so a node with several
 consumers has heard from all of them before it sends on. A node of batch 1 used by a batch of
 B (a scalar input, a constant) is shared by every sample: it sums over the samples too.
+
+The pass is the chain's (msgpass.engine): every edge streamed under the byte budget, with
+every option of ``Sequential.backward``. Blocks stay structured: an elementwise edge keeps its
+(B, N) diagonal, and its dense view is made only when asked for.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import NonFiniteError, StateError
-from ..messages import MessageBlock
-from ..validate import first_nonfinite, graph_seed
+from ..engine import run
+from ..errors import StateError
+from ..messages import Edge, MessageBlock, MessagePass, Step
+from ..stats import Statistics
+from ..streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES
+from ..trace import EXTENSIONS
+from ..validate import graph_seed
 from .layered import LayeredView, layered_view
 from .node import Node
 from .ops import OpPartials
 
-__all__ = ["GraphTrace", "GraphEdge", "GraphIncoming", "graph_backward"]
+__all__ = ["GraphTrace", "GraphEdge", "GraphIncoming", "graph_backward", "block_variable"]
 
 
 @dataclass(frozen=True)
 class GraphEdge:
-    """The messages on one edge: ``source`` is the ``slot``-th input of ``destination``."""
+    """The messages on one edge: ``source`` is the ``slot``-th input of ``destination``.
+
+    Unpacks as ``source, destination, block``: the block is structured (a diagonal edge keeps
+    its (B, N) diagonal); ``dense()`` or ``np.asarray(block)`` gives (B, N_source,
+    N_destination).
+    """
 
     source: str
     destination: str
@@ -38,6 +52,15 @@ class GraphEdge:
     def dense(self) -> np.ndarray:
         """(B, N_source, N_destination)."""
         return self.block.dense()
+
+    def __iter__(self):
+        return iter((self.source, self.destination, self.block))
+
+    def __getitem__(self, index):
+        return (self.source, self.destination, self.block)[index]
+
+    def __len__(self) -> int:
+        return 3
 
 
 class GraphIncoming(dict):
@@ -67,17 +90,26 @@ class GraphTrace:
     order : list of str
         The nodes that reach the output, in topological order.
     values : dict of str to ndarray
-        Forward values, (B, N) each.
+        Forward values, (B, N) each (N in C order for a node of another per-sample shape,
+        ``shapes``; ``value(node)`` gives it in that shape).
     partials : dict of str to OpPartials
-    edge_list : list of GraphEdge
-        Every edge with its message block; ``edges`` gives (source, destination, dense block
-        (B, N_source, N_destination)).
+    blocks : dict of (str, int) to MessageBlock
+        The kept message blocks, by (destination, slot): the edge from the slot-th input of
+        the destination. Structured; ``edges`` lists them as GraphEdge (source, destination,
+        block), each with a lazy dense view (B, N_source, N_destination).
     incoming : GraphIncoming (dict of str to ndarray)
         ``incoming(v)`` = S_v, everything that arrived at v, (B, N_v), equal to ∂F/∂v.
     grads : dict of str to ndarray
         Parameter gradients keyed ``"node.name"`` (e.g. ``"affine1.W"``).
     seed : ndarray
         What arrived at the output from above.
+    nondifferentiable : dict of str to bool ndarray
+        Nodes computed at a point without a derivative, with the mask of those entries.
+    shapes : dict of str to tuple
+        Each node's per-sample shape ((C, H, W) for an image).
+    param_messages, stats, kept_samples
+        As a chain trace's (``backward(per_sample=True)``: by "node.name"; ``stats``: by
+        (destination, slot)).
     """
 
     graph: object
@@ -85,12 +117,19 @@ class GraphTrace:
     order: list[str]
     values: dict[str, np.ndarray]
     partials: dict[str, OpPartials]
-    edge_list: list[GraphEdge]
+    blocks: dict[tuple[str, int], MessageBlock]
     incoming: GraphIncoming
     grads: dict[str, np.ndarray]
     seed: np.ndarray
     nondifferentiable: dict[str, np.ndarray] = field(default_factory=dict)
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    param_messages: dict[str, np.ndarray] = field(default_factory=dict)
+    stats: dict = field(default_factory=Statistics)
+    kept_samples: np.ndarray | None = None
     _layered: list = field(default_factory=list)
+
+    def __post_init__(self):
+        object.__setattr__(self, "stats", Statistics(self.stats))
 
     @property
     def sums(self) -> GraphIncoming:
@@ -98,9 +137,56 @@ class GraphTrace:
         return self.incoming
 
     @property
-    def edges(self) -> list[tuple[str, str, np.ndarray]]:
-        """(source name, destination name, dense message block) for every edge."""
-        return [(e.source, e.destination, e.dense()) for e in self.edge_list]
+    def batch(self) -> int:
+        return max(v.shape[0] for v in self.values.values())
+
+    @property
+    def edge_list(self) -> list[GraphEdge]:
+        """Every kept edge with its block, in the order the messages were sent."""
+        return [GraphEdge(self.graph.nodes[v].inputs[slot], v, slot, block)
+                for (v, slot), block in self.blocks.items()]
+
+    @property
+    def edges(self) -> list[GraphEdge]:
+        """Every kept edge, unpacking as (source name, destination name, structured block)."""
+        return self.edge_list
+
+    def to_xarray(self):
+        """This trace as an ``xarray.Dataset`` (optional extra ``msgpass[scale]``)."""
+        return EXTENSIONS["to_xarray"](self)
+
+    def save(self, path, chunk_samples: int = 256):
+        """Write this trace as a zarr store (optional extra ``msgpass[scale]``); read it back
+        with ``mp.load_trace``."""
+        return EXTENSIONS["save"](self, path, chunk_samples)
+
+    def as_floats(self) -> GraphTrace:
+        """The same trace with exact or mp numbers rounded to float64."""
+        if all(v.dtype != object for v in self.values.values()):
+            return self
+
+        def f(a):
+            return np.asarray(a, dtype=object).astype(np.float64)
+        return GraphTrace(
+            graph=self.graph, output=self.output, order=self.order,
+            values={k: f(v) for k, v in self.values.items()}, partials=self.partials,
+            blocks={k: MessageBlock(b.t, b.partials, f(b.values), b.samples)
+                    for k, b in self.blocks.items()},
+            incoming=GraphIncoming({k: f(v) for k, v in self.incoming.items()}, self.output,
+                                   self.graph),
+            grads={k: f(g) for k, g in self.grads.items()}, seed=f(self.seed),
+            nondifferentiable=self.nondifferentiable, shapes=self.shapes,
+            param_messages={k: f(m) for k, m in self.param_messages.items()},
+            stats=self.stats, kept_samples=self.kept_samples)
+
+    def per_sample_grads(self) -> dict[str, np.ndarray]:
+        """Each sample's message to each parameter ("node.name" -> (B, *parameter shape)):
+        with the default seed (ones), ∂F_b/∂θ for every sample b. Needs
+        ``backward(per_sample=True)``."""
+        if not self.param_messages and self.grads:
+            raise StateError("this trace has no per-sample parameter messages; call "
+                             "g.backward(..., per_sample=True)")
+        return dict(self.param_messages)
 
     def _name(self, node: Node | str) -> str:
         self.incoming(node)          # refuses another graph's node, and one not reaching f
@@ -108,7 +194,8 @@ class GraphTrace:
 
     def _natural(self, name: str, array: np.ndarray) -> np.ndarray:
         """An array of a node shaped the way the user thinks of it."""
-        return array.reshape(self.graph.natural_shape(self.order, array, name))
+        return array.reshape(self.graph.natural_shape(self.order, array, name,
+                                                      self.shapes.get(name)))
 
     def value(self, node: Node | str) -> np.ndarray:
         """Forward value of any node (inputs in the shape they were given)."""
@@ -126,7 +213,8 @@ class GraphTrace:
         return self._natural(name, self.incoming[name])
 
     def message(self, source: str, destination: str, slot: int | None = None) -> np.ndarray:
-        """The dense block on the edge source → destination."""
+        """The dense block on the edge source → destination (made now, from the stored
+        one)."""
         found = [e for e in self.edge_list if e.source == source and e.destination == destination
                  and (slot is None or e.slot == slot)]
         if not found:
@@ -143,74 +231,92 @@ class GraphTrace:
         return self._layered[0]
 
 
-def graph_backward(graph, output: Node | str, seed=None, keep: str = "all") -> GraphTrace:
-    """The DAG-view message pass (see the module docstring) on a Graph.
+def block_variable(key: tuple[str, int], J, source: str) -> tuple[str, tuple[str, ...]]:
+    """The name of edge ``key``'s message block in a labelled trace or store, and the names
+    of its axes after the rows: a node's entries are the dimension ``n:{node}``, so that a
+    dense block is (n:{source}, n:{destination}) and a diagonal one (n:{destination})."""
+    destination, slot = key
+    by_role = {"src": f"n:{source}", "dst": f"n:{destination}", "node": f"n:{destination}"}
+    return (f"message:{destination}:{slot}",
+            tuple(by_role.get(d, f"{d}:{destination}:{slot}") for d in J.block_dims))
 
-    keep : "all" (default) keeps every edge's block; "sums" only the sums and gradients.
-    """
-    if keep not in ("all", "sums"):
-        raise ValueError(f"keep must be 'all' or 'sums' for a graph, got {keep!r}")
+
+def _wanted(keep, graph, order: list[str]) -> str | set:
+    """``keep`` as the engine takes it: "all", "sums", or the keys of the edges whose
+    messages the named nodes send (every edge from a node back to its inputs)."""
+    if isinstance(keep, str) and keep in ("all", "sums"):
+        return keep
+    if isinstance(keep, (str, bytes, Node)) or not isinstance(keep, Iterable):
+        raise ValueError(f"keep must be 'all', 'sums' or a list of nodes (or node names), got "
+                         f"{keep!r}")
+    names = []
+    for item in keep:
+        if isinstance(item, Node) and item.graph is not graph:
+            raise StateError(f"node {item.name!r} belongs to another graph")
+        name = item.name if isinstance(item, Node) else item
+        if not isinstance(name, str) or name not in order:
+            raise ValueError(f"keep names {item!r}, which is not a node reaching the output; "
+                             f"the nodes are {order}")
+        names.append(name)
+    return {(name, slot) for name in names for slot in range(len(graph.nodes[name].inputs))}
+
+
+def graph_backward(graph, output: Node | str, seed=None, keep="all", *, record=None,
+                   budget_bytes: int = DEFAULT_BUDGET_BYTES, keep_samples=None,
+                   per_sample: bool = False, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                   backend: str = "memory", chunk_samples: int = 256, stats=False,
+                   store=None) -> GraphTrace:
+    """The DAG-view message pass (see the module docstring) on a Graph; the options are
+    Sequential.backward's (Graph.backward documents them). ``record`` is a forward of this
+    output kept by ``Graph.forward`` (its values and partials); without it the graph is
+    evaluated now."""
     if isinstance(output, Node) and output.graph is not graph:
         raise StateError(f"node {output.name!r} belongs to another graph")
     out = output.name if isinstance(output, Node) else output
-    run = graph.evaluate(out)
-    with np.errstate(all="ignore"):  # a NaN or Inf is caught below, with the node's name
-        partials = {name: graph.nodes[name].op.local_partials(run.saved[name])
-                    for name in run.order if graph.nodes[name].op is not None}
-    # exact or mp anywhere: every sum starts as an object 0, so a float node's sum does not
-    # turn the Fractions that arrive at it into floats (0.0 + Fraction is a float)
-    exact = any(v.dtype == object for v in run.values.values())
-    incoming = {name: np.zeros(run.values[name].shape,
-                               dtype=object if exact else run.values[name].dtype)
-                for name in run.order}
-    incoming[out] = graph_seed(seed, run.values[out], out,
-                               graph.natural_shape(run.order, run.values[out], out))
-    edges: list[GraphEdge] = []
-    grads: dict[str, np.ndarray] = {}
-    for name in reversed(run.order):
-        node = graph.nodes[name]
-        if node.op is None:
-            continue
-        S = incoming[name]  # S_v: every consumer of v has sent already
-        where = first_nonfinite(S)
-        if where is not None:
-            raise NonFiniteError(f"node {name!r}: the sum arriving at entry {where[1]} of "
-                                 f"sample {where[0]} is {S[where]}")
-        for slot, source in enumerate(node.inputs):
-            J = partials[name].inputs[slot]
-            with np.errstate(all="ignore"):
-                message = J.send(S, J.whole(len(S)))          # δ_{u→v} = J_{v,u} · S_v
-            summed = J.receive(message)                      # Σ over v's nodes, at u's
-            if incoming[source].shape[0] == 1 < summed.shape[0]:  # shared by every sample
-                summed = summed.sum(axis=0, keepdims=True)
-            incoming[source] = incoming[source] + summed
-            if keep == "all":
-                message.flags.writeable = False
-                edges.append(GraphEdge(source, name, slot, MessageBlock(0, J, message)))
-        for pname, K in partials[name].params.items():
-            grads[f"{name}.{pname}"] = _finite(K.gradient(S),
-                                               f"the gradient of parameter {pname} of {name!r}")
-    for name in run.order:
-        if graph.nodes[name].op is None:
-            _finite(incoming[name], f"the sum arriving at input {name!r}")
-    kinks = {}
-    for name in run.order:
+    forward = record if record is not None else graph.run_forward(out)
+    order, values = forward.order, forward.values
+    value = values[out]
+    seed = graph_seed(seed, value, out, graph.natural_shape(order, value, out,
+                                                            forward.shapes.get(out)))
+    where: dict = {}
+    steps = []
+    for name in order:
         op = graph.nodes[name].op
-        mask = None if op is None else op.nondifferentiable(run.saved[name])
-        if mask is not None and np.any(mask):
-            kinks[name] = mask
-    for table in (run.values, incoming, grads):
+        if op is None:
+            continue
+        where[name] = f"node {name!r} ({op.describe()})"
+        edges = []
+        for slot, source in enumerate(graph.nodes[name].inputs):
+            where[(name, slot)] = f"node {name!r} ({op.describe()}), to its input {source!r},"
+            edges.append(Edge((name, slot), source, forward.partials[name].inputs[slot],
+                              shared=values[source].shape[0] < values[name].shape[0]))
+        steps.append(Step(name, tuple(edges), forward.partials[name].params))
+    wanted = _wanted(keep, graph, order)
+
+    def trace_of(result):
+        return _trace(graph, out, forward, seed, result)
+    if not steps:   # the output is an input: nothing to send
+        return trace_of(MessagePass(blocks={}, incoming={out: seed}, grads={}))
+    result = run(backend, steps, seed, where, keep=wanted, budget_bytes=budget_bytes,
+                 chunk_bytes=chunk_bytes, keep_samples=keep_samples, per_sample=per_sample,
+                 stats=stats, store=store, chunk_samples=chunk_samples, numbers=None,
+                 trace_of=trace_of,
+                 store_names={e.key: block_variable(e.key, e.partials, e.source)
+                              for step in steps for e in step.edges})
+    return trace_of(result)
+
+
+def _trace(graph, out: str, forward, seed: np.ndarray, result) -> GraphTrace:
+    """The GraphTrace of a finished pass."""
+    grads = {f"{node}.{name}": g for (node, name), g in result.grads.items()}
+    for table in (forward.values, result.incoming, grads):
         for array in table.values():
-            array.flags.writeable = False  # a trace is a record of this pass
-    return GraphTrace(graph=graph, output=out, order=run.order, values=run.values,
-                      partials=partials, edge_list=edges,
-                      incoming=GraphIncoming(incoming, out, graph), grads=grads,
-                      seed=incoming[out], nondifferentiable=kinks)
-
-
-def _finite(array: np.ndarray, what: str) -> np.ndarray:
-    where = first_nonfinite(array)
-    if where is not None:
-        raise NonFiniteError(f"{what} is {array[where]} at index {where}: a local partial is "
-                             f"infinite or undefined there")
-    return array
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False  # a trace is a record of this pass
+    return GraphTrace(
+        graph=graph, output=out, order=forward.order, values=forward.values,
+        partials=forward.partials, blocks=dict(result.blocks),
+        incoming=GraphIncoming(result.incoming, out, graph), grads=grads, seed=seed,
+        nondifferentiable=forward.kinks, shapes=forward.shapes,
+        param_messages={f"{node}.{name}": m for (node, name), m in result.param_messages.items()},
+        stats=result.stats, kept_samples=result.kept_samples)

@@ -18,7 +18,7 @@ expressions are msgpass.graph.node, the message pass msgpass.graph.backward.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,10 +33,12 @@ from ..errors import (
     ShapeError,
     StateError,
 )
+from ..network import ParamDict
+from ..streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES
 from ..validate import as_array, first_nonfinite
 from .backward import graph_backward
 from .node import Node
-from .ops import Op
+from .ops import LayerOp, Op
 
 __all__ = ["Graph", "Evaluation"]
 
@@ -52,31 +54,52 @@ def _one_arithmetic(xs: list[np.ndarray], names: list[str]) -> list[np.ndarray]:
 
 
 def _as_node_value(name: str, value) -> tuple[np.ndarray, tuple[int, ...]]:
+    """A node's value as it is kept, (B, N), and the shape it was given in. A scalar is
+    (1, 1), a vector of length N is (1, N), an array (B, ...) a batch of B whose N entries
+    per sample are numbered in C order (an image (B, C, H, W) has N = C·H·W)."""
     a = as_array(value, f"value of {name!r}")
+    if a.size == 0:
+        raise ShapeError(f"value of {name!r} is empty: shape {a.shape}")
+    shape = a.shape
+    flat = (1, -1) if a.ndim < 2 else (a.shape[0], -1)
     if a.dtype == object:   # Fractions (exact) or mpmath numbers: kept as they are
-        if a.ndim > 2 or a.size == 0:
-            raise ShapeError(f"value of {name!r} must be a scalar, a vector (N,) or a batch "
-                             f"(B, N), got shape {a.shape}")
-        shape = a.shape
         mode = numbers.mode_of(a)
-        a = mode.array(a.reshape((1, -1) if a.ndim < 2 else a.shape), f"value of {name!r}")
+        a = mode.array(a.reshape(flat), f"value of {name!r}")
         a.flags.writeable = False
         return a, shape
     if a.dtype.kind not in "iuf":
         raise DtypeError(f"value of {name!r} must be real numbers, got dtype {a.dtype}")
-    if a.ndim > 2:
-        raise ShapeError(f"value of {name!r} must be a scalar, a vector (N,) or a batch (B, N), "
-                         f"got shape {a.shape}")
-    if a.size == 0:
-        raise ShapeError(f"value of {name!r} is empty: shape {a.shape}")
-    shape = a.shape
-    a = a.astype(np.float64).reshape((1, -1) if a.ndim < 2 else a.shape)  # a copy
+    a = a.astype(np.float64).reshape(flat)  # a copy
     where = first_nonfinite(a)
     if where is not None:
         raise InputValueError(f"value of {name!r} contains {a[where]} at sample {where[0]}, "
-                              f"entry {where[1]}; values must be finite")
+                              f"entry {np.unravel_index(where[1], _features(shape))}; values "
+                              f"must be finite")
     a.flags.writeable = False  # set() replaces a value; nothing may change it in place
     return a, shape
+
+
+def _features(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The per-sample shape of a value given in ``shape``: (N,) for a scalar, a vector or a
+    (B, N) batch; the trailing axes of a batch (B, ...)."""
+    if len(shape) > 2:
+        return shape[1:]
+    return (shape[1],) if len(shape) == 2 else (int(np.prod(shape)),)
+
+
+def _op_features(name: str, node, op: Op, out: np.ndarray, shapes: dict) -> tuple[int, ...]:
+    """The per-sample shape of an op node's value: that of its inputs for an op (or layer)
+    that keeps shapes, (N,) for a layer that changes widths."""
+    width = out.shape[1]
+    if not op.keeps_shape:
+        return (width,)
+    same = [shapes[i] for i in node.inputs if int(np.prod(shapes[i])) == width]
+    if not same:
+        return (width,)
+    if any(s != same[0] for s in same):
+        raise ShapeError(f"node {name!r} ({op.describe()}) combines values of shapes "
+                         f"{sorted(set(same))} per sample: they must agree (or be one number)")
+    return same[0]
 
 
 @dataclass(frozen=True)
@@ -86,6 +109,31 @@ class Evaluation:
     order: list[str]
     values: dict[str, np.ndarray]
     saved: dict[str, Any]
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """The per-sample shape of each node's value (its (B, N) array is kept flat, C order)."""
+
+
+@dataclass(frozen=True, eq=False)
+class GraphForward:
+    """A forward pass with everything the backward needs (``g.record`` after ``g.forward``).
+
+    Attributes
+    ----------
+    output : str
+    order, values, saved, shapes : as an Evaluation's
+    partials : dict of str to OpPartials
+        The local partials of every op node.
+    kinks : dict of str to bool ndarray
+        Nodes computed at a point without a derivative, with the mask of those entries.
+    """
+
+    output: str
+    order: list[str]
+    values: dict[str, np.ndarray]
+    saved: dict[str, Any]
+    shapes: dict[str, tuple[int, ...]]
+    partials: dict[str, Any]
+    kinks: dict[str, np.ndarray]
 
 
 class Graph:
@@ -96,6 +144,7 @@ class Graph:
         self._values: dict[str, np.ndarray] = {}
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._counts: dict[str, int] = {}
+        self._record: GraphForward | None = None
 
     # -- building -----------------------------------------------------------------------
     def fresh_name(self, stem: str) -> str:
@@ -147,6 +196,7 @@ class Graph:
         if node.kind != "input":
             raise StateError(f"{name!r} is not an input; only inputs take values")
         self._values[name], self._shapes[name] = _as_node_value(name, value)
+        self._record = None   # the last forward saw other inputs
 
     def node(self, op: Op, *inputs: Node | str, name: str | None = None) -> Node:
         """A node computing ``op`` of ``inputs`` (nodes, or names of nodes that may be defined
@@ -232,10 +282,14 @@ class Graph:
         overrides = overrides or {}
         values: dict[str, np.ndarray] = {}
         saved: dict[str, Any] = {}
+        shapes: dict[str, tuple[int, ...]] = {}
         for name in order:
             node = self.nodes[name]
+            if node.op is None and name in self._shapes:
+                shapes[name] = _features(self._shapes[name])
             if name in overrides:
                 values[name] = overrides[name]
+                shapes.setdefault(name, (values[name].shape[1],))
                 continue
             if node.op is None:
                 if name not in self._values:
@@ -256,28 +310,211 @@ class Graph:
                 raise NonFiniteError(f"node {name!r} ({op.describe()}) produced {out[where]} at "
                                      f"sample {where[0]}, entry {where[1]} from finite inputs")
             values[name] = out
-        return Evaluation(order=order, values=values, saved=saved)
+            shapes[name] = _op_features(name, node, op, out, shapes)
+        return Evaluation(order=order, values=values, saved=saved, shapes=shapes)
 
-    def backward(self, output: Node | str, seed=None, keep: str = "all"):
+    def run_forward(self, output: Node | str) -> GraphForward:
+        """Evaluate ``output`` and keep every op node's local partials (and kinks)."""
+        out = output.name if isinstance(output, Node) else output
+        run = self.evaluate(out)
+        with np.errstate(all="ignore"):  # a NaN or Inf is caught in the pass, with its node
+            partials = {name: self.nodes[name].op.local_partials(run.saved[name])
+                        for name in run.order if self.nodes[name].op is not None}
+        kinks = {}
+        for name in run.order:
+            op = self.nodes[name].op
+            mask = None if op is None else op.nondifferentiable(run.saved[name])
+            if mask is not None and np.any(mask):
+                kinks[name] = mask
+        return GraphForward(output=out, order=run.order, values=run.values, saved=run.saved,
+                            shapes=run.shapes, partials=partials, kinks=kinks)
+
+    def backward(self, output: Node | str | None = None, seed=None, keep="all", *,
+                 budget_bytes: int = DEFAULT_BUDGET_BYTES, keep_samples=None,
+                 per_sample: bool = False, chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+                 backend: str = "memory", chunk_samples: int = 256, stats=False, store=None):
         """Message passing from ``output`` back to the inputs; returns a GraphTrace.
 
-        seed : array like the output's value, optional
+        output : node or name, optional
+            By default the output of the last ``forward``.
+        seed : array like the output's value, or "mean", optional
             What arrives at the output from above: default ones, i.e. the gradient of
-            ``output.sum()``. Required to be given for nothing else.
-        """
-        return graph_backward(self, output, seed=seed, keep=keep)
+            ``output.sum()``; "mean" gives 1/B to every sample, the gradient of the batch
+            mean (a loss output's L, as a chain's backward).
+        keep : "all" (default), "sums", or a list of nodes (or names)
+            Which message blocks to keep: every edge's; none; or those each named node sends
+            back to its inputs.
 
-    def natural_shape(self, order: list[str], value: np.ndarray, name: str) -> tuple[int, ...]:
+        budget_bytes, keep_samples, per_sample, chunk_bytes, backend, chunk_samples, stats,
+        store mean what they mean for ``Sequential.backward``: messages in flight bounded by
+        the budget, blocks kept for some samples only, each sample's messages to each
+        parameter of a layer node, the dask backend (optional extra) and its chunks,
+        statistics per edge, and a zarr store written as the messages are sent.
+
+        After ``forward``, the backward of that output sends from the partials that forward
+        kept (at the weights it saw, like a chain's); otherwise the graph is evaluated now.
+        """
+        if output is None:
+            if self._record is None:
+                raise StateError("g.backward() without an output needs a g.forward(...) "
+                                 "first; or name the output: g.backward(node)")
+            output = self._record.output
+        name = output.name if isinstance(output, Node) else output
+        record = self._record if (self._record is not None
+                                  and self._record.output == name) else None
+        return graph_backward(self, output, seed=seed, keep=keep, record=record,
+                              budget_bytes=budget_bytes, keep_samples=keep_samples,
+                              per_sample=per_sample, chunk_bytes=chunk_bytes, backend=backend,
+                              chunk_samples=chunk_samples, stats=stats, store=store)
+
+    def natural_shape(self, order: list[str], value: np.ndarray, name: str,
+                      features: tuple[int, ...] | None = None) -> tuple[int, ...]:
         """How a node's (B, N) array is shown: an input in the shape it was given; in a graph
         whose inputs (among ``order``) are all scalars or vectors (no batch), () for width 1,
-        (N,) otherwise."""
+        (N,) otherwise; else (B, *features), its per-sample shape (an image's (C, H, W))."""
         if self.nodes[name].op is None and name in self._shapes:
             return self.input_shape(name)
         unbatched = all(len(self.input_shape(n)) < 2 for n in order
                         if self.nodes[n].op is None and n in self._shapes)
         if value.shape[0] == 1 and unbatched:
             return () if value.shape[1] == 1 else (value.shape[1],)
-        return value.shape
+        return (value.shape[0],) + tuple(features or value.shape[1:])
+
+    # -- running on new inputs, and training --------------------------------------------
+    @property
+    def record(self) -> GraphForward | None:
+        """What the last ``forward`` kept for the backward, or None."""
+        return self._record
+
+    def sink(self) -> str:
+        """The one node that no other node reads: the default output."""
+        read = {i for node in self.nodes.values() for i in node.inputs}
+        sinks = [n for n, node in self.nodes.items() if n not in read and node.op is not None]
+        if len(sinks) != 1:
+            raise StateError(f"the graph has {len(sinks)} outputs {sinks}; name the one you "
+                             f"mean: output=")
+        return sinks[0]
+
+    def _loss_op(self, name: str):
+        op = self.nodes[name].op
+        return op if isinstance(op, LayerOp) and op.layer.is_loss else None
+
+    def loss_output(self) -> str:
+        """The node training minimises: the graph's output, which must be a loss layer node
+        (a StateError saying what is needed otherwise)."""
+        try:
+            name = self._record.output if self._record is not None else self.sink()
+        except StateError as err:
+            raise StateError(f"training needs a graph whose output is a loss layer node: {err}") \
+                from None
+        if self._loss_op(name) is None:
+            what = self.nodes[name].op.describe() if self.nodes[name].op else self.nodes[name].kind
+            raise StateError(f"training needs a graph whose output is a loss layer node, such "
+                             f"as mp.SoftmaxCrossEntropy()(logits, target=y); this graph's "
+                             f"output {name!r} is {what}")
+        return name
+
+    def forward(self, inputs=None, target=None, output: Node | str | None = None):
+        """Run the graph again on new input arrays and keep every node's value and local
+        partials for ``backward``.
+
+        inputs : dict of name to array, or one array
+            New values of inputs (one array: the value of the graph's only input).
+        target : array_like, optional
+            The new target of the output's loss layer node.
+        output : node or name, optional
+            By default the previous forward's output, else the graph's only sink.
+
+        Returns the batch-mean loss L for a loss output (a float, or exact / mp), else the
+        output's value.
+        """
+        if output is None:
+            output = self._record.output if self._record is not None else self.sink()
+        name = output.name if isinstance(output, Node) else output
+        self[name]  # noqa: B018 - a clear KeyError for an unknown output
+        if inputs is not None:
+            if not isinstance(inputs, dict):
+                free = self.inputs()
+                if len(free) != 1:
+                    raise StateError(f"the graph has inputs {free}: give their values as a "
+                                     f"dict {{name: array}}")
+                inputs = {free[0]: inputs}
+            for key, value in inputs.items():
+                self.set(key.name if isinstance(key, Node) else key, value)
+        if target is not None:
+            op = self._loss_op(name)
+            if op is None:
+                raise StateError(f"target= is for a graph whose output is a loss layer node; "
+                                 f"{name!r} is not one")
+            op.target = target
+        self._record = None     # a forward that fails must not leave the last one behind
+        record = self.run_forward(name)
+        self._record = record
+        value = record.values[name]
+        if self._loss_op(name) is not None:
+            return float(np.mean(value)) if value.dtype != object else \
+                numbers.mode_of(value).mean(value)
+        return value.reshape(self.natural_shape(record.order, value, name,
+                                                record.shapes.get(name)))
+
+    def predict(self, x) -> np.ndarray:
+        """What arrives at the loss node for input ``x`` (its only input's value): the
+        network's output before the loss, (B, N)."""
+        loss = self.loss_output()
+        free = self.inputs()
+        if len(free) != 1:
+            raise StateError(f"predict takes the value of the graph's only input; it has "
+                             f"{free}")
+        value, _ = _as_node_value(free[0], x)
+        source = self.nodes[loss].inputs[0]
+        return self.evaluate(source, overrides={free[0]: value}).values[source]
+
+    def _layer_nodes(self) -> list[str]:
+        output = self._record.output if self._record is not None else None
+        if output is None:
+            try:
+                output = self.sink()
+            except StateError:
+                output = None
+        names = self.order(output) if output is not None else list(self.nodes)
+        return [n for n in names if isinstance(self.nodes[n].op, LayerOp)]
+
+    @property
+    def layers(self) -> list:
+        """The layers of the layer nodes, in a topological order (a loss output last)."""
+        return [self.nodes[n].op.layer for n in self._layer_nodes()]
+
+    @property
+    def labels(self) -> list[str]:
+        """``"node: layer"`` for every layer node, in the order of ``layers``."""
+        return [f"{n}: {self.nodes[n].op.describe()}" for n in self._layer_nodes()]
+
+    @property
+    def params(self):
+        """The parameters of every node that has some, ``"node.name" -> ndarray``: the
+        layers' own arrays (a live mapping: writing into them changes the graph)."""
+        return ParamDict({f"{n}.{key}": array for n, node in self.nodes.items()
+                          if node.op is not None for key, array in node.op.params.items()})
+
+    def train(self) -> Graph:
+        """Training mode for every layer node (Dropout drops, BatchNorm uses the batch)."""
+        for layer in self.layers:
+            layer.train()
+        return self
+
+    def eval(self) -> Graph:
+        """Evaluation mode for every layer node."""
+        for layer in self.layers:
+            layer.eval()
+        return self
+
+    def next_step(self, saved: dict | None = None) -> None:
+        """End a training step: every layer node sees what its forward saved (by default the
+        last forward's; ``saved`` is a dict by node name)."""
+        if saved is None:
+            saved = self._record.saved if self._record is not None else {}
+        for n in self._layer_nodes():
+            self.nodes[n].op.layer.next_step(saved.get(n))
 
     def __repr__(self) -> str:
         return f"Graph({list(self.nodes)})"

@@ -2,8 +2,9 @@
 
 Nodes are grouped into levels by their longest distance from the inputs; a node needed beyond
 the next level is carried up by identity pass-throughs, so that every level reads only the
-level below. Each level is then one layer z^{ℓ-1} → z^ℓ with a dense (B, N_{ℓ-1}, N_ℓ) block of
-local partials, and the chain recursion of seed 004 (msgpass.messages) runs unchanged.
+level below. Each level is then one layer z^{ℓ-1} → z^ℓ whose local partials are the nodes'
+own, placed as blocks (msgpass.partials.Blocks: a diagonal stays a diagonal), and the chain
+recursion of seed 004 (msgpass.messages) runs unchanged.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..messages import MessageBlock, pass_messages
-from ..partials import Dense, LocalPartials
+from ..messages import MessageBlock, chain_steps, pass_messages
+from ..partials import Blocks, Diagonal, LocalPartials, Part
 from ..streaming import StreamingSender
 
 __all__ = ["LayeredView", "layered_view", "levels_of"]
@@ -40,7 +41,8 @@ class LayeredView:
     offsets : list of dict
         ``offsets[ℓ][name] = (start, stop)``: where the node sits in z^ℓ.
     blocks : dict of int to MessageBlock
-        The message block of level ℓ ≥ 1, dense (B, N_{ℓ-1}, N_ℓ).
+        The message block of level ℓ ≥ 1, structured; ``message(ℓ)`` is its dense
+        (B, N_{ℓ-1}, N_ℓ) view.
     incoming : dict of int to ndarray
         ``incoming[ℓ]``: S^ℓ, what arrives at the nodes of level ℓ−1, (B, N_{ℓ-1});
         incoming[L+1] = the seed.
@@ -73,7 +75,9 @@ class LayeredView:
 
 def layered_view(trace) -> LayeredView:
     """Group the nodes of a GraphTrace into levels, carry skip edges up with identities, and
-    run the chain message recursion level by level (msgpass.messages.pass_messages)."""
+    run the chain message recursion level by level (msgpass.messages.pass_messages). Each
+    level's partials are the nodes' own structured partials placed as blocks (a carried node
+    an identity diagonal): nothing is expanded to a dense N×N block."""
     graph, order = trace.graph, trace.order
     level = levels_of(graph, order)
     top = level[trace.output]
@@ -102,18 +106,22 @@ def layered_view(trace) -> LayeredView:
     chain = []
     for lv in range(1, top + 1):
         below, here = offsets[lv - 1], offsets[lv]
-        jac = np.zeros((batch, list(below.values())[-1][1], list(here.values())[-1][1]),
-                       dtype=trace.seed.dtype)   # object for exact or mp graphs
+        parts = []
         for name, carried in levels[lv]:
-            c0, c1 = here[name]
-            if carried:  # identity from its own entry one level down
-                r0, r1 = below[name]
-                jac[:, np.arange(r0, r1), np.arange(c0, c1)] = 1   # int: exact stays exact
+            c0, _ = here[name]
+            if carried:  # an identity from its own entries one level down
+                width = trace.values[name].shape[1]
+                ones = np.ones((batch, width), dtype=trace.seed.dtype)   # object when exact
+                parts.append(Part(below[name][0], c0, Diagonal(ones)))
                 continue
             for slot, source in enumerate(graph.nodes[name].inputs):
-                r0, r1 = below[source]
-                jac[:, r0:r1, c0:c1] += trace.partials[name].inputs[slot].dense()
-        chain.append(LocalPartials(Dense(jac)))
-    result = pass_messages(chain, seed, StreamingSender(chain, batch))
+                J = trace.partials[name].inputs[slot]
+                if trace.values[name].shape[0] < batch:    # a shared node: every sample's
+                    J = J.repeated(batch)
+                parts.append(Part(below[source][0], c0, J))
+        chain.append(LocalPartials(Blocks(tuple(parts), list(below.values())[-1][1],
+                                          list(here.values())[-1][1])))
+    steps = chain_steps(chain)
+    result = pass_messages(steps, seed, StreamingSender(steps, batch))
     return LayeredView(levels=levels, offsets=offsets, blocks=result.blocks,
-                       incoming=result.incoming, shared=shared)
+                       incoming={t + 1: S for t, S in result.incoming.items()}, shared=shared)

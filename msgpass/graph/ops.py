@@ -112,6 +112,7 @@ class Op:
     label = "op"  # short name, used in automatic node names and reports
     couples_samples = False
     kink_convention = ""
+    keeps_shape = True   # the output has its inputs' per-sample shape (an image stays one)
 
     def __init__(self) -> None:
         self.params: dict[str, np.ndarray] = {}
@@ -482,6 +483,7 @@ class LayerOp(Op):
         self.params = layer.params  # the layer's own arrays
         self.couples_samples = layer.couples_samples
         self.kink_convention = layer.kink_convention
+        self.keeps_shape = layer.keeps_shape
 
     @property
     def label(self) -> str:  # type: ignore[override]
@@ -501,7 +503,10 @@ class LayerOp(Op):
         return self.layer.astype(numbers.mode_of(x))
 
     def forward(self, x):
-        return self._layer_for(x).forward_at(x, self.position, self.target)
+        target = self.target
+        if isinstance(target, np.ndarray) and target.ndim > 2:   # an image target: flat, as x
+            target = target.reshape(len(target), -1)
+        return self._layer_for(x).forward_at(x, self.position, target)
 
     def local_partials(self, saved):
         layer = self._layer_for(_saved_input(saved))

@@ -48,6 +48,8 @@ class Layer:
 
     is_loss = False
     couples_samples = False
+    keeps_shape = False   # True: output n depends on input n only, so a graph node keeps its
+    #                       input's per-sample shape (an image stays an image)
     training = True
     kink_convention = ""  # what the layer uses at its non-differentiable points, if any
 

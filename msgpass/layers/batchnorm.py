@@ -41,6 +41,8 @@ class BatchNorm(Layer):
     """``BatchNorm(n, momentum=0.9, eps=1e-5)``: parameters γ ("gamma", ones) and β ("beta",
     zeros); running mean and variance for evaluation mode."""
 
+    keeps_shape = True
+
     couples_samples = True
 
     def __init__(self, n: int, momentum: float = 0.9, eps: float = 1e-5,

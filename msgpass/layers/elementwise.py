@@ -32,6 +32,8 @@ class OutputSaved:
 class ReLU(Layer):
     """``y = max(x, 0)``; local partial 1 where x > 0, else 0 (ReLU′(0) = 0)."""
 
+    keeps_shape = True
+
     rational = True
 
     kink_convention = "ReLU'(0) = 0 in both the local partials and the classic backward"
@@ -65,6 +67,8 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 class Sigmoid(Layer):
     """``y = 1 / (1 + e^{-x})``; local partial ``y (1 - y)``."""
 
+    keeps_shape = True
+
     def forward(self, x):
         out = _sigmoid(x)
         return out, OutputSaved(out=out)
@@ -80,6 +84,8 @@ class Sigmoid(Layer):
 
 class Tanh(Layer):
     """``y = tanh x``; local partial ``1 - y²``."""
+
+    keeps_shape = True
 
     def forward(self, x):
         out = numbers.tanh(x)
@@ -117,6 +123,8 @@ class Dropout(Layer):
     of a network draw different masks, and the same network draws the same ones in every run.
     Called directly (``forward``), it is at position 0.
     """
+
+    keeps_shape = True
 
     UNSEEDED = 10_000
 

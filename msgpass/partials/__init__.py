@@ -14,6 +14,8 @@ dense      Softmax, LogSoftmax,        (B, N_{t-1}, N_t)       itself
            the losses, Function
 coupled    BatchNorm (training)        (N, B, B): nodes are    itself; cut by features,
                                        (sample, feature)       never by samples
+blocks     a level of a graph's        each part as it         the parts' placed in one
+           layered view                stores it, side by side (B, N_{t-1}, N_t)
 =========  ==========================  ======================  ===============================
 
 The kind interface
@@ -30,6 +32,11 @@ and drawing never ask which kind they hold. A new kind is one class in one file 
 ``dense()``                        J as a dense array (B, N_{t-1}, N_t), built by its own code
 ``dense_messages(block)``          a stored block in that dense layout
 ``dense_send``, ``dense_receive``  J·S and Σ_{n'} in the dense layout: verify's recursion check
+``send_check(block, S)``           stored messages and J·S from the dense view's code, in a
+                                   layout both share (a diagonal's own: never expanded)
+``row(n)``, ``edge_counts(c)``     the edges from input node n with their partials, and
+                                   path counts summed over edges (the path-sum witness)
+``repeated(B)``                    partials of one sample repeated over a batch
 ``magnitude()``, ``magnitudes(M)`` |terms| of J, and Σ |J|·M: the scale of round-off
 ``edges()``, ``message_count(B)``  which (n, n') are edges; how many messages a block holds
 ``block_shape(B)``, ``block_dims``  the stored block's shape and axis names (labelled traces)
@@ -54,6 +61,7 @@ and they are different quantities.
 """
 
 from .base import STORAGES, InputPartials, LocalPartials, ParamPartials, Piece
+from .blocks import Blocks, Part
 from .coupled import Coupled
 from .dense import Dense
 from .diagonal import Diagonal
@@ -62,5 +70,5 @@ from .shared import Shared
 
 __all__ = [
     "InputPartials", "Shared", "Diagonal", "Dense", "Coupled", "ParamPartials", "Outer",
-    "Elementwise", "Full", "LocalPartials", "Piece", "STORAGES",
+    "Elementwise", "Full", "LocalPartials", "Piece", "STORAGES", "Blocks", "Part",
 ]

@@ -197,6 +197,32 @@ class InputPartials:
         must equal (verify's recursion check)."""
         return self.times_senders(self.dense(), incoming)
 
+    def send_check(self, block: np.ndarray, incoming: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """(the stored messages, J · S from the dense view's code) in a layout both share:
+        verify's recursion check for a block sent from ``incoming`` (B, N_t). The dense
+        layout by default; a kind whose stored block is smaller (a diagonal) compares in the
+        stored one, so that checking never expands it."""
+        return self.dense_messages(block), self.dense_send(incoming)
+
+    def repeated(self, batch: int) -> InputPartials:
+        """The same partials for each of ``batch`` samples, from partials of one sample (a
+        node of batch 1 shared by a batch of B, in the layered view)."""
+        raise ValueError(f"{self.kind or type(self).__name__} partials of one sample cannot "
+                         f"be repeated over a batch")
+
+    def row(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The edges from input node n: the output nodes n' it feeds (int array) and
+        J_b[n, n'] for them, (B, k) (the path-sum witness walks these). A kind whose nodes
+        are not per sample says why (ValueError)."""
+        columns = np.flatnonzero(self.edges()[n])
+        return columns, self.dense()[:, n, columns]
+
+    def edge_counts(self, counts: np.ndarray) -> np.ndarray:
+        """For each input node n, Σ of ``counts[n']`` over its edges n → n' (exact ints:
+        the path count, by dynamic programming)."""
+        return self.edges().astype(object) @ counts
+
     def dense_receive(self, dense_messages: np.ndarray) -> np.ndarray:
         """The sums (B, N_{t-1}) of messages in the dense layout."""
         return dense_messages.sum(axis=2)

@@ -63,6 +63,10 @@ class Coupled(InputPartials):
         raise ValueError("couples the samples: its messages run between (sample, feature) "
                          "nodes, not within one sample")
 
+    def row(self, n):
+        raise ValueError("couples the samples: its edges run between (sample, feature) nodes, "
+                         "so its paths leave the sample they start in")
+
     def smallest_piece_bytes(self, batch):
         # one feature: every sample hears from every sample
         return batch * batch * np.dtype(self.dtype).itemsize

@@ -48,6 +48,14 @@ class Dense(InputPartials):
     def dense(self):
         return self.values.copy()
 
+    def repeated(self, batch):
+        return Dense(np.broadcast_to(self.values, (batch,) + self.values.shape[1:]),
+                     None if self.terms is None else
+                     np.broadcast_to(self.terms, (batch,) + self.terms.shape[1:]))
+
+    def row(self, n):
+        return np.arange(self.n_out), self.values[:, n, :]
+
     def magnitude(self):
         return np.abs(self.values) if self.terms is None else self.terms
 

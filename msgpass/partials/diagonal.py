@@ -78,6 +78,25 @@ class Diagonal(InputPartials):
         full[..., np.arange(size), np.arange(size)] = block
         return full
 
+    def send_check(self, block, incoming):
+        # in the stored layout: the diagonal times S, never expanded to N×N
+        return block, self.values * incoming
+
+    def repeated(self, batch):
+        return Diagonal(np.broadcast_to(self.values, (batch, self.n_in)),
+                        None if self.terms is None else
+                        np.broadcast_to(self.terms, (batch, self.n_in)))
+
+    def row(self, n):
+        return np.array([n]), self.values[:, n:n + 1]
+
+    def edge_counts(self, counts):
+        return np.asarray(counts, dtype=object).copy()
+
+    def magnitudes(self, M):
+        sizes = np.abs(self.values) if self.terms is None else self.terms
+        return sizes * M
+
     def magnitude(self):
         sizes = np.abs(self.values) if self.terms is None else self.terms
         return sizes[:, :, None] * np.eye(self.n_in, dtype=sizes.dtype)[None, :, :]

@@ -50,6 +50,12 @@ class Shared(InputPartials):
             np.multiply(matrix, S_b, out=out[i])
         return out
 
+    def repeated(self, batch):
+        return self           # the same J for every sample already
+
+    def row(self, n):
+        return np.arange(self.n_out), self.matrix[None, n, :]
+
     def dense(self):
         return self.matrix[None, :, :].copy()
 

@@ -15,7 +15,7 @@ Importing this package imports none of xarray, zarr or dask; it plugs ``trace.to
 
 from __future__ import annotations
 
-from .. import network, trace
+from .. import engine, trace
 from .backend import dask_backward
 from .labels import dense, register_accessor, to_xarray
 from .optional import EXTRA, require
@@ -26,4 +26,4 @@ __all__ = ["to_xarray", "save_trace", "load_trace", "append_trace", "roll_back",
 
 trace.EXTENSIONS["to_xarray"] = to_xarray
 trace.EXTENSIONS["save"] = save_trace
-network.BACKENDS["dask"] = dask_backward
+engine.BACKENDS["dask"] = dask_backward

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError, InputValueError, MsgpassError
-from ..messages import MessageBlock, MessagePass
+from ..messages import MessageBlock, MessagePass, pass_messages
 from ..stats import MessageStats
 from ..streaming import (
     DEFAULT_BUDGET_BYTES,
@@ -35,9 +35,7 @@ from ..streaming import (
     check_sums,
     piece_bytes,
     send_layer,
-    wanted_layers,
 )
-from ..trace import Trace
 from ..validate import positive_int
 from .labels import to_xarray
 from .optional import require
@@ -46,45 +44,52 @@ from .store import COMPLETE, mark
 __all__ = ["dask_backward", "finish_store"]
 
 
-def dask_backward(record, seed: np.ndarray, labels: list[str], *, keep="sums", stats=False,
-                  store=None, budget_bytes: int | None = None, chunk_bytes: int | None = None,
+def dask_backward(steps, seed: np.ndarray, where, *, keep="sums", stats=False, store=None,
+                  budget_bytes: int | None = None, chunk_bytes: int | None = None,
                   chunk_samples: int = 256, keep_samples=None, per_sample: bool = False,
-                  numbers=None) -> MessagePass:
-    """The backend of ``Sequential.backward(backend="dask")`` (see the module docstring): the
-    forward ``record``, the seed S^{T+1}, the layers' labels and backward's options; returns
-    a MessagePass whose kept blocks are lazy dask arrays, or read from ``store``."""
+                  numbers=None, trace_of=None, store_names=None) -> MessagePass:
+    """The "dask" backend of ``backward`` (see the module docstring): the steps of the pass,
+    the seed, a description of every edge and node by key, and backward's options; returns a
+    MessagePass whose kept blocks are lazy dask arrays, or read from ``store`` (its arrays
+    named by ``store_names``: edge key -> (name, dims after the sample); ``trace_of`` makes
+    the trace of the finished pass, written beside them)."""
     require("dask.array")
     if keep_samples is not None or per_sample:
         raise ValueError("keep_samples and per_sample are options of the in-memory "
                          "backend; the dask backend keeps whole blocks (lazily, or in a "
                          "store=)")
-    if numbers is not None:
+    if numbers is not None or seed.dtype == object:
         raise MsgpassError("the dask backend runs float networks; exact and mp networks use "
                            "the in-memory backend")
     positive_int(chunk_samples, "chunk_samples")
     budget_bytes = DEFAULT_BUDGET_BYTES if budget_bytes is None else budget_bytes
     chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
-    batch, T = record.values[0].shape[0], len(record.partials)
-    wanted = wanted_layers(keep, T)
-    for t, local in enumerate(record.partials, 1):
-        if not local.inputs.samples_independent:
-            raise InputValueError(f"layer {t} ({labels[t - 1]}) couples the samples: the "
-                                  f"dask backend streams samples independently; run BatchNorm "
-                                  f"in eval mode, or use the in-memory backend")
-    check_memory_options(record.partials, batch, budget_bytes, chunk_bytes, labels)
-    names = check_statistics(record.partials, stats, labels)
+    batch = len(seed)
+    edges = [edge for step in steps for edge in step.edges]
+    wanted = ({e.key for e in edges} if keep == "all" else set() if keep == "sums"
+              else set(keep))
+    for edge in edges:
+        if not edge.partials.samples_independent:
+            raise InputValueError(f"{where[edge.key]} couples the samples: the dask backend "
+                                  f"streams samples independently; run BatchNorm in eval "
+                                  f"mode, or use the in-memory backend")
+    check_memory_options(edges, batch, budget_bytes, chunk_bytes, where)
+    names = check_statistics(edges, stats, where)
     target = None
     if store is not None:
-        target = _start_store(store, record, wanted, chunk_samples, budget_bytes)
+        target = _start_store(store, [e for e in edges if e.key in wanted], store_names, batch,
+                              chunk_samples, budget_bytes)
+    sender = DaskSender(batch, where, wanted, names, target, store_names or {}, chunk_samples,
+                        budget_bytes, chunk_bytes)
     try:
-        result = _dask_pass(record, seed, labels, wanted, names, target, chunk_samples,
-                            budget_bytes, chunk_bytes)
+        result = pass_messages(steps, seed, sender)
         if target is not None:
             da = require("dask.array")
+            finish_store(result, trace_of, target)
             result = replace(result, blocks={
-                t: MessageBlock(t, record.partials[t - 1].inputs,
-                                da.from_zarr(target, component=f"message{t}"))
-                for t in sorted(wanted)})
+                e.key: MessageBlock(e.key, e.partials,
+                                    da.from_zarr(target, component=store_names[e.key][0]))
+                for e in edges if e.key in wanted})
         return result
     except BaseException:          # a failed pass leaves no half-written store behind
         if target is not None:
@@ -92,44 +97,55 @@ def dask_backward(record, seed: np.ndarray, labels: list[str], *, keep="sums", s
         raise
 
 
-def _dask_pass(record, seed, labels, wanted, names, target, chunk_samples, budget_bytes,
-               chunk_bytes) -> MessagePass:
-    """The pass itself, once dask_backward has checked its options (see there)."""
-    dask = require("dask")
-    da = require("dask.array")
-    batch, T = record.values[0].shape[0], len(record.partials)
-    rows = [slice(start, min(start + chunk_samples, batch))
-            for start in range(0, batch, chunk_samples)]
-    incoming, blocks, grads, gathered = {T + 1: seed}, {}, {}, {}
-    for t in range(T, 0, -1):
-        local, label, S = record.partials[t - 1], labels[t - 1], incoming[t + 1]
-        J = local.inputs
-        for name, K in local.params.items():
-            grads[(t, name)] = K.gradient(S)
-            check_gradient(t, label, name, grads[(t, name)])
+class DaskSender:
+    """Sends each edge's messages as dask tasks over chunks of samples (a msgpass.messages
+    Sender); see the module docstring."""
+
+    def __init__(self, batch, where, wanted, names, target, store_names, chunk_samples,
+                 budget_bytes, chunk_bytes) -> None:
+        self.batch, self.where, self.wanted, self.names = batch, where, wanted, names
+        self.target, self.store_names = target, store_names
+        self.chunk_samples, self.budget_bytes = chunk_samples, budget_bytes
+        self.chunk_bytes = chunk_bytes
+        self.rows = [slice(start, min(start + chunk_samples, batch))
+                     for start in range(0, batch, chunk_samples)]
+        self.blocks, self.gathered = {}, {}
+
+    def parameter(self, node, name, K, incoming, grad) -> None:
+        check_gradient(self.where[node], name, grad)
+
+    def __call__(self, edge, S):
+        dask = require("dask")
+        da = require("dask.array")
+        J, label, key = edge.partials, self.where[edge.key], edge.key
         # one graph node each for the partials and the sums arriving, shared by every task
         # (a distributed cluster receives them once)
         shared = dask.delayed(J, traverse=False), dask.delayed(S, traverse=False)
         written = None
-        if target is not None and t in wanted:
-            written = (target, f"message{t}", _store_chunk(J, batch, chunk_samples,
-                                                          budget_bytes))
-        size = piece_bytes(J, batch, budget_bytes, chunk_bytes, bool(names))
+        if self.target is not None and key in self.wanted:
+            written = (self.target, self.store_names[key][0],
+                       _store_chunk(J, len(S), self.chunk_samples, self.budget_bytes))
+        size = piece_bytes(J, len(S), self.budget_bytes, self.chunk_bytes, bool(self.names))
+        rows = self.rows if len(S) == self.batch else [slice(0, len(S))]
         tasks = [dask.delayed(_send_chunk, nout=2, pure=True)(
-            t, label, *shared, chunk, size, names, written) for chunk in rows]
-        merged = _tree([task[1] for task in tasks], MessageStats.merge) if names else None
+            key, label, *shared, chunk, size, self.names, written) for chunk in rows]
+        merged = _tree([task[1] for task in tasks], MessageStats.merge) if self.names else None
         pieces, merged = dask.compute([task[0] for task in tasks], merged)
-        incoming[t] = np.concatenate(pieces)
-        check_sums(t, label, incoming[t])
-        incoming[t].flags.writeable = False
+        summed = np.concatenate(pieces)
+        check_sums(label, summed)
+        summed.flags.writeable = False
         if merged is not None:
-            gathered[t] = merged.finished()
-        if t in wanted and target is None:
-            blocks[t] = MessageBlock(t, J, _lazy_block(da, J, S, batch, chunk_samples))
-    result = MessagePass(blocks=blocks, incoming=incoming, grads=grads, stats=gathered)
-    if target is not None:
-        finish_store(result, record, labels, target)
-    return result
+            self.gathered[key] = merged.finished()
+        if key in self.wanted and self.target is None:
+            self.blocks[key] = MessageBlock(key, J, _lazy_block(da, J, S, len(S),
+                                                                self.chunk_samples))
+        return summed
+
+    def finish(self, incoming, grads) -> MessagePass:
+        for S in incoming.values():
+            S.flags.writeable = False
+        return MessagePass(blocks=self.blocks, incoming=incoming, grads=grads,
+                           stats=self.gathered)
 
 
 def _store_chunk(J, batch: int, chunk_samples: int, budget_bytes: int) -> int:
@@ -187,7 +203,7 @@ def _lazy_block(da, J, incoming, batch, chunk_samples):
                             new_axis=list(range(1, 1 + len(shape))), dtype=J.dtype)
 
 
-def _start_store(store, record, wanted, chunk_samples, budget_bytes) -> str:
+def _start_store(store, edges, store_names, batch, chunk_samples, budget_bytes) -> str:
     """Create the store's message arrays before the pass (NaN-filled until written); returns
     its absolute path, which worker processes elsewhere can open too."""
     zarr = require("zarr")
@@ -196,32 +212,27 @@ def _start_store(store, record, wanted, chunk_samples, budget_bytes) -> str:
     if path.exists():
         raise DataError(f"{path} exists; msgpass does not overwrite a store: remove it or "
                         f"choose another path")
-    batch = record.values[0].shape[0]
     try:
         group = zarr.open_group(str(path), mode="w-", zarr_format=3)
     except OSError as err:
         raise DataError(f"cannot write a trace store at {path}: {err}") from None
     group.attrs.update({COMPLETE: False})
-    for t in sorted(wanted):
-        J = record.partials[t - 1].inputs
+    for edge in edges:
+        J, (name, dims) = edge.partials, store_names[edge.key]
         shape = J.block_shape(batch)
-        dims = ("sample",) + tuple(f"{name}{t}" for name in J.block_dims)
-        group.create_array(f"message{t}", shape=shape, dtype=J.dtype,
+        group.create_array(name, shape=shape, dtype=J.dtype,
                            chunks=(_store_chunk(J, batch, chunk_samples, budget_bytes),)
-                           + shape[1:], fill_value=np.nan, dimension_names=dims,
+                           + shape[1:], fill_value=np.nan,
+                           dimension_names=("sample",) + dims,
                            config={"write_empty_chunks": True},
                            attributes=J.storage_attrs())
     return str(path)
 
 
-def finish_store(result: MessagePass, record, labels, target: str) -> None:
+def finish_store(result: MessagePass, trace_of, target: str) -> None:
     """Write the sums, values, gradients and statistics beside the streamed messages; mark
     the store complete last, so a run that died half-way leaves a store load_trace refuses."""
-    grads = {f"{t}.{name}": result.grads[(t, name)]
-             for t, local in enumerate(record.partials, 1) for name in local.params}
-    rest = to_xarray(Trace(labels=labels, values=record.values, partials=record.partials,
-                           blocks={}, incoming=result.incoming, grads=grads, loss=record.loss,
-                           nondifferentiable=record.kinks, stats=result.stats))
+    rest = to_xarray(trace_of(replace(result, blocks={})))
     rest.attrs[COMPLETE] = False       # xarray rewrites the attributes: still incomplete
     rest.to_zarr(target, mode="a", consolidated=False, write_empty_chunks=True)
     mark(Path(target), True, rest.attrs)

@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import DataError
+from ..graph import Graph
+from ..network import Sequential
 from ..validate import positive_int
+from ..witnesses.graph import graph_backprop
 from ..witnesses.standard import backprop
 from .checkpoints import save_checkpoint
 from .data import Dataset, minibatches
@@ -64,7 +67,15 @@ def evaluate(net, data: Dataset, batch: int = 2000) -> tuple[float, float]:
 
 def gradients(net, x: np.ndarray, y: np.ndarray, backward: str) -> tuple[float, dict, list]:
     """(batch loss, gradients, what each layer's forward saved) by the message pass (every
-    message computed, only sums kept) or by standard backprop."""
+    message computed, only sums kept) or by standard backprop. ``net`` is a Sequential, or
+    a Graph whose output is a loss layer node (the gradients of its batch mean)."""
+    if isinstance(net, Graph):
+        loss = net.forward(x, y)
+        if backward == "messages":
+            grads = net.backward(keep="sums", seed="mean").grads
+        else:
+            grads = graph_backprop(net, net.record.output, seed="mean").params
+        return float(loss), grads, net.record.saved
     if backward == "messages":
         loss = net.forward(x, y)
         return float(loss), net.backward(keep="sums").grads, net.record.saved
@@ -106,6 +117,11 @@ def train(net, optimizer, data: Dataset, *, epochs: int = 1, batch_size: int = 1
     for label, value in (("epochs", epochs), ("batch_size", batch_size)) + (
             (("steps", steps),) if steps is not None else ()):
         positive_int(value, label, DataError)
+    if isinstance(net, Graph):
+        net.loss_output()   # a StateError saying what is needed, before any work
+    elif not isinstance(net, Sequential):
+        raise TypeError(f"mp.train trains a Sequential or a Graph with a loss output, got "
+                        f"{type(net).__name__}")
     coupled = any(layer.couples_samples for layer in net.layers)
     rng = np.random.default_rng(seed)
     history = History()

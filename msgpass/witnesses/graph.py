@@ -43,7 +43,8 @@ class GraphGradients:
 def _seed(graph, run, output: str, seed) -> np.ndarray:
     """The seed as the message pass reads it (msgpass.validate.graph_seed, the one parser)."""
     value = run.values[output]
-    return graph_seed(seed, value, output, graph.natural_shape(run.order, value, output))
+    return graph_seed(seed, value, output, graph.natural_shape(run.order, value, output,
+                                                              run.shapes.get(output)))
 
 
 def graph_backprop(graph, output, seed=None) -> GraphGradients:
