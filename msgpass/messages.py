@@ -153,6 +153,11 @@ class MessageBlock:
         """The block as a dense array of shape (B, N_{t-1}, N_t) (B: the kept samples)."""
         return self.partials.dense_messages(self.values)
 
+    def received(self) -> np.ndarray:
+        """What each receiver gets from this block: Σ over its senders, (B, N_{t-1}), summed
+        from the block as stored (a diagonal one is never expanded)."""
+        return self.partials.receive(np.asarray(self.values))
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         """``np.asarray(block)``: the dense view, made now (a diagonal block is stored as its
         (B, N) diagonal)."""

@@ -85,7 +85,7 @@ def draw_graph(trace, *, ax=None) -> Figure:
                                      connectionstyle=f"arc3,rad={rad}"))
         # the middle of matplotlib's arc3 curve (equal aspect: data and display agree)
         mx, my = (x0 + x1) / 2 + rad * (y1 - y0) / 2, (y0 + y1) / 2 - rad * (x1 - x0) / 2
-        message = np.asarray(e.dense()).sum(axis=-1)  # one message per sending entry
+        message = e.block.received()    # what the source receives along this edge
         # The forward value sits just above the edge, the message just below it: each is
         # anchored on its own side (va bottom / top), so the two can never overlap.
         for text, side, colour, va in ((fmt(trace.value(e.source)), 1, FORWARD_COLOUR, "bottom"),

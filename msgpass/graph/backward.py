@@ -287,7 +287,7 @@ def graph_backward(graph, output: Node | str, seed=None, keep="all", *, record=N
         where[name] = f"node {name!r} ({op.describe()})"
         edges = []
         for slot, source in enumerate(graph.nodes[name].inputs):
-            where[(name, slot)] = f"node {name!r} ({op.describe()}), to its input {source!r},"
+            where[(name, slot)] = f"node {name!r} ({op.describe()}) → input {source!r}"
             edges.append(Edge((name, slot), source, forward.partials[name].inputs[slot],
                               shared=values[source].shape[0] < values[name].shape[0]))
         steps.append(Step(name, tuple(edges), forward.partials[name].params))

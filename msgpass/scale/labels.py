@@ -32,16 +32,22 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from ..graph.backward import GraphTrace
+from ..graph.backward import block_variable as graph_block_variable
 from ..partials import STORAGES
 from .optional import require
 
-__all__ = ["to_xarray", "dense", "block_dims", "register_accessor"]
+__all__ = ["to_xarray", "graph_to_xarray", "dense", "block_dims", "register_accessor",
+           "graph_label"]
 
 
 def to_xarray(trace):
-    """The trace as an ``xarray.Dataset`` (see the module docstring)."""
+    """The trace as an ``xarray.Dataset`` (see the module docstring; a graph trace's layout is
+    ``graph_to_xarray``'s)."""
     xr = require("xarray")
     register_accessor()
+    if isinstance(trace, GraphTrace):
+        return graph_to_xarray(trace)
     if trace.values[0].dtype == object:
         warnings.warn("an exact or mp trace is labelled and stored as float64: the numbers are "
                       "rounded (keep the trace itself for exact comparisons)",
@@ -98,6 +104,92 @@ def to_xarray(trace):
     return xr.Dataset(data, coords=coords, attrs=attrs)
 
 
+def graph_to_xarray(trace):
+    """A GraphTrace as one Dataset. Each node v has its dimension ``n:{v}`` (its N entries,
+    C order) and its rows ``sample`` (``one`` for a node of batch 1 shared by a batch of B;
+    ``kept`` for blocks kept for some samples). Variables:
+
+    * ``value:{v}`` and ``incoming:{v}`` (rows, n:{v}): forward values and the sums S_v
+      (attribute ``shape``: the node's per-sample shape);
+    * ``message:{w}:{i}``: the kept block of the edge from the i-th input of w, stored as its
+      kind stores it (a diagonal one (rows, n:{w}); ``dense(ds, "w:i")`` expands it), with
+      attributes ``source``, ``destination``, ``slot``;
+    * ``grad:{node}.{name}``, ``param_message:{node}.{name}``: gradients and per-sample
+      parameter messages;
+    * ``mean:{w}:{i}``, ``absmax:{w}:{i}``, ``histogram:{w}:{i}``: statistics per edge;
+    * ``seed``: what arrived at the output from above.
+
+    Attributes: ``kind`` = "graph", ``output``, ``order``, ``batch``, and per node
+    ``label:{v}`` (its op) and ``inputs:{v}``.
+    """
+    xr = require("xarray")
+    if any(v.dtype == object for v in trace.values.values()):
+        warnings.warn("an exact or mp trace is labelled and stored as float64: the numbers are "
+                      "rounded (keep the trace itself for exact comparisons)",
+                      stacklevel=_outside_msgpass())
+    trace = trace.as_floats()
+    graph, batch = trace.graph, trace.batch
+    coords: dict = {"sample": np.arange(batch)}
+    data: dict = {}
+
+    def rows(count: int) -> str:
+        if count == batch:
+            return "sample"
+        coords["one"] = np.arange(1)
+        return "one"
+    for v in trace.order:
+        value = trace.values[v]
+        coords[f"n:{v}"] = np.arange(value.shape[1])
+        shape = {"shape": list(trace.shapes.get(v, (value.shape[1],)))}
+        data[f"value:{v}"] = ((rows(len(value)), f"n:{v}"), value, shape)
+        data[f"incoming:{v}"] = ((rows(len(value)), f"n:{v}"), trace.incoming[v], shape)
+    for (w, slot), block in trace.blocks.items():
+        J, source = block.partials, graph.nodes[w].inputs[slot]
+        if not J.samples_independent:
+            raise DataError(f"node {w!r} couples the samples; its {block.values.shape} block "
+                            f"has no per-sample form to save yet")
+        name, dims = graph_block_variable((w, slot), J, source)
+        for dim, size in zip(dims, J.block_shape(1)[1:], strict=True):
+            coords.setdefault(dim, np.arange(size))
+        where = _rows(block.samples, coords) if block.samples is not None else \
+            rows(block.values.shape[0])
+        data[name] = ((where,) + dims, block.values,
+                      J.storage_attrs() | {"source": source, "destination": w, "slot": slot})
+    for (w, slot), stats in trace.stats.items():
+        J = trace.partials[w].inputs[slot]
+        _, dims = graph_block_variable((w, slot), J, graph.nodes[w].inputs[slot])
+        for dim, size in zip(dims, J.edge_shape, strict=True):
+            coords.setdefault(dim, np.arange(size))
+        if stats.total is not None:
+            data[f"mean:{w}:{slot}"] = (dims, stats.mean, {"samples": stats.samples})
+        if stats.absmax is not None:
+            data[f"absmax:{w}:{slot}"] = (dims, stats.absmax, {"samples": stats.samples})
+        if stats.counts is not None:
+            coords["exponent"] = np.arange(stats.counts.size) - stats.bias
+            data[f"histogram:{w}:{slot}"] = (("exponent",), stats.counts,
+                                             {"samples": stats.samples})
+    for key, grad in trace.grads.items():
+        dims = tuple(f"grad:{key}:{axis}" for axis in range(np.ndim(grad)))
+        data[f"grad:{key}"] = (dims, np.asarray(grad))
+        if key in trace.param_messages:
+            messages = trace.param_messages[key]
+            data[f"param_message:{key}"] = ((_param_rows(trace, coords)
+                                             if trace.kept_samples is not None
+                                             else rows(len(messages)),) + dims, messages)
+    out = trace.output
+    data["seed"] = ((rows(len(trace.seed)), f"n:{out}"), trace.seed)
+    attrs = {"kind": "graph", "output": out, "order": list(trace.order), "batch": batch,
+             **{f"label:{v}": graph_label(graph, v) for v in trace.order},
+             **{f"inputs:{v}": list(graph.nodes[v].inputs) for v in trace.order}}
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def graph_label(graph, name: str) -> str:
+    """A node's op as stored with a graph trace ("input", "constant", "Affine(4→8)")."""
+    node = graph.nodes[name]
+    return node.op.describe() if node.op is not None else node.kind
+
+
 def _outside_msgpass() -> int:
     """The stacklevel of the first caller outside msgpass, so a warning names user code."""
     package = str(Path(__file__).resolve().parents[1])   # msgpass/
@@ -131,13 +223,15 @@ def block_dims(J, t: int, coords: dict) -> tuple[str, ...]:
     return dims
 
 
-def dense(ds, t: int):
+def dense(ds, t):
     """Layer t's message block of a Dataset as the full (sample, src{t}, dst{t}) DataArray
     (with ``step`` first for a store of appended traces). A block stored in another layout
     (``attrs["stored"]``: a diagonal one) is expanded by the kind that stored it
     (msgpass.partials.STORAGES), with exact zeros on the non-edges: lazily, chunk by chunk,
     when the Dataset is lazy (a loaded store), at once when it is in memory."""
     xr = require("xarray")
+    if ds.attrs.get("kind") == "graph":
+        return _graph_dense(ds, t)
     name = f"message{t}"
     if name not in ds:
         raise DataError(f"the dataset holds no messages of layer {t} (kept: "
@@ -158,6 +252,31 @@ def dense(ds, t: int):
     coords |= {f"src{t}": np.arange(sizes[0]), f"dst{t}": np.arange(sizes[1])}
     return xr.DataArray(full, dims=outer + (f"src{t}", f"dst{t}"), coords=coords,
                         attrs={"stored": "dense"})
+
+
+def _graph_dense(ds, edge):
+    """A graph trace's block of edge ``"w:i"`` (or (w, i)): (rows, n:{source}, n:{w})."""
+    xr = require("xarray")
+    w, slot = edge.rsplit(":", 1) if isinstance(edge, str) else edge
+    name = f"message:{w}:{slot}"
+    if name not in ds:
+        kept = sorted(v[len("message:"):] for v in ds.data_vars if v.startswith("message:"))
+        raise DataError(f"the dataset holds no messages of the edge {w}:{slot} (kept: {kept})")
+    var = ds[name]
+    source, destination = var.attrs["source"], var.attrs["destination"]
+    dims = (f"n:{source}", f"n:{destination}")
+    if var.dims[-2:] == dims:
+        return var
+    stored = var.attrs.get("stored")
+    if stored not in STORAGES:
+        raise DataError(f"the edge {w}:{slot}'s messages are stored as {stored!r}, a layout no "
+                        f"kind of partials here knows (known: {sorted(STORAGES)})")
+    full = STORAGES[stored].expand_stored(var.data if var.chunks is not None
+                                          else np.asarray(var.values), dict(var.attrs))
+    outer = var.dims[:full.ndim - 2]
+    coords = {dim: ds[dim] for dim in outer if dim in ds.coords}
+    coords |= {dims[0]: np.arange(full.shape[-2]), dims[1]: np.arange(full.shape[-1])}
+    return xr.DataArray(full, dims=outer + dims, coords=coords, attrs={"stored": "dense"})
 
 
 def register_accessor() -> None:

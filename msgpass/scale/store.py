@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..validate import positive_int
-from .labels import register_accessor, to_xarray
+from .labels import graph_label, register_accessor, to_xarray
 from .optional import require
 
 __all__ = ["save_trace", "load_trace", "append_trace", "roll_back", "write_new", "mark",
@@ -161,6 +161,12 @@ def _check_complete(path: Path) -> None:
 
 
 def _check_network(ds, network, path: Path) -> None:
+    if ds.attrs.get("kind") == "graph":
+        order = list(ds.attrs["order"])
+        mine = [graph_label(network, v) if v in network.nodes else None for v in order]
+        if [ds.attrs.get(f"label:{v}") for v in order] != mine:
+            raise DataError(f"{path} holds traces of {_describe(ds.attrs)}, not of this graph")
+        return
     labels = [ds.attrs.get(f"label{t}") for t in range(1, int(ds.attrs["T"]) + 1)]
     if labels != list(network.labels):
         raise DataError(f"{path} holds traces of {' → '.join(map(str, labels))}, not of this "
@@ -260,6 +266,9 @@ def _check_same_kind(stored, ds, path: Path) -> None:
 
 
 def _describe(attrs: dict) -> str:
+    if attrs.get("kind") == "graph":
+        nodes = [k[len("label:"):] for k in attrs if k.startswith("label:")]
+        return f"the graph of nodes {nodes} at batch {attrs.get('batch')}"
     labels = [attrs[k] for k in sorted((k for k in attrs if k.startswith("label")),
                                        key=lambda k: int(k[5:]))]
     return f"{' → '.join(labels)} at batch {attrs.get('batch')}"

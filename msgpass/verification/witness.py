@@ -37,7 +37,7 @@ import numpy as np
 
 from ..witnesses import backprop, numeric_witness
 from ..witnesses.graph import graph_backprop, graph_numeric
-from ..witnesses.pathsum import DEFAULT_PATH_LIMIT, PathSumTooLarge, path_sum
+from ..witnesses.pathsum import DEFAULT_PATH_LIMIT, PathSumRefused, path_sum
 from .compare import Tolerance
 from .report import WitnessInfo
 
@@ -262,7 +262,7 @@ class PathSumWitness(Witness):
     def graph(self, s):
         try:
             paths = path_sum(s.trace, limit=s.path_limit or DEFAULT_PATH_LIMIT)
-        except PathSumTooLarge as err:
+        except PathSumRefused as err:
             return Evidence(notes=[f"path sum: not enumerated: {err}"])
         tol = s.tolerances["backprop"]
         return Evidence(

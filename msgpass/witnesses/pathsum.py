@@ -3,7 +3,8 @@
 A derivative ∂F/∂x_n is the sum, over every path from the entry (x, n) to an entry of the
 output, of the product of the local partials along the path's edges (times the seed at the
 path's end). The paths run over *entries*: an edge (u, n) → (v, n') exists where the local
-partial J_{v,u}[n, n'] is structurally non-zero (msgpass.partials ``edges()``).
+partial J_{v,u}[n, n'] is structurally non-zero (msgpass.partials ``row(n)``: a diagonal edge
+has one, never an N×N mask).
 
 The number of paths grows exponentially with depth, which is exactly why the dynamic programme
 — messages, or backprop — exists. So this witness first counts the paths (cheaply, by dynamic
@@ -20,12 +21,17 @@ import numpy as np
 
 from ..errors import MsgpassError
 
-__all__ = ["path_sum", "count_paths", "PathSum", "PathSumTooLarge", "DEFAULT_PATH_LIMIT"]
+__all__ = ["path_sum", "count_paths", "PathSum", "PathSumTooLarge", "PathSumRefused",
+           "DEFAULT_PATH_LIMIT"]
 
 DEFAULT_PATH_LIMIT = 200_000  # paths enumerated one by one: about a second of Python per 1e5
 
 
-class PathSumTooLarge(MsgpassError):
+class PathSumRefused(MsgpassError):
+    """The path sum cannot be enumerated here; the message says why."""
+
+
+class PathSumTooLarge(PathSumRefused):
     """The number of paths exceeds the limit; ``count`` says how many there are."""
 
     def __init__(self, message: str, count: int) -> None:
@@ -53,21 +59,29 @@ class PathSum:
 
 
 def _structure(trace):
-    """For each node: the list of (consumer, slot, dense partial (B, N_u, N_v), edge mask)."""
+    """For each node: the list of (consumer, its partials J on the edge, whether the consumer
+    has more samples than the node: it is shared by every sample)."""
     consumers = {name: [] for name in trace.order}
     for name in trace.order:
         node = trace.graph.nodes[name]
         for slot, source in enumerate(node.inputs):
-            J = trace.partials[name].inputs[slot]
-            batch = max(trace.values[name].shape[0], trace.seed.shape[0])
-            dense = np.broadcast_to(J.dense(), (batch, J.n_in, J.n_out))
-            consumers[source].append((name, dense, J.edges()))
+            consumers[source].append((name, trace.partials[name].inputs[slot]))
     return consumers
+
+
+def _refuse_coupled(trace) -> None:
+    for name, partials in trace.partials.items():
+        for J in partials.inputs:
+            if not J.samples_independent:
+                raise PathSumRefused(f"node {name!r} couples the samples: its paths leave the "
+                                     f"sample they start in, which this witness (one "
+                                     f"sample's paths at a time) does not follow")
 
 
 def count_paths(trace) -> dict[str, np.ndarray]:
     """Number of entry-level paths from each entry of each node to the output: (N_v,) ints
     (Python ints, exact), by dynamic programming from the output down."""
+    _refuse_coupled(trace)
     consumers = _structure(trace)
     counts: dict[str, np.ndarray] = {}
     for name in reversed(trace.order):
@@ -76,8 +90,8 @@ def count_paths(trace) -> dict[str, np.ndarray]:
             counts[name] = np.ones(width, dtype=object)
             continue
         total = np.zeros(width, dtype=object)
-        for consumer, _, mask in consumers[name]:
-            total = total + mask.astype(object) @ counts[consumer]
+        for consumer, J in consumers[name]:
+            total = total + J.edge_counts(counts[consumer])
         counts[name] = total
     return counts
 
@@ -114,10 +128,10 @@ def path_sum(trace, nodes: list[str] | None = None, *, limit: int = DEFAULT_PATH
                 if here == trace.output:
                     grad[:, n] += product * seed[:, entry]
                     continue
-                for consumer, dense, mask in consumers[here]:
-                    for entry_next in np.flatnonzero(mask[entry]):
-                        stack.append((consumer, int(entry_next),
-                                      product * dense[:, entry, entry_next]))
+                for consumer, J in consumers[here]:
+                    columns, partials = J.row(entry)    # J[:, entry, n'] on its edges
+                    for k, entry_next in enumerate(columns):
+                        stack.append((consumer, int(entry_next), product * partials[:, k]))
         if trace.values[start].shape[0] == 1 < batch:  # a node shared by every sample
             grad = grad.sum(axis=0, keepdims=True)
         results[start] = grad
