@@ -9,7 +9,11 @@ the batch mean L = (1/B) Σ_b ℓ_b, so S^{T+1} = 1/B for every sample (the base
 sums its incoming messages; parameter gradients are the parameter partials K^t times the sums
 arriving at the layer's output nodes.
 
-This module knows only structured partials (msgpass.partials) and a sender: how a layer's
+The same loop serves chains and graphs: it visits the nodes that send in reverse topological
+order, and a node with several consumers sums what all of them sent before it sends on (a
+chain is the graph whose nodes are z^0 … z^T and whose edges are its layers: ``chain_steps``).
+
+This module knows only structured partials (msgpass.partials) and a sender: how an edge's
 messages are cut, kept and summarised is msgpass.streaming's business.
 """
 
@@ -112,8 +116,8 @@ class MessageBlock:
 
     Attributes
     ----------
-    t : int
-        Layer index, 1..T.
+    t : int, or (str, int) for a graph
+        Layer index, 1..T; a graph's edge key, (destination, slot).
     partials : InputPartials
         J^t, the structured partials the block was sent from; says which (n, n') are edges.
     values : ndarray (a dask array for the dask backend's kept blocks)
@@ -188,13 +192,14 @@ class MessagePass:
 
     Attributes
     ----------
-    blocks : dict of int to MessageBlock
-        The kept message blocks, by layer index t.
-    incoming : dict of int to ndarray
-        ``S^t`` of shape (B, N_{t-1}) for t = 1..T+1 (S^{T+1} = 1/B, shape (B, 1)).
-    grads : dict of (int, str) to ndarray
-        Parameter gradients by (layer index, parameter name).
-    param_messages : dict of (int, str) to ndarray
+    blocks : dict of edge key to MessageBlock
+        The kept message blocks, by edge key (a chain's layer index t).
+    incoming : dict of node key to ndarray
+        What arrived at each node, (B, N): a chain's node t−1 hears S^t (node T is given
+        the seed S^{T+1} = 1/B, shape (B, 1)).
+    grads : dict of (node key, str) to ndarray
+        Parameter gradients by (node, parameter name): (t, name) in a chain.
+    param_messages : dict of (node key, str) to ndarray
         With ``per_sample=True``: each sample's messages to each parameter, shape
         (B, *parameter shape), summing over b to ``grads``. Empty otherwise.
     stats : dict of int to MessageStats

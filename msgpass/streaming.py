@@ -228,7 +228,8 @@ class StreamingSender:
         self.kept_samples = kept_samples(keep_samples, batch)
         if self.kept_samples is not None and not self.wanted and not per_sample:
             raise ValueError("keep_samples chooses whose messages to keep, but keep='sums' "
-                             "keeps none: name the layers too, e.g. keep=[1], keep_samples=[0]")
+                             "keeps none: name the layers (graph nodes) too, e.g. keep=[1], "
+                             "keep_samples=[0]")
         check_memory_options(edges, batch, budget_bytes, chunk_bytes, self.where)
         names = check_statistics(edges, stats, self.where)
         self.batch, self.per_sample = batch, per_sample

@@ -50,3 +50,16 @@ def test_the_version_comparison_runs_on_a_tiny_size():
               "tiny=12-8-relu-3-sce:4", "--sizes", "tiny")
     rows = [line for line in out.splitlines() if line.startswith("| tiny |")]
     assert [row.split("|")[2].strip() for row in rows] == ["messages", "sums", "forward+sums"]
+
+
+def test_the_result_comparison_finds_one_version_equal_to_itself():
+    """Both sides are this checkout: every case the same (the pass is deterministic)."""
+    pytest.importorskip("dask")
+    out = run("same_results.py", "--old-python", sys.executable)
+    assert out.strip().endswith("cases, 0 differ")
+    assert "mlp/store" in out and "bn-train/budget" in out
+
+
+def test_the_graph_training_script_runs_an_epoch():
+    out = run("train_graph.py", "--epochs", "1")
+    assert out.splitlines()[0].startswith("epoch  1  loss")

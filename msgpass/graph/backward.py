@@ -186,6 +186,18 @@ class GraphTrace:
         if not self.param_messages and self.grads:
             raise StateError("this trace has no per-sample parameter messages; call "
                              "g.backward(..., per_sample=True)")
+        graph = self.graph
+        for name in self.order:   # a node coupling the samples mixes them for all below it
+            partials = self.partials.get(name)
+            if partials is None or all(J.samples_independent for J in partials.inputs):
+                continue
+            below = sorted(key for key in self.param_messages
+                           if key.rsplit(".", 1)[0] in graph.order(name))
+            if below:
+                raise StateError(f"node {name!r} couples the samples, so what reaches the "
+                                 f"parameters below it ({', '.join(below)}) mixes every "
+                                 f"sample's output: their per-sample messages are not "
+                                 f"per-sample gradients")
         return dict(self.param_messages)
 
     def _name(self, node: Node | str) -> str:
@@ -257,6 +269,9 @@ def _wanted(keep, graph, order: list[str]) -> str | set:
         if not isinstance(name, str) or name not in order:
             raise ValueError(f"keep names {item!r}, which is not a node reaching the output; "
                              f"the nodes are {order}")
+        if not graph.nodes[name].inputs:
+            raise ValueError(f"keep names {name!r}, a node without inputs: it sends no "
+                             f"messages (it receives them); name the nodes that read it")
         names.append(name)
     return {(name, slot) for name in names for slot in range(len(graph.nodes[name].inputs))}
 

@@ -9,8 +9,14 @@
 1.54564
 
 Every node holds a (B, N) array: an input given as a scalar is (1, 1), a vector of length N is
-(1, N), a 2-D array (B, N) is a batch. ``trace.value`` and ``trace.grad`` give arrays back in the
-shape the inputs were given in.
+(1, N), an array (B, ...) is a batch of B whose N entries per sample are numbered in C order
+(an image (B, C, H, W) has N = C·H·W, as torch's ``flatten(1)``). ``trace.value`` and
+``trace.grad`` give arrays back in the shape the inputs were given in, and an op that keeps
+shapes (every elementwise op, the elementwise layers, Dropout and BatchNorm) keeps its inputs'
+per-sample shape; a layer that changes widths (Affine) gives (N,).
+
+A graph whose output is a loss layer node runs again on new inputs (``g.forward``), has its
+parameters as a live mapping (``g.params``) and trains with ``mp.train``.
 
 This module builds graphs and evaluates them forward (the witnesses use that too); nodes and
 expressions are msgpass.graph.node, the message pass msgpass.graph.backward.

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import NonFiniteError
+from ..graph import graph_backward
 from ..numbers import mode_of
 from .chain import check_user_jacobian, runnable
 from .compare import arithmetic_of
@@ -29,7 +30,9 @@ def walk_graph(graph, output, seed=None, *, witnesses: list[Witness],
     name = getattr(output, "name", output)
     numeric = any(w.name == "numeric" for w in witnesses)
     try:
-        trace = graph.backward(name, seed=seed)
+        # a forward now, at today's weights and inputs, as the witnesses see them (not the
+        # record a g.forward() kept, which may be older)
+        trace = graph_backward(graph, name, seed=seed)
     except NonFiniteError as err:
         return Report(network=[name], batch=0, dtype="float64", loss=float("nan"),
                       numeric=numeric, error=str(err))
