@@ -6,7 +6,7 @@ layered.py the same pass as a chain of levels.
 """
 
 from .backward import GraphEdge, GraphTrace, graph_backward
-from .graph import Graph
+from .graph import Graph, GraphForward
 from .layered import LayeredView, layered_view, levels_of
 from .node import Node, copy, exp, log, maximum, relu, sigmoid, tanh
 from .ops import (
@@ -27,7 +27,7 @@ from .ops import (
 )
 
 __all__ = [
-    "Graph", "Node", "GraphTrace", "GraphEdge", "LayeredView", "graph_backward", "layered_view",
+    "Graph", "GraphForward", "Node", "GraphTrace", "GraphEdge", "LayeredView", "graph_backward", "layered_view",
     "levels_of",
     "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",
     "Op", "OpPartials", "Add", "Sub", "Mul", "Div", "Pow", "Exp", "Log", "Max", "Identity",
