@@ -27,8 +27,8 @@ from .ops import (
 )
 
 __all__ = [
-    "Graph", "GraphForward", "Node", "GraphTrace", "GraphEdge", "LayeredView", "graph_backward", "layered_view",
-    "levels_of",
+    "Graph", "GraphForward", "Node", "GraphTrace", "GraphEdge", "LayeredView", "graph_backward",
+    "layered_view", "levels_of",
     "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",
     "Op", "OpPartials", "Add", "Sub", "Mul", "Div", "Pow", "Exp", "Log", "Max", "Identity",
     "Scale", "Reciprocal", "LayerOp",
