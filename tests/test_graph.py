@@ -252,8 +252,11 @@ def test_layers_on_arrays_point_to_forward():
     with pytest.raises(TypeError, match="use .forward"):
         mp.ReLU()(np.zeros(3))
     g = mp.Graph()
-    with pytest.raises(mp.ShapeError, match="needs its target"):
-        mp.MSELoss()(g.input("y", 1.0))
+    loss = mp.MSELoss()(g.input("y", [[1.0], [2.0]]))      # its target may come later
+    with pytest.raises(mp.StateError, match=r"node 'mseloss1' \(MSELoss\): no target: give it "
+                                            r"with g.forward\(inputs, target=y\)"):
+        g.backward(loss)
+    assert g.forward(target=[[1.0], [1.0]]) == pytest.approx(0.25)
 
 
 def test_constants_on_either_side_of_every_operator():
@@ -305,8 +308,8 @@ def test_a_constant_that_does_not_fit_the_node_is_named(make):
     arithmetic and failed there, with numpy's message instead of the node's."""
     g = mp.Graph()
     f = make(g.input("x", [1.0, 2.0]))
-    with pytest.raises(mp.ShapeError, match=r"constant of shape \(3,\) does not fit the input's "
-                                            r"value of shape \(1, 2\)"):
+    with pytest.raises(mp.ShapeError, match=r"node '\w+' \([^)]*\)+: its constant of shape \(3,\) "
+                                            r"does not fit the input's 2 entries per sample"):
         g.backward(f)
 
 

@@ -184,6 +184,13 @@ def test_graph_traces_round_trip_through_zarr_bitwise(tmp_path):
     assert back.attrs["output"] == loss.name and back.attrs["kind"] == "graph"
     for (w, slot), block in trace.blocks.items():      # every block, densely, from the store
         assert np.array_equal(mp.scale.dense(back, f"{w}:{slot}").values, block.dense())
+    assert np.array_equal(back.msgpass.dense("tanh1").values, trace.blocks[("tanh1", 0)].dense())
+    assert np.array_equal(mp.scale.dense(back, ("add1", 1)).values,
+                          trace.blocks[("add1", 1)].dense())
+    with pytest.raises(mp.DataError, match="node 'add1' has 2 inputs"):
+        mp.scale.dense(back, "add1")
+    with pytest.raises(mp.DataError, match="named by edge: 'node:slot'"):
+        mp.scale.dense(back, 1)
     # streamed into a store by the dask backend: the same arrays
     streamed = g.backward(loss, backend="dask", store=tmp_path / "s.zarr", chunk_samples=2)
     stored = mp.load_trace(tmp_path / "s.zarr")
@@ -317,6 +324,20 @@ def test_image_shaped_values_match_backprop():
     assert trace.grad(x)[1, c, i, j] == trace.incoming("x")[1, n]
     report = mp.verify(g, out)
     assert report.ok, str(report)
+
+
+def test_constants_in_one_samples_shape_combine_with_images():
+    g = mp.Graph()
+    x = g.input("x", np.arange(2 * 3 * 2 * 2, dtype=float).reshape(2, 3, 2, 2))
+    c = np.arange(12.0).reshape(3, 2, 2) + 1
+    for f, expected in ((x + c, x.graph._values["x"].reshape(2, 3, 2, 2) + c),
+                        (x * c[None], x.graph._values["x"].reshape(2, 3, 2, 2) * c),
+                        (c / (x + 1.0), c / (x.graph._values["x"].reshape(2, 3, 2, 2) + 1))):
+        trace = g.backward(f)
+        np.testing.assert_allclose(trace.value(f), expected, rtol=1e-15)
+    with pytest.raises(mp.ShapeError, match=r"constant of shape \(5,\) does not fit the input's "
+                                            r"12 entries per sample"):
+        g.backward(x * np.ones(5))
 
 
 def test_image_shapes_must_agree_per_sample():

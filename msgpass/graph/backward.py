@@ -180,8 +180,9 @@ class GraphTrace:
             stats=self.stats, kept_samples=self.kept_samples)
 
     def per_sample_grads(self) -> dict[str, np.ndarray]:
-        """Each sample's message to each parameter ("node.name" -> (B, *parameter shape)):
-        with the default seed (ones), ∂F_b/∂θ for every sample b. Needs
+        """Each sample's message to each parameter ("node.name" -> (B, *parameter shape);
+        with ``keep_samples``, the rows are those samples): with the default seed (ones),
+        ∂F_b/∂θ for every sample b (with ``seed="mean"``, 1/B of it). Needs
         ``backward(per_sample=True)``."""
         if not self.param_messages and self.grads:
             raise StateError("this trace has no per-sample parameter messages; call "

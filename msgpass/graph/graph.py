@@ -78,9 +78,11 @@ def _as_node_value(name: str, value) -> tuple[np.ndarray, tuple[int, ...]]:
     a = a.astype(np.float64).reshape(flat)  # a copy
     where = first_nonfinite(a)
     if where is not None:
+        features = _features(shape)
+        entry = where[1] if len(features) == 1 else tuple(
+            int(i) for i in np.unravel_index(where[1], features))
         raise InputValueError(f"value of {name!r} contains {a[where]} at sample {where[0]}, "
-                              f"entry {np.unravel_index(where[1], _features(shape))}; values "
-                              f"must be finite")
+                              f"entry {entry}; values must be finite")
     a.flags.writeable = False  # set() replaces a value; nothing may change it in place
     return a, shape
 
@@ -305,6 +307,12 @@ class Graph:
                 continue
             op = (ops or {}).get(name, node.op)
             xs = [values[i] for i in node.inputs]
+            per_sample = {shapes[i] for i in node.inputs if values[i].shape[1] > 1}
+            if op.keeps_shape and len(per_sample) > 1 and any(len(p) > 1 for p in per_sample):
+                # images that differ: named in the user's shapes, not the flat widths
+                raise ShapeError(f"node {name!r} ({op.describe()}) combines values of shapes "
+                                 f"{sorted(per_sample)} per sample: they must agree (or be one "
+                                 f"number)")
             try:
                 xs = _one_arithmetic(xs, node.inputs)
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

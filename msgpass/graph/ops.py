@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .. import numbers
-from ..errors import DtypeError, InputValueError, ShapeError
+from ..errors import DtypeError, InputValueError, ShapeError, StateError
 from ..layers.base import Layer
 from ..partials import Dense, Diagonal, InputPartials, ParamPartials
 
@@ -94,15 +94,24 @@ def _out_shape(op: Op, xs) -> tuple[int, int]:
     return batches.pop() if batches else 1, widths.pop() if widths else 1
 
 
-def _constant_fits(op: Op, constant: np.ndarray, x: np.ndarray) -> None:
+def _fitted(op: Op, constant: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The constant shaped to combine with x's flat (B, N) value: as it is when it broadcasts
+    (a scalar, one entry per node), else one sample's entries in any shape ((C, H, W) or
+    (1, C, H, W) for an image, C order) or a whole batch's."""
     try:
-        fits = np.broadcast_shapes(constant.shape, x.shape) == x.shape
+        if np.broadcast_shapes(constant.shape, x.shape) == x.shape:
+            return constant
     except ValueError:
-        fits = False
-    if not fits:
-        raise ShapeError(f"{op.describe()}: its constant of shape {constant.shape} does not fit "
-                         f"the input's value of shape {x.shape} (give a scalar or one entry "
-                         f"per node)")
+        pass
+    if constant.size == x.shape[1] and (constant.ndim < 2 or constant.shape[0] == 1
+                                        or constant.ndim > 2):
+        return constant.reshape(1, -1)
+    if constant.ndim > 2 and constant.shape[0] == x.shape[0] and constant.size == x.size:
+        return constant.reshape(x.shape)
+    raise ShapeError(f"its constant of shape {constant.shape} does not fit "
+                     f"the input's {x.shape[1]} entries per sample (batch {x.shape[0]}); give a "
+                     f"scalar, one entry per node (in the node's per-sample shape, or flat), "
+                     f"or a whole batch of them")
 
 
 class Op:
@@ -426,12 +435,12 @@ class Scale(Op):
         return "scale(" + " ".join(parts) + ")" if parts else "scale"
 
     def _constants(self, x):
-        """factor, shift, divisor in x's arithmetic (exact Fractions and mp stay so)."""
-        return tuple(_like(x, c) for c in (self.factor, self.shift, self.divisor))
+        """factor, shift, divisor in x's arithmetic (exact Fractions and mp stay so), shaped
+        to combine with x."""
+        return tuple(_like(x, _fitted(self, c, x)) for c in (self.factor, self.shift,
+                                                               self.divisor))
 
     def forward(self, x):
-        for constant in (self.factor, self.shift, self.divisor):
-            _constant_fits(self, constant, x)
         factor, shift, divisor = self._constants(x)
         return factor * x / divisor + shift, OneSaved(x, None)
 
@@ -455,18 +464,20 @@ class Reciprocal(Op):
         self.numerator = _constant_array(numerator)
 
     def forward(self, x):
-        _constant_fits(self, self.numerator, x)
+        numerator = _like(x, _fitted(self, self.numerator, x))
         if np.any(x == 0):
             bad = np.argwhere(x == 0)[0]
             raise InputValueError(f"division by zero: the divisor is 0 at sample {bad[0]}, "
                                   f"entry {bad[1]}")
-        return _like(x, self.numerator) / x, OneSaved(x, None)
+        return numerator / x, OneSaved(x, None)
 
     def local_partials(self, saved):
-        return OpPartials([Diagonal(-_like(saved.x, self.numerator) / saved.x**2)])
+        numerator = _like(saved.x, _fitted(self, self.numerator, saved.x))
+        return OpPartials([Diagonal(-numerator / saved.x**2)])
 
     def backward(self, saved, dout):
-        return [-dout * _like(dout, self.numerator) / (saved.x * saved.x)], {}
+        return [-dout * _like(dout, _fitted(self, self.numerator, dout)) / (saved.x * saved.x)],\
+            {}
 
     def branch(self, saved):
         return np.sign(saved.x).astype(np.int8)  # crossing the pole at 0 changes it
@@ -504,6 +515,9 @@ class LayerOp(Op):
 
     def forward(self, x):
         target = self.target
+        if self.layer.is_loss and target is None:
+            raise StateError(f"no target: give it with g.forward(inputs, target=y), or when "
+                             f"you build the node: {self.layer.name}()(node, target=y)")
         if isinstance(target, np.ndarray) and target.ndim > 2:   # an image target: flat, as x
             target = target.reshape(len(target), -1)
         return self._layer_for(x).forward_at(x, self.position, target)

@@ -77,15 +77,13 @@ class Layer:
 
     def __call__(self, node, target=None):
         """``layer(node)``: this layer as a node of the node's graph (msgpass.graph).
-        For a loss layer, pass the target: ``mp.MSELoss()(y, target=t)``."""
+        For a loss layer, pass the target: ``mp.MSELoss()(y, target=t)`` (or later, to
+        ``g.forward(inputs, target=t)``)."""
         apply = getattr(node, "_apply_layer", None)
         if apply is None:
             raise TypeError(f"{self.describe()} is called on a graph node; to run it on an "
                             f"array use .forward(x), or put it in a Sequential")
-        if self.is_loss and target is None:
-            raise ShapeError(f"{self.describe()} as a graph node needs its target: "
-                             f"{self.name}()(node, target=...)")
-        return apply(self, target)
+        return apply(self, target)   # a loss node without a target takes one from g.forward
 
     # -- facts about the function, used by verification and the numeric witness ----------
     def nondifferentiable(self, saved: Any) -> np.ndarray | None:

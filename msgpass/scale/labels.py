@@ -225,7 +225,9 @@ def block_dims(J, t: int, coords: dict) -> tuple[str, ...]:
 
 def dense(ds, t):
     """Layer t's message block of a Dataset as the full (sample, src{t}, dst{t}) DataArray
-    (with ``step`` first for a store of appended traces). A block stored in another layout
+    (with ``step`` first for a store of appended traces); for a graph trace's Dataset ``t``
+    names an edge, ``"node:slot"``, (node, slot), or a node with one input, and the result is
+    (sample, n:{source}, n:{node}). A block stored in another layout
     (``attrs["stored"]``: a diagonal one) is expanded by the kind that stored it
     (msgpass.partials.STORAGES), with exact zeros on the non-edges: lazily, chunk by chunk,
     when the Dataset is lazy (a loaded store), at once when it is in memory."""
@@ -257,7 +259,20 @@ def dense(ds, t):
 def _graph_dense(ds, edge):
     """A graph trace's block of edge ``"w:i"`` (or (w, i)): (rows, n:{source}, n:{w})."""
     xr = require("xarray")
-    w, slot = edge.rsplit(":", 1) if isinstance(edge, str) else edge
+    order = list(ds.attrs.get("order", []))
+    if isinstance(edge, str) and edge in order:        # a node: its edge from its one input
+        inputs = list(ds.attrs.get(f"inputs:{edge}", []))
+        if len(inputs) != 1:
+            raise DataError(f"node {edge!r} has {len(inputs)} inputs {inputs}: name the edge "
+                            f"as '{edge}:slot' (slot 0..{max(len(inputs) - 1, 0)})")
+        edge = (edge, 0)
+    elif isinstance(edge, str) and ":" in edge:
+        edge = tuple(edge.rsplit(":", 1))
+    if not (isinstance(edge, tuple) and len(edge) == 2):
+        raise DataError(f"a graph trace's messages are named by edge: 'node:slot' (the edge from "
+                        f"the slot-th input of node), (node, slot), or a node with one input; "
+                        f"got {edge!r}")
+    w, slot = edge
     name = f"message:{w}:{slot}"
     if name not in ds:
         kept = sorted(v[len("message:"):] for v in ds.data_vars if v.startswith("message:"))
@@ -293,7 +308,9 @@ def register_accessor() -> None:
         def __init__(self, ds):
             self._ds = ds
 
-        def dense(self, t: int):
+        def dense(self, t):
             """Layer t's messages as (sample, src{t}, dst{t}), diagonal blocks expanded
-            (lazily for a loaded store); see msgpass.scale.dense."""
+            (lazily for a loaded store); for a graph trace, the edge ``"node:slot"`` (or
+            a node with one input) as (sample, n:{source}, n:{node}). See
+            msgpass.scale.dense."""
             return dense(self._ds, t)
