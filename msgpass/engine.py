@@ -29,8 +29,9 @@ def _memory_backward(steps: Sequence[Step], seed: np.ndarray, where: Mapping,
                          "call backward(backend='dask', store=path, ...)")
     for name in ("chunk_samples", "numbers", "trace_of", "store_names"):   # other backends'
         options.pop(name, None)
+    output = options.pop("output", None)
     sender = StreamingSender(steps, len(seed), where, **options)
-    return pass_messages(steps, seed, sender)
+    return pass_messages(steps, seed, sender, output)
 
 
 # The backends of ``backward(backend=...)``: each takes the steps, the seed (what arrives at

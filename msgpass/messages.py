@@ -68,16 +68,18 @@ def chain_steps(partials: Sequence[LocalPartials]) -> list[Step]:
             for t, local in enumerate(partials, 1)]
 
 
-def pass_messages(steps: Sequence[Step], seed: np.ndarray, send: Sender) -> MessagePass:
+def pass_messages(steps: Sequence[Step], seed: np.ndarray, send: Sender,
+                  output: Hashable | None = None) -> MessagePass:
     """Run the recursion from the output down to the inputs.
 
     ``steps`` are the nodes that send, in a topological order (a node after its inputs), the
     output last; ``seed`` is what arrives at the output from above (S^{T+1} = 1/B per sample
     over a chain's loss layer); ``send`` sends each edge's messages and says what was kept
     (a Sender, below). Visiting the nodes in reverse, every node has heard from all its
-    consumers before it sends on.
+    consumers before it sends on. ``output`` names the output when no node sends (a graph
+    whose output is an input).
     """
-    incoming = {steps[-1].node: seed}                          # S at the output
+    incoming = {steps[-1].node if steps else output: seed}     # S at the output
     grads: dict[tuple[Hashable, str], np.ndarray] = {}
     for step in reversed(steps):                               # from the output down
         S = incoming[step.node]                                # Σ of every message to it
@@ -173,6 +175,7 @@ class MessageBlock:
         rows. IndexError outside the batch, StateError if the sample was not kept."""
         if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)):
             raise IndexError(f"a sample index must be an integer, got {sample!r}")
+        which = f"layer {self.t}" if isinstance(self.t, int) else f"the edge {self.t}"
         if self.samples is None:
             batch = self.values.shape[0]
             if not -batch <= sample < batch:
@@ -181,7 +184,7 @@ class MessageBlock:
             return int(sample) % batch
         where = np.flatnonzero(self.samples == sample)
         if where.size == 0:
-            raise StateError(f"sample {sample} of layer {self.t}'s messages was not kept "
+            raise StateError(f"sample {sample} of {which}'s messages was not kept "
                              f"(kept: {self.samples.tolist()})")
         return int(where[0])
 

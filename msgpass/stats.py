@@ -53,9 +53,10 @@ class Statistics(dict):
 
     def __missing__(self, t):
         if not self:
-            raise KeyError("no message statistics in this trace: call "
-                           "net.backward(stats=True) to gather them")
-        raise KeyError(f"no statistics of layer {t!r}; the trace has layers {sorted(self)}")
+            raise KeyError("no message statistics in this trace: call backward(stats=True) "
+                           "to gather them")
+        which = "layer" if isinstance(t, int) else "edge"
+        raise KeyError(f"no statistics of {which} {t!r}; the trace has {list(self)}")
 
 
 def _exponent_layout(dtype: np.dtype) -> tuple[type, int, int, int]:

@@ -245,17 +245,22 @@ class StreamingSender:
         samples: each (kept) sample's message to the parameter."""
         check_gradient(self.where[node], name, grad)
         if self.per_sample:
-            message = K.per_sample(incoming, self.kept_samples)
+            # a node shared by every sample (batch 1 in a graph's batch of B) has one row:
+            # its messages to its parameters are already summed over the samples
+            shared = len(incoming) < self.batch
+            message = K.per_sample(incoming, None if shared else self.kept_samples)
             message.flags.writeable = False
             self.param_messages[(node, name)] = message
 
     def __call__(self, edge: Edge, incoming: np.ndarray) -> np.ndarray:
         """Send the edge's messages from S = ``incoming``; return the sums (read-only)."""
         J, stats = edge.partials, self.gathered.get(edge.key)
+        # a shared node's edge (one row for every sample) is kept whole, whatever samples
+        chosen = self.kept_samples if len(incoming) == self.batch else None
         S, block, samples = send_layer(
             J, incoming, piece_bytes=piece_bytes(J, len(incoming), self.budget_bytes,
                                                  self.chunk_bytes, stats is not None),
-            keep=edge.key in self.wanted, chosen=self.kept_samples, stats=stats)
+            keep=edge.key in self.wanted, chosen=chosen, stats=stats)
         check_sums(self.where[edge.key], S)
         S.flags.writeable = False  # a trace is a record: its messages and sums stay as sent
         if block is not None:

@@ -440,3 +440,143 @@ def test_training_refuses_a_graph_without_a_loss_output():
         mp.train(g, mp.optim.SGD(g.params, lr=0.1), train_set)
     with pytest.raises(TypeError, match="trains a Sequential or a Graph"):
         mp.train(object(), None, train_set)
+
+
+# -- what review found -----------------------------------------------------------------------
+
+@given(graphs(max_nodes=8))
+@settings(max_examples=15)
+def test_random_graph_traces_round_trip_through_zarr(case):
+    """Training-mode BatchNorm included: a coupled block is stored with its own axes."""
+    pytest.importorskip("zarr")
+    import tempfile
+    g, out = case
+    if widths_ok(g, out) is None:
+        return
+    trace = g.backward(out, per_sample=True)
+    ds = trace.to_xarray()
+    with tempfile.TemporaryDirectory() as folder:
+        trace.save(f"{folder}/t.zarr")
+        back = mp.load_trace(f"{folder}/t.zarr", g)
+        assert set(back.data_vars) == set(ds.data_vars)
+        for name in ds.data_vars:
+            assert np.array_equal(back[name].values, ds[name].values), name
+        for (w, slot), block in trace.blocks.items():
+            assert np.array_equal(np.asarray(mp.scale.dense(back, f"{w}:{slot}").values),
+                                  np.asarray(block.partials.dense_messages(block.values)))
+
+
+def shared_node_graph():
+    """A batch-1 node (exp of a scalar input) with a layer node on it, in a batch of 4."""
+    rng = np.random.default_rng(0)
+    g = mp.Graph()
+    x = g.input("x", rng.standard_normal((4, 3)))
+    s = g.input("s", 0.5)
+    shared = mp.Affine(1, 3, seed=0)(mp.exp(s))          # batch 1: shared by every sample
+    return g, mp.tanh(x * shared), shared
+
+
+def test_a_shared_node_keeps_its_one_row_whatever_samples_are_kept(tmp_path):
+    g, out, shared = shared_node_graph()
+    full = g.backward(out)
+    trace = g.backward(out, keep=[shared, "exp1", out], keep_samples=[2])
+    block = trace.blocks[(shared.name, 0)]
+    assert block.samples is None and np.array_equal(block.values,
+                                                    full.blocks[(shared.name, 0)].values)
+    assert trace.blocks[(out.name, 0)].samples.tolist() == [2]
+    trace.save(tmp_path / "t.zarr")
+    back = mp.load_trace(tmp_path / "t.zarr")
+    assert back[f"message:{shared.name}:0"].dims[0] == "one"
+    assert np.array_equal(back[f"message:{shared.name}:0"].values, block.values)
+
+
+def test_per_sample_messages_of_a_shared_node_are_summed_and_refused_as_gradients():
+    g, out, shared = shared_node_graph()
+    trace = g.backward(out, per_sample=True, keep_samples=[3])
+    assert trace.param_messages[f"{shared.name}.W"].shape == (1, 1, 3)
+    with pytest.raises(mp.StateError, match="shared by every sample"):
+        trace.per_sample_grads()
+
+
+def test_the_dask_store_holds_a_shared_nodes_one_row(tmp_path):
+    pytest.importorskip("zarr")
+    g, out, shared = shared_node_graph()
+    ref = g.backward(out)
+    g.backward(out, backend="dask", store=tmp_path / "s.zarr", chunk_samples=2)
+    stored = mp.load_trace(tmp_path / "s.zarr", g)
+    ds = ref.to_xarray()
+    assert set(stored.data_vars) == set(ds.data_vars)
+    for name in ds.data_vars:
+        assert np.array_equal(stored[name].values, ds[name].values), name
+        assert stored[name].dims == ds[name].dims, name
+
+
+def test_a_trace_keeps_its_own_shapes_after_the_next_forward():
+    g, loss = small_residual_graph(batch=6)
+    g.forward()
+    first = g.backward()
+    g.forward({"x": np.zeros((4, 5))}, target=[0, 1, 2, 0])
+    assert first.grad("x").shape == (6, 5) and first.value("x").shape == (6, 5)
+
+
+def test_a_batchnorm_nodes_own_parameters_have_per_sample_gradients():
+    g = mp.Graph()
+    x = g.input("x", np.random.default_rng(0).standard_normal((4, 3)))
+    out = mp.Affine(3, 2, seed=1)(mp.BatchNorm(3)(x))
+    grads = g.backward(out, per_sample=True).per_sample_grads()
+    assert {"batchnorm1.gamma", "batchnorm1.beta", "affine1.W"} <= set(grads)
+
+
+def test_a_failed_forward_leaves_neither_its_record_nor_its_inputs():
+    g, loss = small_residual_graph(batch=6)
+    g.forward()
+    x_before = g.record.values["x"]
+    with pytest.raises(mp.InputValueError):
+        g.forward(np.full((6, 5), np.nan))
+    assert g.record is None
+    with pytest.raises(mp.StateError, match="needs a g.forward"):
+        g.backward()
+    with pytest.raises(mp.ShapeError):
+        g.forward(np.ones((3, 5)), target=np.zeros((3, 7)))     # a target of the wrong shape
+    assert np.array_equal(g.forward(), g.forward()) and np.array_equal(
+        g.record.values["x"], x_before)
+
+
+def test_a_graph_with_a_side_branch_trains_its_loss():
+    train_set, _ = digits()
+    g = residual_mlp(train_set)
+    side = mp.tanh(mp.Affine(64, 4, seed=9)(g["x"]))           # not read by the loss
+    before = g.params[f"{side.graph[side.inputs[0]].name}.W"].copy()
+    mp.train(g, mp.optim.Adam(g.params, lr=1e-2), train_set, epochs=1, batch_size=128)
+    assert np.array_equal(g.params[f"{side.graph[side.inputs[0]].name}.W"], before)
+
+
+def test_an_image_target_of_another_shape_is_refused():
+    g = mp.Graph()
+    x = g.input("x", np.ones((2, 3, 4, 4)))
+    out = mp.MSELoss()(mp.tanh(x), target=np.zeros((2, 4, 3, 4)))
+    with pytest.raises(mp.ShapeError, match=r"node 'mseloss1' \(MSELoss\): its target has "
+                                            r"\(4, 3, 4\) per sample, its input \(3, 4, 4\)"):
+        g.backward(out)
+
+
+def test_options_are_checked_even_when_the_output_is_an_input():
+    g = mp.Graph()
+    x = g.input("x", np.ones((3, 2)))
+    with pytest.raises(ValueError, match="backend must be one of"):
+        g.backward(x, backend="bogus")
+    with pytest.raises(ValueError, match="budget_bytes must be a positive"):
+        g.backward(x, budget_bytes=-1)
+    with pytest.raises(ValueError, match="keep_samples names samples"):
+        g.backward(x, keep_samples=[99], per_sample=True)
+    assert np.array_equal(g.backward(x).grad(x), np.ones((3, 2)))
+
+
+def test_an_edge_computed_but_not_kept_says_so():
+    g, loss = small_residual_graph()
+    trace = g.backward(loss, keep=[loss])
+    with pytest.raises(mp.StateError, match="'x' → 'affine1' were computed but not kept"):
+        trace.message("x", "affine1")
+    from msgpass.draw import draw_graph
+    with pytest.raises(mp.StateError, match="kept the messages of 1 of its"):
+        draw_graph(trace)

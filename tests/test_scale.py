@@ -446,7 +446,7 @@ def test_exact_traces_say_they_are_stored_as_floats(tmp_path):
 
 def test_a_trace_without_statistics_says_how_to_gather_them():
     net, trace = make_trace()
-    with pytest.raises(KeyError, match=r"net.backward\(stats=True\)"):
+    with pytest.raises(KeyError, match=r"backward\(stats=True\)"):
         trace.stats[1]
     with pytest.raises(KeyError, match=r"no statistics of layer 9"):
         net.backward(keep="sums", stats=True).stats[9]
@@ -500,3 +500,15 @@ def test_the_float_warning_names_the_callers_line(tmp_path):
     with pytest.warns(UserWarning, match="stored as float64") as caught:
         net.backward().save(tmp_path / "e.zarr")
     assert caught[0].filename == __file__
+
+
+def test_a_coupled_layers_block_is_saved_with_its_own_axes(tmp_path):
+    """BatchNorm in training: the block (N, B, B) has no sample axis; it round-trips."""
+    net = mp.build_network("4-6-batchnorm-3-sce", seed=0)
+    net.forward(np.random.default_rng(0).standard_normal((5, 4)), np.array([0, 1, 2, 0, 1]))
+    trace = net.backward()
+    trace.save(tmp_path / "t.zarr")
+    back = mp.load_trace(tmp_path / "t.zarr", network=net)
+    assert back["message2"].dims == ("feature2", "sample_in2", "sample_out2")
+    assert np.array_equal(back["message2"].values, trace.block(2).values)
+    assert np.array_equal(back.msgpass.dense(2).values, trace.block(2).values)

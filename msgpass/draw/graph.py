@@ -60,9 +60,11 @@ def draw_graph(trace, *, ax=None) -> Figure:
     shows Σ, the sum of the messages that came back to it: its gradient.
     """
     graph = trace.graph
-    if not trace.edge_list and any(graph.nodes[n].inputs for n in trace.order):
-        raise StateError("this graph trace kept no messages (backward(keep='sums')); draw a "
-                         "trace from g.backward(output) to see them")
+    every = sum(len(graph.nodes[n].inputs) for n in trace.order)
+    if len(trace.blocks) < every:
+        raise StateError(f"this graph trace kept the messages of {len(trace.blocks)} of its "
+                         f"{every} edges (backward(keep=...)); draw a trace from "
+                         f"g.backward(output) to see them all")
     pos = graph_layout(trace)
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]

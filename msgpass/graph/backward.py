@@ -23,7 +23,7 @@ import numpy as np
 
 from ..engine import run
 from ..errors import StateError
-from ..messages import Edge, MessageBlock, MessagePass, Step
+from ..messages import Edge, MessageBlock, Step
 from ..stats import Statistics
 from ..streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES
 from ..trace import EXTENSIONS
@@ -107,6 +107,9 @@ class GraphTrace:
         Nodes computed at a point without a derivative, with the mask of those entries.
     shapes : dict of str to tuple
         Each node's per-sample shape ((C, H, W) for an image).
+    given : dict of str to tuple
+        The shape each input was given in, for this pass (a later ``set`` or ``forward``
+        does not change how this trace shows its arrays).
     param_messages, stats, kept_samples
         As a chain trace's (``backward(per_sample=True)``: by "node.name"; ``stats``: by
         (destination, slot)).
@@ -123,6 +126,7 @@ class GraphTrace:
     seed: np.ndarray
     nondifferentiable: dict[str, np.ndarray] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    given: dict[str, tuple[int, ...]] = field(default_factory=dict)
     param_messages: dict[str, np.ndarray] = field(default_factory=dict)
     stats: dict = field(default_factory=Statistics)
     kept_samples: np.ndarray | None = None
@@ -175,7 +179,7 @@ class GraphTrace:
             incoming=GraphIncoming({k: f(v) for k, v in self.incoming.items()}, self.output,
                                    self.graph),
             grads={k: f(g) for k, g in self.grads.items()}, seed=f(self.seed),
-            nondifferentiable=self.nondifferentiable, shapes=self.shapes,
+            nondifferentiable=self.nondifferentiable, shapes=self.shapes, given=self.given,
             param_messages={k: f(m) for k, m in self.param_messages.items()},
             stats=self.stats, kept_samples=self.kept_samples)
 
@@ -187,13 +191,20 @@ class GraphTrace:
         if not self.param_messages and self.grads:
             raise StateError("this trace has no per-sample parameter messages; call "
                              "g.backward(..., per_sample=True)")
-        graph = self.graph
+        graph, batch = self.graph, self.batch
+        shared = sorted(key for key in self.param_messages
+                        if self.values[key.rsplit(".", 1)[0]].shape[0] < batch)
+        if shared:
+            raise StateError(f"{', '.join(shared)} belong to a node shared by every sample "
+                             f"(batch 1): its messages to them are summed over the samples "
+                             f"already, not per-sample gradients")
         for name in self.order:   # a node coupling the samples mixes them for all below it
             partials = self.partials.get(name)
             if partials is None or all(J.samples_independent for J in partials.inputs):
                 continue
+            above = set(graph.order(name)) - {name}      # its own parameters are per sample
             below = sorted(key for key in self.param_messages
-                           if key.rsplit(".", 1)[0] in graph.order(name))
+                           if key.rsplit(".", 1)[0] in above)
             if below:
                 raise StateError(f"node {name!r} couples the samples, so what reaches the "
                                  f"parameters below it ({', '.join(below)}) mixes every "
@@ -208,7 +219,7 @@ class GraphTrace:
     def _natural(self, name: str, array: np.ndarray) -> np.ndarray:
         """An array of a node shaped the way the user thinks of it."""
         return array.reshape(self.graph.natural_shape(self.order, array, name,
-                                                      self.shapes.get(name)))
+                                                      self.shapes.get(name), self.given))
 
     def value(self, node: Node | str) -> np.ndarray:
         """Forward value of any node (inputs in the shape they were given)."""
@@ -231,6 +242,12 @@ class GraphTrace:
         found = [e for e in self.edge_list if e.source == source and e.destination == destination
                  and (slot is None or e.slot == slot)]
         if not found:
+            node = self.graph.nodes.get(destination)
+            if node is not None and source in node.inputs and destination in self.order:
+                kept = sorted({w for w, _ in self.blocks}) or "none"
+                raise StateError(f"the messages of {source!r} → {destination!r} were computed "
+                                 f"but not kept (kept: the edges into {kept}); call "
+                                 f"g.backward(output, keep='all') or keep=[{destination!r}]")
             raise KeyError(f"no edge {source!r} → {destination!r}")
         if len(found) > 1:
             raise KeyError(f"{source!r} enters {destination!r} {len(found)} times; give slot=")
@@ -293,7 +310,8 @@ def graph_backward(graph, output: Node | str, seed=None, keep="all", *, record=N
     order, values = forward.order, forward.values
     value = values[out]
     seed = graph_seed(seed, value, out, graph.natural_shape(order, value, out,
-                                                            forward.shapes.get(out)))
+                                                            forward.shapes.get(out),
+                                                            forward.given))
     where: dict = {}
     steps = []
     for name in order:
@@ -311,14 +329,17 @@ def graph_backward(graph, output: Node | str, seed=None, keep="all", *, record=N
 
     def trace_of(result):
         return _trace(graph, out, forward, seed, result)
-    if not steps:   # the output is an input: nothing to send
-        return trace_of(MessagePass(blocks={}, incoming={out: seed}, grads={}))
+    batch = max(v.shape[0] for v in values.values())
+    stored = {}
+    for step in steps:
+        rows = values[step.node].shape[0]    # 1 for a node shared by every sample
+        for e in step.edges:
+            stored[e.key] = (*block_variable(e.key, e.partials, e.source), rows,
+                             "sample" if rows == batch else "one")
     result = run(backend, steps, seed, where, keep=wanted, budget_bytes=budget_bytes,
                  chunk_bytes=chunk_bytes, keep_samples=keep_samples, per_sample=per_sample,
                  stats=stats, store=store, chunk_samples=chunk_samples, numbers=None,
-                 trace_of=trace_of,
-                 store_names={e.key: block_variable(e.key, e.partials, e.source)
-                              for step in steps for e in step.edges})
+                 trace_of=trace_of, store_names=stored, output=out)
     return trace_of(result)
 
 
@@ -333,6 +354,6 @@ def _trace(graph, out: str, forward, seed: np.ndarray, result) -> GraphTrace:
         graph=graph, output=out, order=forward.order, values=forward.values,
         partials=forward.partials, blocks=dict(result.blocks),
         incoming=GraphIncoming(result.incoming, out, graph), grads=grads, seed=seed,
-        nondifferentiable=forward.kinks, shapes=forward.shapes,
+        nondifferentiable=forward.kinks, shapes=forward.shapes, given=forward.given,
         param_messages={f"{node}.{name}": m for (node, name), m in result.param_messages.items()},
         stats=result.stats, kept_samples=result.kept_samples)

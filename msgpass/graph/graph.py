@@ -142,6 +142,8 @@ class GraphForward:
     shapes: dict[str, tuple[int, ...]]
     partials: dict[str, Any]
     kinks: dict[str, np.ndarray]
+    given: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """The shape each input (among ``order``) was given in for this pass."""
 
 
 class Graph:
@@ -307,6 +309,7 @@ class Graph:
                 continue
             op = (ops or {}).get(name, node.op)
             xs = [values[i] for i in node.inputs]
+            op.check_shapes(name, [shapes[i] for i in node.inputs])
             per_sample = {shapes[i] for i in node.inputs if values[i].shape[1] > 1}
             if op.keeps_shape and len(per_sample) > 1 and any(len(p) > 1 for p in per_sample):
                 # images that differ: named in the user's shapes, not the flat widths
@@ -340,8 +343,10 @@ class Graph:
             mask = None if op is None else op.nondifferentiable(run.saved[name])
             if mask is not None and np.any(mask):
                 kinks[name] = mask
+        given = {n: self._shapes[n] for n in run.order
+                 if self.nodes[n].op is None and n in self._shapes}
         return GraphForward(output=out, order=run.order, values=run.values, saved=run.saved,
-                            shapes=run.shapes, partials=partials, kinks=kinks)
+                            shapes=run.shapes, partials=partials, kinks=kinks, given=given)
 
     def backward(self, output: Node | str | None = None, seed=None, keep="all", *,
                  budget_bytes: int = DEFAULT_BUDGET_BYTES, keep_samples=None,
@@ -382,14 +387,17 @@ class Graph:
                               chunk_samples=chunk_samples, stats=stats, store=store)
 
     def natural_shape(self, order: list[str], value: np.ndarray, name: str,
-                      features: tuple[int, ...] | None = None) -> tuple[int, ...]:
+                      features: tuple[int, ...] | None = None,
+                      given: dict[str, tuple[int, ...]] | None = None) -> tuple[int, ...]:
         """How a node's (B, N) array is shown: an input in the shape it was given; in a graph
         whose inputs (among ``order``) are all scalars or vectors (no batch), () for width 1,
-        (N,) otherwise; else (B, *features), its per-sample shape (an image's (C, H, W))."""
-        if self.nodes[name].op is None and name in self._shapes:
-            return self.input_shape(name)
-        unbatched = all(len(self.input_shape(n)) < 2 for n in order
-                        if self.nodes[n].op is None and n in self._shapes)
+        (N,) otherwise; else (B, *features), its per-sample shape (an image's (C, H, W)).
+        ``given``: the inputs' shapes in the pass the array comes from (default: now)."""
+        given = self._shapes if given is None else given
+        if self.nodes[name].op is None and name in given:
+            return given[name]
+        unbatched = all(len(given[n]) < 2 for n in order
+                        if self.nodes[n].op is None and n in given)
         if value.shape[0] == 1 and unbatched:
             return () if value.shape[1] == 1 else (value.shape[1],)
         return (value.shape[0],) + tuple(features or value.shape[1:])
@@ -404,6 +412,9 @@ class Graph:
         """The one node that no other node reads: the default output."""
         read = {i for node in self.nodes.values() for i in node.inputs}
         sinks = [n for n, node in self.nodes.items() if n not in read and node.op is not None]
+        losses = [n for n in sinks if self._loss_op(n) is not None]
+        if len(sinks) > 1 and len(losses) == 1:     # side branches beside one loss
+            return losses[0]
         if len(sinks) != 1:
             raise StateError(f"the graph has {len(sinks)} outputs {sinks}; name the one you "
                              f"mean: output=")
@@ -446,6 +457,19 @@ class Graph:
             output = self._record.output if self._record is not None else self.sink()
         name = output.name if isinstance(output, Node) else output
         self[name]  # noqa: B018 - a clear KeyError for an unknown output
+        self._record = None     # a forward that fails must not leave the last one behind
+        before = (dict(self._values), dict(self._shapes),
+                  {n: node.op.target for n, node in self.nodes.items()
+                   if isinstance(node.op, LayerOp)})
+        try:
+            return self._forward(name, inputs, target)
+        except BaseException:   # nor the inputs and target it failed on
+            self._values, self._shapes = before[0], before[1]
+            for n, target_before in before[2].items():
+                self.nodes[n].op.target = target_before
+            raise
+
+    def _forward(self, name: str, inputs, target):
         if inputs is not None:
             if not isinstance(inputs, dict):
                 free = self.inputs()
@@ -461,7 +485,6 @@ class Graph:
                 raise StateError(f"target= is for a graph whose output is a loss layer node; "
                                  f"{name!r} is not one")
             op.target = target
-        self._record = None     # a forward that fails must not leave the last one behind
         record = self.run_forward(name)
         self._record = record
         value = record.values[name]

@@ -148,6 +148,10 @@ class Op:
         Function as a node); None for every other op."""
         return None
 
+    def check_shapes(self, name: str, shapes: list[tuple[int, ...]]) -> None:
+        """Refuse, before computing, what the inputs' per-sample shapes make meaningless
+        (a loss node's image target of another shape than its input); ``name`` is the node."""
+
     def placed(self, position: int) -> Op:
         """The op as the ``position``-th node of its graph: itself, unless what it does
         depends on where it sits (a layer node: the layer runs at that position)."""
@@ -513,8 +517,17 @@ class LayerOp(Op):
         # (conversion is exact and deterministic, so forward and backward see the same values)
         return self.layer.astype(numbers.mode_of(x))
 
+    def check_shapes(self, name, shapes):
+        target = None if self.target is None else np.asarray(self.target)
+        if target is not None and target.ndim > 2 and \
+                tuple(target.shape[1:]) != tuple(shapes[0]):
+            raise ShapeError(f"node {name!r} ({self.describe()}): its target has {target.shape[1:]}"
+                             f" per sample, its input {tuple(shapes[0])}: they must agree")
+
     def forward(self, x):
         target = self.target
+        if isinstance(target, (list, tuple)):
+            target = np.asarray(target)
         if self.layer.is_loss and target is None:
             raise StateError(f"no target: give it with g.forward(inputs, target=y), or when "
                              f"you build the node: {self.layer.name}()(node, target=y)")

@@ -1,13 +1,15 @@
 """The dask backend: ``net.backward(backend="dask", chunk_samples=...)``.
 
 The message pass with the batch split into chunks of ``chunk_samples`` samples, each chunk of
-each layer one dask task. Layer by layer from the loss down, every chunk's messages δ^t are
-sent piece by piece (msgpass.streaming.send_layer, within ``budget_bytes``, as in the
-in-memory pass) and summed by their receivers; the tasks run in parallel on dask's threaded
-scheduler, or on a ``dask.distributed`` cluster when a ``Client`` is active. Each task returns
-its rows of S^t and, with ``stats``, the statistics of its messages, merged pairwise up a tree.
+each edge one dask task (a chain's edges are its layers). Edge by edge from the output down,
+every chunk's messages are sent piece by piece (msgpass.streaming.send_layer, within
+``budget_bytes``, as in the in-memory pass) and summed by their receivers; the tasks run in
+parallel on dask's threaded scheduler, or on a ``dask.distributed`` cluster when a ``Client``
+is active. Each task returns its rows of the sums and, with ``stats``, the statistics of its
+messages, merged pairwise up a tree. (A graph node shared by every sample, batch 1, sends one
+task.)
 
-With ``store`` each task also writes its samples' messages of every kept layer into a zarr
+With ``store`` each task also writes its samples' messages of every kept edge into a zarr
 store, a store chunk at a time: a store chunk holds as many whole samples as fit in
 ``budget_bytes`` (a divisor of ``chunk_samples``, so that no two tasks write one chunk).
 Without it, kept blocks are lazy dask arrays, chunked over ``chunk_samples`` samples, that
@@ -47,12 +49,12 @@ __all__ = ["dask_backward", "finish_store"]
 def dask_backward(steps, seed: np.ndarray, where, *, keep="sums", stats=False, store=None,
                   budget_bytes: int | None = None, chunk_bytes: int | None = None,
                   chunk_samples: int = 256, keep_samples=None, per_sample: bool = False,
-                  numbers=None, trace_of=None, store_names=None) -> MessagePass:
+                  numbers=None, trace_of=None, store_names=None, output=None) -> MessagePass:
     """The "dask" backend of ``backward`` (see the module docstring): the steps of the pass,
     the seed, a description of every edge and node by key, and backward's options; returns a
     MessagePass whose kept blocks are lazy dask arrays, or read from ``store`` (its arrays
-    named by ``store_names``: edge key -> (name, dims after the sample); ``trace_of`` makes
-    the trace of the finished pass, written beside them)."""
+    described by ``store_names``: edge key -> (name, dims after the rows, number of rows, the
+    rows' dim); ``trace_of`` makes the trace of the finished pass, written beside them)."""
     require("dask.array")
     if keep_samples is not None or per_sample:
         raise ValueError("keep_samples and per_sample are options of the in-memory "
@@ -82,7 +84,7 @@ def dask_backward(steps, seed: np.ndarray, where, *, keep="sums", stats=False, s
     sender = DaskSender(batch, where, wanted, names, target, store_names or {}, chunk_samples,
                         budget_bytes, chunk_bytes)
     try:
-        result = pass_messages(steps, seed, sender)
+        result = pass_messages(steps, seed, sender, output)
         if target is not None:
             da = require("dask.array")
             finish_store(result, trace_of, target)
@@ -204,8 +206,9 @@ def _lazy_block(da, J, incoming, batch, chunk_samples):
 
 
 def _start_store(store, edges, store_names, batch, chunk_samples, budget_bytes) -> str:
-    """Create the store's message arrays before the pass (NaN-filled until written); returns
-    its absolute path, which worker processes elsewhere can open too."""
+    """Create the store's message arrays before the pass (each chunk NaN until a task writes
+    it; every chunk is written before the store is marked complete); returns its absolute
+    path, which worker processes elsewhere can open too."""
     zarr = require("zarr")
     require("xarray")
     path = Path(store).resolve()
@@ -218,12 +221,12 @@ def _start_store(store, edges, store_names, batch, chunk_samples, budget_bytes) 
         raise DataError(f"cannot write a trace store at {path}: {err}") from None
     group.attrs.update({COMPLETE: False})
     for edge in edges:
-        J, (name, dims) = edge.partials, store_names[edge.key]
-        shape = J.block_shape(batch)
+        J, (name, dims, rows, row_dim) = edge.partials, store_names[edge.key]
+        shape = J.block_shape(rows)     # the pass's batch, or 1 for a shared node's edge
         group.create_array(name, shape=shape, dtype=J.dtype,
-                           chunks=(_store_chunk(J, batch, chunk_samples, budget_bytes),)
+                           chunks=(_store_chunk(J, rows, chunk_samples, budget_bytes),)
                            + shape[1:], fill_value=np.nan,
-                           dimension_names=("sample",) + dims,
+                           dimension_names=(row_dim,) + dims,
                            config={"write_empty_chunks": True},
                            attributes=J.storage_attrs())
     return str(path)

@@ -7,7 +7,8 @@ t has its own node dimensions ``src{t}`` (its N_{t-1} receiving nodes, layer t�
 * ``message{t}`` (sample, src{t}, dst{t}): every kept message δ^t_{n←n'}; for an elementwise
   layer only its diagonal, (sample, node{t}) (node n sends only to node n, so src and dst
   are one dimension there), with ``attrs["stored"] == "diagonal"``
-  (``dense(ds, t)`` or ``ds.msgpass.dense(t)`` expands it);
+  (``dense(ds, t)`` or ``ds.msgpass.dense(t)`` expands it); a coupled layer's block
+  (BatchNorm in training) has no sample axis: (feature{t}, sample_in{t}, sample_out{t});
 * ``incoming{t}`` (sample, src{t}): the node sums S^t, for t = 1..T;
 * ``value0`` (sample, src1) and ``value{t}`` (sample, dst{t}): the forward values;
 * ``grad{t}_{name}``: the parameter gradients ("W": (src{t}, dst{t}), "b": (dst{t},));
@@ -63,9 +64,11 @@ def to_xarray(trace):
         data[f"value{t}"] = (("sample", f"dst{t}"), trace.value(t))
         if t in trace.blocks:
             block = trace.blocks[t]
-            if not J.samples_independent:
-                raise DataError(f"layer {t} ({trace.labels[t - 1]}) couples the samples; its "
-                                f"{block.values.shape} block has no per-sample form to save yet")
+            if not J.samples_independent:   # no sample axis: every axis is the kind's own
+                dims = tuple(f"{name}{t}" for name in J.block_dims)
+                _sized(coords, dims, block.values.shape)
+                data[f"message{t}"] = (dims, block.values, J.storage_attrs())
+                continue
             rows = _rows(block.samples, coords)      # "sample", or "kept" for keep_samples
             data[f"message{t}"] = ((rows,) + block_dims(J, t, coords), block.values,
                                    J.storage_attrs())
@@ -112,8 +115,9 @@ def graph_to_xarray(trace):
     * ``value:{v}`` and ``incoming:{v}`` (rows, n:{v}): forward values and the sums S_v
       (attribute ``shape``: the node's per-sample shape);
     * ``message:{w}:{i}``: the kept block of the edge from the i-th input of w, stored as its
-      kind stores it (a diagonal one (rows, n:{w}); ``dense(ds, "w:i")`` expands it), with
-      attributes ``source``, ``destination``, ``slot``;
+      kind stores it (a diagonal one (rows, n:{w}); ``dense(ds, "w:i")`` expands it; a
+      coupled one (feature:w:i, sample_in:w:i, sample_out:w:i)), with attributes ``source``,
+      ``destination``, ``slot``;
     * ``grad:{node}.{name}``, ``param_message:{node}.{name}``: gradients and per-sample
       parameter messages;
     * ``mean:{w}:{i}``, ``absmax:{w}:{i}``, ``histogram:{w}:{i}``: statistics per edge;
@@ -145,16 +149,18 @@ def graph_to_xarray(trace):
         data[f"incoming:{v}"] = ((rows(len(value)), f"n:{v}"), trace.incoming[v], shape)
     for (w, slot), block in trace.blocks.items():
         J, source = block.partials, graph.nodes[w].inputs[slot]
-        if not J.samples_independent:
-            raise DataError(f"node {w!r} couples the samples; its {block.values.shape} block "
-                            f"has no per-sample form to save yet")
         name, dims = graph_block_variable((w, slot), J, source)
+        attrs = J.storage_attrs() | {"source": source, "destination": w, "slot": slot}
+        if not J.samples_independent:   # no sample axis: every axis is the kind's own
+            dims = tuple(f"{d}:{w}:{slot}" for d in J.block_dims)
+            _sized(coords, dims, block.values.shape)
+            data[name] = (dims, block.values, attrs)
+            continue
         for dim, size in zip(dims, J.block_shape(1)[1:], strict=True):
             coords.setdefault(dim, np.arange(size))
         where = _rows(block.samples, coords) if block.samples is not None else \
             rows(block.values.shape[0])
-        data[name] = ((where,) + dims, block.values,
-                      J.storage_attrs() | {"source": source, "destination": w, "slot": slot})
+        data[name] = ((where,) + dims, block.values, attrs)
     for (w, slot), stats in trace.stats.items():
         J = trace.partials[w].inputs[slot]
         _, dims = graph_block_variable((w, slot), J, graph.nodes[w].inputs[slot])
@@ -188,6 +194,12 @@ def graph_label(graph, name: str) -> str:
     """A node's op as stored with a graph trace ("input", "constant", "Affine(4→8)")."""
     node = graph.nodes[name]
     return node.op.describe() if node.op is not None else node.kind
+
+
+def _sized(coords: dict, dims: tuple[str, ...], shape: tuple[int, ...]) -> None:
+    """Coordinates 0..n-1 for dimensions named here for the first time."""
+    for dim, size in zip(dims, shape, strict=True):
+        coords.setdefault(dim, np.arange(size))
 
 
 def _outside_msgpass() -> int:
@@ -239,9 +251,9 @@ def dense(ds, t):
         raise DataError(f"the dataset holds no messages of layer {t} (kept: "
                         f"{sorted(int(v[7:]) for v in ds.data_vars if v.startswith('message'))})")
     var = ds[name]
-    if var.dims[-2:] == (f"src{t}", f"dst{t}"):
-        return var
     stored = var.attrs.get("stored")
+    if var.dims[-2:] == (f"src{t}", f"dst{t}") or stored == "dense":   # (a coupled block:
+        return var                                             # its own dense layout)
     if stored not in STORAGES:
         raise DataError(f"layer {t}'s messages are stored as {stored!r}, a layout no kind of "
                         f"partials here knows (known: {sorted(STORAGES)})")
@@ -280,9 +292,9 @@ def _graph_dense(ds, edge):
     var = ds[name]
     source, destination = var.attrs["source"], var.attrs["destination"]
     dims = (f"n:{source}", f"n:{destination}")
-    if var.dims[-2:] == dims:
-        return var
     stored = var.attrs.get("stored")
+    if var.dims[-2:] == dims or stored == "dense":      # (a coupled block: its own layout)
+        return var
     if stored not in STORAGES:
         raise DataError(f"the edge {w}:{slot}'s messages are stored as {stored!r}, a layout no "
                         f"kind of partials here knows (known: {sorted(STORAGES)})")

@@ -75,6 +75,9 @@ def gradients(net, x: np.ndarray, y: np.ndarray, backward: str) -> tuple[float, 
             grads = net.backward(keep="sums", seed="mean").grads
         else:
             grads = graph_backprop(net, net.record.output, seed="mean").params
+        # a parameter on a side branch that does not reach the loss has gradient zero
+        grads = {key: grads[key] if key in grads else np.zeros_like(value)
+                 for key, value in net.params.items()}
         return float(loss), grads, net.record.saved
     if backward == "messages":
         loss = net.forward(x, y)

@@ -66,6 +66,9 @@ def walk_graph(graph, output, seed=None, *, witnesses: list[Witness],
                                      magnitude=expected.scale(magnitude)),
                   expected.tol, expected.note))
 
+    into: dict[str, list] = {}
+    for edge in trace.edge_list:      # each node's edges, once (not a scan per node)
+        into.setdefault(edge.destination, []).append(edge)
     for v in reversed(trace.order):
         node = graph.nodes[v]
         if node.kind == "constant":
@@ -75,13 +78,12 @@ def walk_graph(graph, output, seed=None, *, witnesses: list[Witness],
         if node.op is not None and arithmetic.floating:   # a custom Function's user Jacobian
             check_user_jacobian(node.op, trace.values[node.inputs[0]], part, None, v, add,
                                 report.notes)
-        for edge in trace.edge_list:
-            if edge.destination == v:   # compared as stored: a diagonal is never expanded
-                J = trace.partials[v].inputs[edge.slot]
-                found, expected = J.send_check(edge.block.values, S)
-                add(Check(part, None, v, f"δ {edge.source}→{v} = J · S_{v}", "partials",
-                          arithmetic.compare(found, expected, tols["recursion"]),
-                          tols["recursion"]))
+        for edge in into.get(v, []):    # compared as stored: a diagonal is never expanded
+            J = trace.partials[v].inputs[edge.slot]
+            found, expected = J.send_check(edge.block.values, S)
+            add(Check(part, None, v, f"δ {edge.source}→{v} = J · S_{v}", "partials",
+                      arithmetic.compare(found, expected, tols["recursion"]),
+                      tols["recursion"]))
         if v == name:  # the base case: what arrives at the output is the seed
             add(Check(part, None, v, f"S_{v} = the seed", "partials",
                       arithmetic.compare(S, np.asarray(trace.seed), tols["recursion"]),
