@@ -63,3 +63,10 @@ def test_the_result_comparison_finds_one_version_equal_to_itself():
 def test_the_graph_training_script_runs_an_epoch():
     out = run("train_graph.py", "--epochs", "1")
     assert out.splitlines()[0].startswith("epoch  1  loss")
+
+
+def test_the_graph_memory_benchmark_runs_on_a_narrow_graph():
+    out = run("bench_graph_memory.py", "--width", "50", "--numeric")
+    assert [line.split()[0] for line in out.splitlines()[1:5]] == ["backward", "edges",
+                                                                   "layered", "verify"]
+    assert "VERIFIED" in out
