@@ -27,8 +27,9 @@ class ParamDict(MutableMapping):
     """The network's parameters as ``"t.name" -> ndarray``, t the 1-based layer index (a
     graph's as ``"node.name"``: built from a mapping of key to array).
 
-    The arrays are the layers' own: writing into them changes the network. Assigning a key
-    (``params["1.W"] = new``) copies ``new`` into the existing array after checking its
+    The arrays are the layers' own: writing into them changes the network. A key may also be
+    given as a pair, ``params[1, "W"]`` (``params["affine1", "W"]`` in a graph). Assigning a
+    key (``params["1.W"] = new``) copies ``new`` into the existing array after checking its
     shape, so the network changes then too.
     """
 
@@ -38,6 +39,8 @@ class ParamDict(MutableMapping):
             for name, arr in layer.params.items()}
 
     def __getitem__(self, key: str) -> np.ndarray:
+        if isinstance(key, tuple) and len(key) == 2:   # (t or node, name): "t.name"
+            key = f"{key[0]}.{key[1]}"
         try:
             return self._arrays[key]
         except KeyError:

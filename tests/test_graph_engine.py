@@ -406,6 +406,7 @@ def test_graph_params_are_live_and_forward_runs_on_new_inputs():
     assert set(params) == {"affine1.W", "affine1.b", "affine2.W", "affine2.b", "affine3.W",
                            "affine3.b"}
     assert params["affine1.W"] is g["affine1"].op.layer.params["W"]
+    assert params["affine1", "W"] is params["affine1.W"]          # by node and parameter name
     first = g.forward()
     params["affine1.W"] = params["affine1.W"] * 2.0      # written into the layer's own array
     assert g["affine1"].op.layer.params["W"] is params["affine1.W"]
