@@ -74,17 +74,8 @@ def to_xarray(trace):
                                    J.storage_attrs())
     data["value0"] = (("sample", "src1"), trace.value(0))
     for t, stats in trace.stats.items():
-        edges = block_dims(trace.partials[t - 1].inputs, t, coords)
-        if stats.total is not None:
-            data[f"mean{t}"] = (edges, stats.mean, {"samples": stats.samples})
-        if stats.absmax is not None:
-            data[f"absmax{t}"] = (edges, stats.absmax, {"samples": stats.samples})
-        if stats.counts is not None:
-            coords["exponent"] = np.arange(stats.counts.size) - stats.bias
-            data[f"histogram{t}"] = (("exponent",), stats.counts, {
-                "samples": stats.samples,
-                "bins": "count of messages with 2**e <= |message| < 2**(e+1); the lowest bin "
-                        "counts every message below the smallest normal number (zeros)"})
+        _statistics(data, coords, stats, block_dims(trace.partials[t - 1].inputs, t, coords),
+                    f"{t}")
     for key, grad in trace.grads.items():
         t, name = key.split(".", 1)
         J = trace.partials[int(t) - 1].inputs
@@ -156,24 +147,15 @@ def graph_to_xarray(trace):
             _sized(coords, dims, block.values.shape)
             data[name] = (dims, block.values, attrs)
             continue
-        for dim, size in zip(dims, J.block_shape(1)[1:], strict=True):
-            coords.setdefault(dim, np.arange(size))
+        _sized(coords, dims, J.block_shape(1)[1:])
         where = _rows(block.samples, coords) if block.samples is not None else \
             rows(block.values.shape[0])
         data[name] = ((where,) + dims, block.values, attrs)
     for (w, slot), stats in trace.stats.items():
         J = trace.partials[w].inputs[slot]
         _, dims = graph_block_variable((w, slot), J, graph.nodes[w].inputs[slot])
-        for dim, size in zip(dims, J.edge_shape, strict=True):
-            coords.setdefault(dim, np.arange(size))
-        if stats.total is not None:
-            data[f"mean:{w}:{slot}"] = (dims, stats.mean, {"samples": stats.samples})
-        if stats.absmax is not None:
-            data[f"absmax:{w}:{slot}"] = (dims, stats.absmax, {"samples": stats.samples})
-        if stats.counts is not None:
-            coords["exponent"] = np.arange(stats.counts.size) - stats.bias
-            data[f"histogram:{w}:{slot}"] = (("exponent",), stats.counts,
-                                             {"samples": stats.samples})
+        _sized(coords, dims, J.edge_shape)
+        _statistics(data, coords, stats, dims, f":{w}:{slot}")
     for key, grad in trace.grads.items():
         dims = tuple(f"grad:{key}:{axis}" for axis in range(np.ndim(grad)))
         data[f"grad:{key}"] = (dims, np.asarray(grad))
@@ -194,6 +176,21 @@ def graph_label(graph, name: str) -> str:
     """A node's op as stored with a graph trace ("input", "constant", "Affine(4→8)")."""
     node = graph.nodes[name]
     return node.op.describe() if node.op is not None else node.kind
+
+
+def _statistics(data: dict, coords: dict, stats, dims: tuple[str, ...], suffix: str) -> None:
+    """An edge's (a layer's) statistics as ``mean{suffix}``, ``absmax{suffix}`` (per edge,
+    ``dims``) and ``histogram{suffix}`` (over the shared ``exponent`` coordinate)."""
+    if stats.total is not None:
+        data[f"mean{suffix}"] = (dims, stats.mean, {"samples": stats.samples})
+    if stats.absmax is not None:
+        data[f"absmax{suffix}"] = (dims, stats.absmax, {"samples": stats.samples})
+    if stats.counts is not None:
+        coords["exponent"] = np.arange(stats.counts.size) - stats.bias
+        data[f"histogram{suffix}"] = (("exponent",), stats.counts, {
+            "samples": stats.samples,
+            "bins": "count of messages with 2**e <= |message| < 2**(e+1); the lowest bin "
+                    "counts every message below the smallest normal number (zeros)"})
 
 
 def _sized(coords: dict, dims: tuple[str, ...], shape: tuple[int, ...]) -> None:
@@ -243,34 +240,36 @@ def dense(ds, t):
     (``attrs["stored"]``: a diagonal one) is expanded by the kind that stored it
     (msgpass.partials.STORAGES), with exact zeros on the non-edges: lazily, chunk by chunk,
     when the Dataset is lazy (a loaded store), at once when it is in memory."""
-    xr = require("xarray")
     if ds.attrs.get("kind") == "graph":
         return _graph_dense(ds, t)
     name = f"message{t}"
     if name not in ds:
         raise DataError(f"the dataset holds no messages of layer {t} (kept: "
                         f"{sorted(int(v[7:]) for v in ds.data_vars if v.startswith('message'))})")
-    var = ds[name]
+    return _expanded(ds, ds[name], (f"src{t}", f"dst{t}"), f"layer {t}")
+
+
+def _expanded(ds, var, dims: tuple[str, str], what: str):
+    """A stored block ``var`` with its last two axes ``dims`` (receivers, senders): as it is
+    when stored densely (a coupled block is its own dense layout), else expanded by the kind
+    that stored it."""
+    xr = require("xarray")
     stored = var.attrs.get("stored")
-    if var.dims[-2:] == (f"src{t}", f"dst{t}") or stored == "dense":   # (a coupled block:
-        return var                                             # its own dense layout)
+    if var.dims[-2:] == dims or stored == "dense":
+        return var
     if stored not in STORAGES:
-        raise DataError(f"layer {t}'s messages are stored as {stored!r}, a layout no kind of "
+        raise DataError(f"{what}'s messages are stored as {stored!r}, a layout no kind of "
                         f"partials here knows (known: {sorted(STORAGES)})")
-    kind = STORAGES[stored]
-    full = kind.expand_stored(var.data if var.chunks is not None else np.asarray(var.values),
-                              dict(var.attrs))
-    sizes = full.shape[-2:]
+    full = STORAGES[stored].expand_stored(var.data if var.chunks is not None
+                                          else np.asarray(var.values), dict(var.attrs))
     outer = var.dims[:full.ndim - 2]     # the rows (sample or kept), after step if any
     coords = {dim: ds[dim] for dim in outer if dim in ds.coords}
-    coords |= {f"src{t}": np.arange(sizes[0]), f"dst{t}": np.arange(sizes[1])}
-    return xr.DataArray(full, dims=outer + (f"src{t}", f"dst{t}"), coords=coords,
-                        attrs={"stored": "dense"})
+    coords |= {dims[0]: np.arange(full.shape[-2]), dims[1]: np.arange(full.shape[-1])}
+    return xr.DataArray(full, dims=outer + dims, coords=coords, attrs={"stored": "dense"})
 
 
 def _graph_dense(ds, edge):
     """A graph trace's block of edge ``"w:i"`` (or (w, i)): (rows, n:{source}, n:{w})."""
-    xr = require("xarray")
     order = list(ds.attrs.get("order", []))
     if isinstance(edge, str) and edge in order:        # a node: its edge from its one input
         inputs = list(ds.attrs.get(f"inputs:{edge}", []))
@@ -290,20 +289,8 @@ def _graph_dense(ds, edge):
         kept = sorted(v[len("message:"):] for v in ds.data_vars if v.startswith("message:"))
         raise DataError(f"the dataset holds no messages of the edge {w}:{slot} (kept: {kept})")
     var = ds[name]
-    source, destination = var.attrs["source"], var.attrs["destination"]
-    dims = (f"n:{source}", f"n:{destination}")
-    stored = var.attrs.get("stored")
-    if var.dims[-2:] == dims or stored == "dense":      # (a coupled block: its own layout)
-        return var
-    if stored not in STORAGES:
-        raise DataError(f"the edge {w}:{slot}'s messages are stored as {stored!r}, a layout no "
-                        f"kind of partials here knows (known: {sorted(STORAGES)})")
-    full = STORAGES[stored].expand_stored(var.data if var.chunks is not None
-                                          else np.asarray(var.values), dict(var.attrs))
-    outer = var.dims[:full.ndim - 2]
-    coords = {dim: ds[dim] for dim in outer if dim in ds.coords}
-    coords |= {dims[0]: np.arange(full.shape[-2]), dims[1]: np.arange(full.shape[-1])}
-    return xr.DataArray(full, dims=outer + dims, coords=coords, attrs={"stored": "dense"})
+    return _expanded(ds, var, (f"n:{var.attrs['source']}", f"n:{var.attrs['destination']}"),
+                     f"the edge {w}:{slot}")
 
 
 def register_accessor() -> None:
