@@ -25,7 +25,8 @@ from .partials import InputPartials, ParamPartials, Piece
 from .stats import MessageStats, statistics_wanted
 from .validate import first_nonfinite, positive_int
 
-__all__ = ["StreamingSender", "send_layer", "piece_bytes", "wanted_layers", "kept_samples",
+__all__ = ["StreamingSender", "send_layer", "piece_bytes", "wanted_layers", "wanted_edges",
+           "all_edges", "kept_samples",
            "check_memory_options", "check_statistics", "check_gradient", "check_sums",
            "DEFAULT_BUDGET_BYTES", "DEFAULT_CHUNK_BYTES", "STATS_CHUNK_BYTES"]
 
@@ -57,6 +58,19 @@ def wanted_layers(keep, T: int) -> set[int]:
     if outside:
         raise ValueError(f"keep names layers {outside}, but the layers are 1..{T}")
     return wanted
+
+
+def all_edges(steps: Sequence[Step]) -> list[Edge]:
+    """Every edge of a pass, in the order its steps list them."""
+    return [edge for step in steps for edge in step.edges]
+
+
+def wanted_edges(edges: Sequence[Edge], keep) -> set:
+    """The keys of the edges whose blocks to keep: every one ("all"), none ("sums"), or
+    those of ``keep``, a set of edge keys already checked by the caller."""
+    if isinstance(keep, str):
+        return {e.key for e in edges} if keep == "all" else set()
+    return set(keep)
 
 
 def kept_samples(samples, batch: int) -> np.ndarray | None:
@@ -221,10 +235,9 @@ class StreamingSender:
                  keep="all", budget_bytes: int = DEFAULT_BUDGET_BYTES,
                  chunk_bytes: int = DEFAULT_CHUNK_BYTES, keep_samples=None,
                  per_sample: bool = False, stats=False) -> None:
-        edges = [edge for step in steps for edge in step.edges]
+        edges = all_edges(steps)
         self.where = where if where is not None else _Described()
-        self.wanted = ({e.key for e in edges} if keep == "all" else
-                       set() if keep == "sums" else set(keep))
+        self.wanted = wanted_edges(edges, keep)
         self.kept_samples = kept_samples(keep_samples, batch)
         if self.kept_samples is not None and not self.wanted and not per_sample:
             raise ValueError("keep_samples chooses whose messages to keep, but keep='sums' "

@@ -31,12 +31,14 @@ from ..stats import MessageStats
 from ..streaming import (
     DEFAULT_BUDGET_BYTES,
     DEFAULT_CHUNK_BYTES,
+    all_edges,
     check_gradient,
     check_memory_options,
     check_statistics,
     check_sums,
     piece_bytes,
     send_layer,
+    wanted_edges,
 )
 from ..validate import positive_int
 from .labels import to_xarray
@@ -67,9 +69,8 @@ def dask_backward(steps, seed: np.ndarray, where, *, keep="sums", stats=False, s
     budget_bytes = DEFAULT_BUDGET_BYTES if budget_bytes is None else budget_bytes
     chunk_bytes = DEFAULT_CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     batch = len(seed)
-    edges = [edge for step in steps for edge in step.edges]
-    wanted = ({e.key for e in edges} if keep == "all" else set() if keep == "sums"
-              else set(keep))
+    edges = all_edges(steps)
+    wanted = wanted_edges(edges, keep)
     for edge in edges:
         if not edge.partials.samples_independent:
             raise InputValueError(f"{where[edge.key]} couples the samples: the dask backend "
