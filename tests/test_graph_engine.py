@@ -340,6 +340,17 @@ def test_constants_in_one_samples_shape_combine_with_images():
         g.backward(x * np.ones(5))
 
 
+def test_an_image_of_one_entry_per_sample_combines_with_a_scalar():
+    """This once failed: the node's shape was chosen by a second check that took (1, 1, 1)
+    and a scalar's (1,) for a disagreement."""
+    g = mp.Graph()
+    x = g.input("x", np.full((2, 1, 1, 1), 3.0))
+    f = x * g.input("s", 2.0)
+    trace = g.backward(f)
+    assert trace.value(f).shape == (2, 1, 1, 1) and np.all(trace.value(f) == 6.0)
+    assert np.all(trace.grad("x") == 2.0) and float(trace.grad("s")) == 6.0
+
+
 def test_image_shapes_must_agree_per_sample():
     g = mp.Graph()
     a = g.input("a", np.ones((2, 3, 4)))

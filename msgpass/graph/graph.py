@@ -95,19 +95,16 @@ def _features(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (shape[1],) if len(shape) == 2 else (int(np.prod(shape)),)
 
 
-def _op_features(name: str, node, op: Op, out: np.ndarray, shapes: dict) -> tuple[int, ...]:
+def _op_features(node, op: Op, out: np.ndarray, shapes: dict) -> tuple[int, ...]:
     """The per-sample shape of an op node's value: that of its inputs for an op (or layer)
-    that keeps shapes, (N,) for a layer that changes widths."""
+    that keeps shapes (the one with most axes: an image (1, 1, 1) beside a scalar (1,)),
+    (N,) for a layer that changes widths. Inputs whose shapes disagree were refused before
+    the op ran (Graph.evaluate)."""
     width = out.shape[1]
-    if not op.keeps_shape:
-        return (width,)
     same = [shapes[i] for i in node.inputs if int(np.prod(shapes[i])) == width]
-    if not same:
+    if not op.keeps_shape or not same:
         return (width,)
-    if any(s != same[0] for s in same):
-        raise ShapeError(f"node {name!r} ({op.describe()}) combines values of shapes "
-                         f"{sorted(set(same))} per sample: they must agree (or be one number)")
-    return same[0]
+    return max(same, key=len)
 
 
 @dataclass(frozen=True)
@@ -327,7 +324,7 @@ class Graph:
                 raise NonFiniteError(f"node {name!r} ({op.describe()}) produced {out[where]} at "
                                      f"sample {where[0]}, entry {where[1]} from finite inputs")
             values[name] = out
-            shapes[name] = _op_features(name, node, op, out, shapes)
+            shapes[name] = _op_features(node, op, out, shapes)
         return Evaluation(order=order, values=values, saved=saved, shapes=shapes)
 
     def run_forward(self, output: Node | str) -> GraphForward:
