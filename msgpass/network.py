@@ -401,7 +401,7 @@ class Sequential:
                      store=store, chunk_samples=chunk_samples, numbers=self.numbers,
                      trace_of=trace_of,
                      store_names={t: (*block_variable(t, record.partials[t - 1].inputs),
-                                      batch, "sample") for t in wanted})
+                                      batch, "sample") for t in wanted} if store is not None else None)
         return self._trace(record, result)
 
     def _trace(self, record: ForwardRecord, result) -> Trace:

@@ -330,8 +330,8 @@ def graph_backward(graph, output: Node | str, seed=None, keep="all", *, record=N
     def trace_of(result):
         return _trace(graph, out, forward, seed, result)
     batch = max(v.shape[0] for v in values.values())
-    stored = {}
-    for step in steps:
+    stored = {}   # how a store names each edge's block: only when there is a store
+    for step in steps if store is not None else ():
         rows = values[step.node].shape[0]    # 1 for a node shared by every sample
         for e in step.edges:
             stored[e.key] = (*block_variable(e.key, e.partials, e.source), rows,
@@ -346,10 +346,8 @@ def graph_backward(graph, output: Node | str, seed=None, keep="all", *, record=N
 def _trace(graph, out: str, forward, seed: np.ndarray, result) -> GraphTrace:
     """The GraphTrace of a finished pass."""
     grads = {f"{node}.{name}": g for (node, name), g in result.grads.items()}
-    for table in (forward.values, result.incoming, grads):
-        for array in table.values():
-            if isinstance(array, np.ndarray):
-                array.flags.writeable = False  # a trace is a record of this pass
+    for array in (*forward.values.values(), *grads.values()):  # (the senders mark the sums)
+        array.flags.writeable = False  # a trace is a record of this pass
     return GraphTrace(
         graph=graph, output=out, order=forward.order, values=forward.values,
         partials=forward.partials, blocks=dict(result.blocks),
