@@ -399,9 +399,9 @@ class Sequential:
                      budget_bytes=budget_bytes, chunk_bytes=chunk_bytes,
                      keep_samples=keep_samples, per_sample=per_sample, stats=stats,
                      store=store, chunk_samples=chunk_samples, numbers=self.numbers,
-                     trace_of=trace_of,
-                     store_names={t: (*block_variable(t, record.partials[t - 1].inputs),
-                                      batch, "sample") for t in wanted} if store is not None else None)
+                     trace_of=trace_of, store_names=None if store is None else {
+                         t: (*block_variable(t, record.partials[t - 1].inputs), batch, "sample")
+                         for t in wanted})
         return self._trace(record, result)
 
     def _trace(self, record: ForwardRecord, result) -> Trace:
