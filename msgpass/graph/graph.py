@@ -307,12 +307,6 @@ class Graph:
             op = (ops or {}).get(name, node.op)
             xs = [values[i] for i in node.inputs]
             op.check_shapes(name, [shapes[i] for i in node.inputs])
-            per_sample = {shapes[i] for i in node.inputs if values[i].shape[1] > 1}
-            if op.keeps_shape and len(per_sample) > 1 and any(len(p) > 1 for p in per_sample):
-                # images that differ: named in the user's shapes, not the flat widths
-                raise ShapeError(f"node {name!r} ({op.describe()}) combines values of shapes "
-                                 f"{sorted(per_sample)} per sample: they must agree (or be one "
-                                 f"number)")
             try:
                 xs = _one_arithmetic(xs, node.inputs)
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):

@@ -149,8 +149,14 @@ class Op:
         return None
 
     def check_shapes(self, name: str, shapes: list[tuple[int, ...]]) -> None:
-        """Refuse, before computing, what the inputs' per-sample shapes make meaningless
-        (a loss node's image target of another shape than its input); ``name`` is the node."""
+        """Refuse, before computing, what the inputs' per-sample shapes make meaningless;
+        ``name`` is the node. An op that keeps shapes refuses images that differ, in the
+        user's shapes rather than the flat widths (one number per sample fits any)."""
+        per_sample = {shape for shape in shapes if int(np.prod(shape)) > 1}
+        if self.keeps_shape and len(per_sample) > 1 and any(len(s) > 1 for s in per_sample):
+            raise ShapeError(f"node {name!r} ({self.describe()}) combines values of shapes "
+                             f"{sorted(per_sample)} per sample: they must agree (or be one "
+                             f"number)")
 
     def placed(self, position: int) -> Op:
         """The op as the ``position``-th node of its graph: itself, unless what it does
@@ -518,11 +524,13 @@ class LayerOp(Op):
         return self.layer.astype(numbers.mode_of(x))
 
     def check_shapes(self, name, shapes):
+        super().check_shapes(name, shapes)
         target = None if self.target is None else np.asarray(self.target)
         if target is not None and target.ndim > 2 and \
                 tuple(target.shape[1:]) != tuple(shapes[0]):
-            raise ShapeError(f"node {name!r} ({self.describe()}): its target has {target.shape[1:]}"
-                             f" per sample, its input {tuple(shapes[0])}: they must agree")
+            raise ShapeError(f"node {name!r} ({self.describe()}): its target has "
+                             f"{target.shape[1:]} per sample, its input {tuple(shapes[0])}: they "
+                             f"must agree")
 
     def forward(self, x):
         target = self.target
