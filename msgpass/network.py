@@ -93,6 +93,9 @@ class ForwardRecord:
         t -> (B, N_{t-1}): the inputs that sat exactly on a non-differentiable point.
     loss : float
         The batch-mean loss L (a Fraction or an mpf for exact and mp networks).
+    shapes : tuple of tuple of int
+        The per-sample shape of each z^t ((C, H, W) for an image; ``values`` are kept flat,
+        (B, N_t), in C order).
     owner : object
         The network that made it (its identity token): ``restore`` takes back only its own.
     """
@@ -103,13 +106,26 @@ class ForwardRecord:
     kinks: Mapping[int, np.ndarray]
     loss: float
     owner: object = field(default=None, repr=False, compare=False)
+    shapes: tuple = ()
 
     def __post_init__(self):
-        for name in ("values", "partials", "saved"):
+        for name in ("values", "partials", "saved", "shapes"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         for array in (*self.values, *self.kinks.values()):
             array.flags.writeable = False   # a record of this pass: nothing changes it
         object.__setattr__(self, "kinks", MappingProxyType(dict(self.kinks)))
+
+
+def _first_width(layers: Sequence[Layer]) -> int | None:
+    """The input width the first layers fix: that of the first layer that requires one,
+    unless a layer before it may change the width (an image layer, a custom Function), when
+    nothing is known."""
+    for layer in layers:
+        if layer.input_width is not None:
+            return layer.input_width
+        if layer.takes_images or layer.output_width(None) is not None:
+            return None
+    return None
 
 
 class Sequential:
@@ -125,8 +141,12 @@ class Sequential:
         a network without any); given, it must agree with them.
     input_width : int, optional
         N_0. By default the first width a layer fixes (an Affine's n_in; None if no layer
-        fixes one); given, the layers must agree with it and every input is checked against
-        it.
+        fixes one before a layer that may change it); given, the layers must agree with it
+        and every input is checked against it.
+    input_shape : tuple of int, optional
+        The per-sample shape of an image input, (C, H, W): the layers' shapes are checked
+        now, and inputs may come as (B, C, H, W) or as flat rows (B, C·H·W). Without it a
+        network that starts with an image layer takes (B, C, H, W) batches as they are.
 
     Examples
     --------
@@ -140,7 +160,8 @@ class Sequential:
     (5, 4, 8)
     """
 
-    def __init__(self, layers: Sequence[Layer], dtype=None, input_width: int | None = None) -> None:
+    def __init__(self, layers: Sequence[Layer], dtype=None, input_width: int | None = None,
+                 input_shape: Sequence[int] | None = None) -> None:
         self._identity = object()   # what this network's forward records carry as their owner
         layers = list(layers)
         if not layers:
@@ -154,6 +175,19 @@ class Sequential:
         if not layers[-1].is_loss:
             raise ShapeError(f"the last layer must be a loss layer (SoftmaxCrossEntropy, NLLLoss "
                              f"or MSELoss), got layer {len(layers)} ({layers[-1].describe()})")
+        if input_shape is not None:
+            input_shape = tuple(positive_int(n, "input_shape", ShapeError) for n in input_shape)
+            size = int(np.prod(input_shape))
+            if input_width is not None and input_width != size:
+                raise ShapeError(f"input_width={input_width} disagrees with input_shape="
+                                 f"{input_shape} ({size} entries)")
+            input_width = size
+            shape = input_shape
+            for t, layer in enumerate(layers, 1):
+                try:
+                    shape = layer.output_shape(shape)
+                except ShapeError as err:
+                    raise ShapeError(f"layer {t} ({layer.describe()}): {err}") from None
         if input_width is not None:
             input_width = positive_int(input_width, "input_width", ShapeError)
         width = input_width
@@ -162,10 +196,10 @@ class Sequential:
                 width = layer.output_width(width)
             except ShapeError as err:
                 raise ShapeError(f"layer {t} ({layer.describe()}) {err}") from None
-        if input_width is None:  # the first width a layer fixes; only Affine changes widths
-            input_width = next((layer.input_width for layer in layers
-                                if layer.input_width is not None), None)
+        if input_width is None:
+            input_width = _first_width(layers)
         self.input_width = input_width
+        self.input_shape = input_shape
         self.numbers: NumberMode | None = None   # exact or mp arithmetic (astype)
         dtypes = {arr.dtype for layer in layers for arr in layer.params.values()}
         if dtypes == {np.dtype(object)} or is_number_mode(dtype):
@@ -252,7 +286,7 @@ class Sequential:
         at N significant digits, an optional extra)."""
         target = arithmetic(dtype)
         return Sequential([layer.astype(target) for layer in self.layers], dtype=target,
-                          input_width=self.input_width)
+                          input_width=self.input_width, input_shape=self.input_shape)
 
     # -- modes --------------------------------------------------------------------------------
     def train(self) -> Sequential:
@@ -286,7 +320,7 @@ class Sequential:
 
         Parameters
         ----------
-        x : array_like, shape (B, N_0) or (N_0,)
+        x : array_like, shape (B, N_0) or (N_0,); (B, C, H, W) for an image input
             Converted to the network's dtype; never modified.
         target : array_like
             What the loss layer expects: labels (B,) or probability rows (B, K) for the
@@ -302,30 +336,44 @@ class Sequential:
             raise ShapeError(f"net.forward(x, target) needs a target for the loss layer "
                              f"(layer {self.T}, {self.layers[-1].describe()})")
         z = self._input(x)
-        values, saved = [z], []
+        batch = len(z)
+        # each z^t as the layers compute it (an image (B, C, H, W)), kept flat (B, N_t)
+        values, saved, shapes = [z.reshape(batch, -1)], [], [z.shape[1:]]
         for t, layer in enumerate(self.layers, 1):
             z, s = run_layer(layer, t, z, target)
-            values.append(z)
+            values.append(z.reshape(batch, -1))
+            shapes.append(z.shape[1:])
             saved.append(s)
         partials = [layer.local_partials(s) for layer, s in zip(self.layers, saved, strict=True)]
-        kinks = {t: mask for t, (layer, s) in enumerate(zip(self.layers, saved, strict=True), 1)
+        kinks = {t: mask.reshape(batch, -1)
+                 for t, (layer, s) in enumerate(zip(self.layers, saved, strict=True), 1)
                  if (mask := layer.nondifferentiable(s)) is not None}
         # exact and mp networks keep their loss exact (a Fraction or an mpf)
         loss = float(np.mean(values[-1])) if self.numbers is None else \
             self.numbers.mean(values[-1])
         self._record = ForwardRecord(values=values, partials=partials, saved=saved, kinks=kinks,
-                                     loss=loss, owner=self._identity)
+                                     loss=loss, owner=self._identity, shapes=shapes)
         return loss
 
-    def _input(self, x) -> np.ndarray:
-        z = as_batch(x, self.dtype, numbers=self.numbers)
-        if self.input_width is not None and z.shape[1] != self.input_width:
+    def prepare_input(self, x, dtype=None, copy: bool = True) -> np.ndarray:
+        """``x`` checked and converted as ``forward`` takes it: (B, N_0), or (B, C, H, W) for
+        an image input; in the network's dtype (or ``dtype``: the numerical witness computes
+        in float64), a copy unless ``copy=False``."""
+        return self._input(x, dtype, copy)
+
+    def _input(self, x, dtype=None, copy: bool = True) -> np.ndarray:
+        numbers = self.numbers if dtype is None else None
+        z = as_batch(x, self.dtype if dtype is None else dtype, numbers=numbers, copy=copy,
+                     shape=self.input_shape,
+                     images=any(layer.takes_images for layer in self.layers))
+        if self.input_width is not None and z.ndim == 2 and z.shape[1] != self.input_width:
             raise ShapeError(f"input x must have shape (B, {self.input_width}) for "
                              f"{self.labels[0]} (layer 1), got {z.shape}")
         return z
 
     def predict(self, x) -> np.ndarray:
-        """The output of layer T−1 (the input to the loss), shape (B, N_{T-1})."""
+        """The output of layer T−1 (the input to the loss), shape (B, N_{T-1}) (an image
+        output keeps its shape)."""
         z = self._input(x)
         for t, layer in enumerate(self.layers[:-1], 1):
             z, _ = run_layer(layer, t, z)
@@ -411,6 +459,7 @@ class Sequential:
                  for t, layer in enumerate(self.layers, 1) for name in layer.params}
         param_messages = {f"{t}.{name}": m for (t, name), m in result.param_messages.items()}
         return Trace(labels=self.labels, values=record.values, partials=record.partials,
+                     shapes=record.shapes,
                      blocks=result.blocks,
                      incoming={t + 1: S for t, S in sorted(result.incoming.items())},
                      grads=grads,

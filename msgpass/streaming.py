@@ -192,7 +192,8 @@ def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
         row_of = {int(b): i for i, b in enumerate(chosen)}
     largest = J.piece_shape(pieces[0])        # a kind yields its largest piece first
     scratch = None if whole else np.empty(largest, dtype=dtype)
-    S = np.empty((count, J.n_in), dtype=dtype)                # S^t, for the samples ``rows``
+    # S^t, for the samples ``rows``; zeros, for a kind whose pieces add into shared receivers
+    S = np.zeros((count, J.n_in), dtype=dtype)
     for piece in pieces:
         # where the piece sits in this call's arrays (rows counted from ``rows.start``)
         here = piece if rows.start == 0 else piece.shifted(-rows.start)
@@ -207,7 +208,7 @@ def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
         messages = J.send(incoming, piece, out=out)          # δ^t = J^t · S^{t+1}
         if stats is not None:
             stats.update(messages, piece.receivers)
-        J.receive(messages, out=S[here.rows, here.receivers])      # S^t = Σ_{n'} δ^t
+        J.receive_piece(messages, piece, S, rows.start)      # S^t = Σ_{n'} δ^t
         if keep and not whole:      # copy the chosen samples' rows, where the kind puts them
             band = slice(0, piece.receivers.stop - piece.receivers.start)
             for b in range(piece.rows.start, piece.rows.stop):

@@ -27,11 +27,17 @@ def block_variable(t: int, J) -> tuple[str, tuple[str, ...]]:
 
 
 class Incoming(dict):
-    """S^t by layer index t, t = 1..T+1: a dict, and callable as ``incoming(t)`` with the index
-    checked (an IndexError naming the range)."""
+    """S^t by layer index t, t = 1..T+1: a dict of the flat (B, N_{t-1}) sums the pass works
+    in, and callable as ``incoming(t)``, which checks the index (an IndexError naming the
+    range) and gives S^t in the shape of z^{t-1} ((B, C, H, W) for an image)."""
+
+    shapes: tuple = ()
 
     def __call__(self, t: int) -> np.ndarray:
-        return self[layer_index(t, 1, max(self))]
+        S = self[layer_index(t, 1, max(self))]
+        if len(self.shapes) >= t and len(self.shapes[t - 1]) > 1:
+            return S.reshape((len(S), *self.shapes[t - 1]))
+        return S
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,10 @@ class Trace:
         were sent (per-edge mean and |max|, magnitude histogram; msgpass.stats).
     kept_samples : ndarray of int, or None
         With ``backward(keep_samples=...)``: the batch indices of the kept rows.
+    shapes : tuple of tuple of int
+        The per-sample shape of each z^t: ``values`` and ``incoming[t]`` are flat (B, N) in
+        C order, ``value(t)`` and ``incoming(t)`` have these shapes ((B, C, H, W) for an
+        image layer).
 
     A trace is the backward of the last forward pass, at the weights that pass saw: changing
     the weights afterwards changes nothing in it.
@@ -83,11 +93,14 @@ class Trace:
     param_messages: dict[str, np.ndarray] = field(default_factory=dict)
     stats: dict[int, MessageStats] = field(default_factory=Statistics)
     kept_samples: np.ndarray | None = None
+    shapes: tuple = ()
 
     def __post_init__(self):
         # a layer without statistics explains itself rather than raising a bare KeyError
         object.__setattr__(self, "stats", Statistics(self.stats))
-        object.__setattr__(self, "incoming", Incoming(self.incoming))
+        incoming = Incoming(self.incoming)
+        incoming.shapes = tuple(self.shapes)
+        object.__setattr__(self, "incoming", incoming)
 
     @property
     def sums(self) -> Incoming:
@@ -114,10 +127,12 @@ class Trace:
         return self.blocks[t]
 
     def message(self, t: int) -> np.ndarray:
-        """All messages ``δ^t_{n←n'}`` of layer t, dense: shape (B, N_{t-1}, N_t) (with
-        ``keep_samples``, B is the number of kept samples; ``block(t).samples`` names them).
-        A numpy array: the dask backend's lazy blocks are computed here, whole; their
-        ``block(t).values`` stays lazy."""
+        """All messages ``δ^t_{n←n'}`` of layer t, dense: shape (B, N_{t-1}, N_t) in the flat
+        C-order numbering of images (with ``keep_samples``, B is the number of kept samples;
+        ``block(t).samples`` names them). A numpy array: the dask backend's lazy blocks are
+        computed here, whole; their ``block(t).values`` stays lazy. Refused (a StateError
+        naming its size) when it would not fit in memory: ``block(t)`` is the structured
+        block, a convolution's (B, C_out, H', W', C_in, kh, kw)."""
         return np.asarray(self.block(t).dense())
 
     def sample_messages(self, t: int, sample: int | str) -> np.ndarray:
@@ -155,7 +170,7 @@ class Trace:
                      grads={k: f(g) for k, g in self.grads.items()}, loss=float(self.loss),
                      nondifferentiable=self.nondifferentiable,
                      param_messages={k: f(m) for k, m in self.param_messages.items()},
-                     stats=self.stats, kept_samples=self.kept_samples)
+                     stats=self.stats, kept_samples=self.kept_samples, shapes=self.shapes)
 
     def to_xarray(self):
         """This trace as an ``xarray.Dataset`` (optional extra ``msgpass[scale]``); see
@@ -188,5 +203,8 @@ class Trace:
         return {key: m * self.batch for key, m in self.param_messages.items()}
 
     def value(self, t: int) -> np.ndarray:
-        """Forward value z^t, shape (B, N_t), t = 0..T."""
-        return self.values[layer_index(t, 0, self.T, "value index")]
+        """Forward value z^t, t = 0..T: shape (B, N_t), or (B, C, H, W) for an image."""
+        z = self.values[layer_index(t, 0, self.T, "value index")]
+        if len(self.shapes) > t and len(self.shapes[t]) > 1:
+            return z.reshape((len(z), *self.shapes[t]))
+        return z

@@ -58,39 +58,54 @@ def as_array(obj, what: str) -> np.ndarray:
 
 
 def as_batch(x, dtype: np.dtype, what: str = "input x", copy: bool = True,
-             numbers=None) -> np.ndarray:
+             numbers=None, shape: tuple[int, ...] | None = None,
+             images: bool = False) -> np.ndarray:
     """Validate ``x`` and return it as a new (B, N) array of ``dtype``: a copy by default, so
     that what the network records is never changed by (or changes) the caller's array.
     ``copy=False`` is for callers that keep nothing (standard backprop) and never write to it.
     With a NumberMode (``numbers``), the entries become exact Fractions or mpmath numbers.
 
-    A 1-D x of length N is one sample and becomes (1, N).
+    A 1-D x of length N is one sample and becomes (1, N). For a network whose input is an
+    image, ``shape`` is its per-sample shape (C, H, W): x may be (B, C, H, W), a flat
+    (B, C·H·W) (MNIST rows) or one image (C, H, W), and comes back as (B, C, H, W);
+    ``images`` (shape unknown) lets a 4-D x through as it is.
     Raises DtypeError for non-numeric data, ShapeError for other ranks or an empty batch,
     InputValueError for NaN or Inf.
     """
     a = as_array(x, what)
+    if shape is not None:
+        a = _as_image(a, tuple(shape), what)
+    elif a.ndim == 1:
+        a = a[None, :]
+    if a.ndim != 2 and not (shape is not None or (images and a.ndim == 4)):
+        raise ShapeError(f"{what} must have shape (B, N) or (N,), got {a.shape}")
+    if a.shape[0] == 0 or a.size == 0:
+        raise ShapeError(f"{what} is empty: shape {a.shape}")
     if numbers is not None:
-        if a.ndim == 1:
-            a = a[None, :]
-        if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] == 0:
-            raise ShapeError(f"{what} must have shape (B, N) or (N,) with B, N ≥ 1, got "
-                             f"{a.shape}")
         return numbers.array(a, what)   # a new array; NaN, Inf and non-numbers refused
     if a.dtype.kind not in "iuf":
         raise DtypeError(f"{what} must hold real numbers (integer or float), got dtype {a.dtype}")
-    if a.ndim == 1:
-        a = a[None, :]
-    if a.ndim != 2:
-        raise ShapeError(f"{what} must have shape (B, N) or (N,), got {a.shape}")
-    if a.shape[0] == 0 or a.shape[1] == 0:
-        raise ShapeError(f"{what} is empty: shape {a.shape}")
     a = a.astype(dtype, copy=copy)
-    where = first_nonfinite(a)
+    where = first_nonfinite(a.reshape(len(a), -1))
     if where is not None:
         raise InputValueError(
-            f"{what} contains {a[where]} at sample {where[0]}, feature {where[1]}; "
-            f"inputs must be finite")
+            f"{what} contains {a.reshape(len(a), -1)[where]} at sample {where[0]}, feature "
+            f"{where[1]}; inputs must be finite")
     return a
+
+
+def _as_image(a: np.ndarray, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``a`` as (B, *shape) from (B, *shape), (B, prod(shape)) or one sample ``shape``."""
+    size = int(np.prod(shape, dtype=np.int64))
+    if a.shape[1:] == shape:
+        return a
+    if a.ndim == 2 and a.shape[1] == size:
+        return a.reshape((len(a), *shape))
+    if a.shape == shape:
+        return a[None]
+    dims = ", ".join(map(str, shape))
+    raise ShapeError(f"{what} must have shape (B, {dims}) (or flat rows (B, {size})), got "
+                     f"{a.shape}")
 
 
 def graph_seed(seed, value: np.ndarray, output: str, natural: tuple[int, ...]) -> np.ndarray:

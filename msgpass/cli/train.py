@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..spec import build_network
+from ..spec import build_network, spec_input_shape
 from ..training import BACKWARDS, evaluate, load_checkpoint, optim, train
 from ..training.data import Dataset, Standardizer, load_digits, load_mnist, split
 from ..validate import positive_int
@@ -127,9 +127,10 @@ def run(args) -> int:
         raise DataError(f"--validation must be a fraction between 0 and 1, got "
                         f"{args.validation}")
     train_set, validation, test = _data(args)
-    if train_set.x.shape[1] != int(arch.split("-")[0]):
+    wanted = spec_input_shape(arch)
+    if train_set.x.shape[1] != int(np.prod(wanted)):
         raise DataError(f"the {args.data} inputs have {train_set.x.shape[1]} features, but "
-                        f"--arch {arch!r} starts with {arch.split('-')[0]}")
+                        f"--arch {arch!r} starts with {'x'.join(map(str, wanted))}")
     net = build_network(arch, seed=args.seed, init=args.init or chosen["init"])
     name = args.optimizer or chosen["optimizer"]
     lr = args.lr if args.lr is not None else (chosen["lr"] if name == chosen["optimizer"]

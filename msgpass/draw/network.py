@@ -104,7 +104,7 @@ def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_ED
     everything = np.concatenate([layer[4] for layer in per_layer])
     total = everything.size
     keep = strongest(everything, max_edges)
-    incoming = [_pick(trace.incoming(t + 1), sample) for t in range(trace.T + 1)]
+    incoming = [_pick(trace.incoming[t + 1], sample) for t in range(trace.T + 1)]
     norm = symmetric_norm(np.concatenate([everything, *incoming]))
     columns = trace.T + 1
     fig, ax = new_axes(ax, figsize=(max(6.0, 1.7 * columns), 5.2))

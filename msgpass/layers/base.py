@@ -50,6 +50,7 @@ class Layer:
     couples_samples = False
     keeps_shape = False   # True: output n depends on input n only, so a graph node keeps its
     #                       input's per-sample shape (an image stays an image)
+    takes_images = False  # True: the input is an NCHW image (B, C, H, W), never a flat row
     training = True
     kink_convention = ""  # what the layer uses at its non-differentiable points, if any
 
@@ -105,6 +106,15 @@ class Layer:
     def output_width(self, n_in: int | None) -> int | None:
         """N_t given N_{t-1} (None when not yet known). Raises ShapeError on a mismatch."""
         return n_in
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The per-sample shape of the output given the input's ((C, H, W) for an image,
+        (N,) for a row). Raises ShapeError on a mismatch. By default the input's shape for a
+        layer that keeps it, else (N_t,)."""
+        width = self.output_width(int(np.prod(shape, dtype=np.int64)))
+        if self.keeps_shape:
+            return tuple(shape)
+        return (width,)
 
     @property
     def input_width(self) -> int | None:
@@ -204,8 +214,9 @@ def run_layer(layer: Layer, t: int, z: np.ndarray, target: Any = None) -> tuple[
             out, saved = layer.forward_at(z, t, target)
     except MsgpassError as err:
         raise type(err)(f"{where_label}: {err}") from None
-    where = first_nonfinite(out)
+    where = first_nonfinite(out.reshape(len(out), -1))   # (sample, node), images flat
     if where is not None:
+        out = out.reshape(len(out), -1)
         bad_params = [k for k, v in layer.params.items() if first_nonfinite(v) is not None]
         hint = (f"its parameter(s) {', '.join(bad_params)} hold NaN or Inf" if bad_params
                 else "the values overflowed; check the scale of the input and parameters")

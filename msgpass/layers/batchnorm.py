@@ -21,11 +21,11 @@ import numpy as np
 
 from .. import numbers
 from ..errors import ShapeError
-from ..partials import Coupled, Diagonal, Elementwise, LocalPartials
+from ..partials import ChannelCoupled, Coupled, Diagonal, Elementwise, LocalPartials, PerChannel
 from ..validate import positive_int
 from .base import Layer
 
-__all__ = ["BatchNorm"]
+__all__ = ["BatchNorm", "BatchNorm2d"]
 
 
 @dataclass(frozen=True)
@@ -123,4 +123,74 @@ class BatchNorm(Layer):
             return dout * saved.scale, {"gamma": dgamma, "beta": dbeta}
         dx = saved.scale * (dout - dout.mean(axis=0) - saved.xhat * np.mean(dout * saved.xhat,
                                                                             axis=0))
+        return dx, {"gamma": dgamma, "beta": dbeta}
+
+
+class BatchNorm2d(BatchNorm):
+    """``BatchNorm2d(channels, momentum=0.9, eps=1e-5)``: batch normalisation of NCHW images
+    per channel, over the batch and every position (B·H·W entries per channel); parameters
+    γ ("gamma") and β ("beta") of shape (channels,), running statistics as BatchNorm's.
+
+    In training mode a channel's B·H·W nodes all hear from each other (the channel-coupled
+    kind, sent channel by channel under the budget); in evaluation mode it is elementwise.
+    """
+
+    takes_images = True
+
+    def describe(self) -> str:
+        return f"BatchNorm2d({self.n})"
+
+    @property
+    def input_width(self):
+        return None
+
+    def output_width(self, n_in):
+        return None
+
+    def output_shape(self, shape):
+        shape = tuple(shape)
+        if len(shape) != 3 or shape[0] != self.n:
+            raise ShapeError(f"{self.describe()} expects images (B, {self.n}, H, W), got a "
+                             f"per-sample shape {shape}")
+        return shape
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1] != self.n:
+            raise ShapeError(f"{self.describe()} expects NCHW input (B, {self.n}, H, W), got "
+                             f"shape {x.shape}")
+        gamma = self.params["gamma"][:, None, None]
+        beta = self.params["beta"][:, None, None]
+        if self.training:
+            if x.shape[0] * x.shape[2] * x.shape[3] < 2:
+                raise ShapeError(f"{self.describe()} in training mode needs at least 2 entries "
+                                 f"per channel (B·H·W ≥ 2)")
+            mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
+        else:
+            mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)
+        sigma = numbers.sqrt(var + self.eps)
+        xhat = (x - mean[:, None, None]) / sigma[:, None, None]
+        return gamma * xhat + beta, BatchNormSaved(xhat, self.params["gamma"] / sigma,
+                                                   self.training, mean, var)
+
+    def local_partials(self, saved):
+        B, C, H, W = saved.xhat.shape
+        P = H * W
+        xhat = saved.xhat.reshape(B, C, P)
+        params = {"gamma": PerChannel(xhat.copy(), C, P), "beta": PerChannel(None, C, P)}
+        if not saved.training:
+            scale = np.broadcast_to(saved.scale[None, :, None], (B, C, P))
+            return LocalPartials(Diagonal(scale.reshape(B, -1).copy()), params)
+        members = xhat.transpose(1, 0, 2).reshape(C, B * P)   # (C, M), (sample, position)
+        return LocalPartials(ChannelCoupled(members.copy(), saved.scale.copy(), P), params)
+
+    def backward(self, saved, dout):
+        dout = dout.reshape(saved.xhat.shape)
+        axes = (0, 2, 3)
+        dgamma = np.sum(dout * saved.xhat, axis=axes)
+        dbeta = np.sum(dout, axis=axes)
+        scale = saved.scale[:, None, None]
+        if not saved.training:
+            return dout * scale, {"gamma": dgamma, "beta": dbeta}
+        dx = scale * (dout - dout.mean(axis=axes, keepdims=True)
+                      - saved.xhat * np.mean(dout * saved.xhat, axis=axes, keepdims=True))
         return dx, {"gamma": dgamma, "beta": dbeta}

@@ -14,6 +14,12 @@ dense      Softmax, LogSoftmax,        (B, N_{t-1}, N_t)       itself
            the losses, Function
 coupled    BatchNorm (training)        (N, B, B): nodes are    itself; cut by features,
                                        (sample, feature)       never by samples
+window     Conv2d, AvgPool2d,          (B, C', H', W', C, kh,  J's taps placed at (c,i,j) ←
+           GlobalAvgPool2d             kw): by sender and tap  (c',i',j'); no padding edges
+route      MaxPool2d                   (B, C, H', W', kh, kw): one 1 per output unit, at
+                                       the winning tap only    the winner
+channel-   BatchNorm2d (training)      (C, B·H·W, B·H·W):      itself; cut by channels (and
+coupled                                nodes (sample, position) bands of one channel)
 blocks     a level of a graph's        each part as it         the parts' placed in one
            layered view                stores it, side by side (B, N_{t-1}, N_t)
 =========  ==========================  ======================  ===============================
@@ -62,13 +68,17 @@ and they are different quantities.
 
 from .base import STORAGES, InputPartials, LocalPartials, ParamPartials, Piece
 from .blocks import Blocks, Part
+from .channels import ChannelCoupled
 from .coupled import Coupled
 from .dense import Dense
 from .diagonal import Diagonal
-from .params import Elementwise, Full, Outer
+from .params import Elementwise, Full, Kernel, Outer, PerChannel
+from .route import Route
 from .shared import Shared
+from .window import Window
 
 __all__ = [
     "InputPartials", "Shared", "Diagonal", "Dense", "Coupled", "ParamPartials", "Outer",
-    "Elementwise", "Full", "LocalPartials", "Piece", "STORAGES", "Blocks", "Part",
+    "Elementwise", "Full", "LocalPartials", "Piece", "STORAGES", "Blocks", "Part", "Window",
+    "Route", "ChannelCoupled", "Kernel", "PerChannel",
 ]

@@ -18,8 +18,10 @@ __all__ = ["Piece", "InputPartials", "ParamPartials", "LocalPartials", "STORAGES
 
 
 class Piece(NamedTuple):
-    """A part of a message block: the samples ``rows`` of the batch and the receiving nodes
-    ``receivers`` of layer t−1 (features, for a kind whose nodes are (sample, feature) pairs)."""
+    """A part of a message block: the samples ``rows`` of the batch and a band ``receivers``
+    of the block's second axis: the receiving nodes of layer t−1 for most kinds (features,
+    for a kind whose nodes are (sample, feature) pairs; the senders' output channels for the
+    window kind, whose block is laid out by sender)."""
 
     rows: slice
     receivers: slice
@@ -106,21 +108,22 @@ class InputPartials:
         sample a band of receivers at a time, band by band, so that a band's partials (and
         per-edge statistics) stay in cache across the samples."""
         per_receiver = self.smallest_piece_bytes(_length(rows))
-        per_sample = self.n_in * per_receiver
-        everyone = slice(0, self.n_in)
+        bands = self.block_shape(1)[1]          # N_{t-1} unless the kind lays out otherwise
+        per_sample = bands * per_receiver
+        everyone = slice(0, bands)
         if per_sample <= piece_bytes:
             step = min(_length(rows), piece_bytes // per_sample)
             for start in range(rows.start, rows.stop, step):
                 yield Piece(slice(start, min(start + step, rows.stop)), everyone)
             return
         band = max(1, piece_bytes // per_receiver)
-        for start in range(0, self.n_in, band):
+        for start in range(0, bands, band):
             for sample in range(rows.start, rows.stop):
-                yield Piece(slice(sample, sample + 1), slice(start, min(start + band, self.n_in)))
+                yield Piece(slice(sample, sample + 1), slice(start, min(start + band, bands)))
 
     def whole(self, batch: int) -> Piece:
         """The piece that is the whole block of ``batch`` samples."""
-        return Piece(slice(0, batch), slice(0, self.n_in))
+        return Piece(slice(0, batch), slice(0, self.block_shape(1)[1]))
 
     def piece_index(self, piece: Piece) -> tuple[slice, ...]:
         """Where ``piece`` sits in the block (rows counted from the block's first sample)."""
@@ -154,6 +157,15 @@ class InputPartials:
         if out is None:
             return messages.sum(axis=2)
         return np.add.reduce(messages, axis=2, out=out)
+
+    def receive_piece(self, messages: np.ndarray, piece: Piece, sums: np.ndarray,
+                      first: int = 0) -> None:
+        """Let the piece's receivers take their sums into ``sums``: S^t of the samples being
+        sent, (rows, N_{t-1}), whose row 0 is batch sample ``first``, zeros before the first
+        piece. By default each piece's receivers are a band of their own, written whole; a
+        kind whose pieces share receivers (the window kind, cut by senders) adds into them."""
+        here = piece.shifted(-first) if first else piece
+        self.receive(messages, out=sums[here.rows, here.receivers])
 
     # -- dense views, by code separate from send and receive ------------------------------
     def dense(self) -> np.ndarray:

@@ -79,6 +79,9 @@ class Coupled(InputPartials):
         for start in range(0, self.n_in, band):
             yield Piece(rows, slice(start, min(start + band, self.n_in)))
 
+    def whole(self, batch):
+        return Piece(slice(0, batch), slice(0, self.n_in))   # every feature
+
     def piece_index(self, piece):
         return (piece.receivers,)
 

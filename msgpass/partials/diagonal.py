@@ -33,6 +33,14 @@ class Diagonal(InputPartials):
     storage = "diagonal"
     block_dims = ("node",)
 
+    def __post_init__(self):
+        # an elementwise layer on images (B, C, H, W) gives its partials as it computed
+        # them; the nodes are numbered flat, in C order
+        for name in ("values", "terms"):
+            array = getattr(self, name)
+            if array is not None and array.ndim > 2:
+                object.__setattr__(self, name, array.reshape(len(array), -1))
+
     @property
     def n_in(self) -> int:  # type: ignore[override]
         return self.values.shape[1]

@@ -9,7 +9,7 @@ import numpy as np
 
 from .base import ParamPartials
 
-__all__ = ["Outer", "Elementwise", "Full"]
+__all__ = ["Outer", "Elementwise", "Full", "Kernel", "PerChannel"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,3 +93,82 @@ class Full(ParamPartials):
 
     def absolute(self):
         return Full(np.abs(self.values), self.shape)
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel(ParamPartials):
+    """A convolution's kernel W (C_out, C_in, kh, kw): ``∂y_{c',i',j'}/∂W[c', c, u, v] =
+    x_pad[c, s·i' + u, s·j' + v]`` (the input under tap (u, v), zero in the padding; other
+    output channels 0). Kept as the padded input, never as a (|W| × N_out) matrix.
+
+    Parameters
+    ----------
+    padded : ndarray, shape (B, C_in, H + 2p, W + 2p)
+    kernel : (kh, kw)
+    stride : int
+    output : (C_out, H', W')
+    """
+
+    padded: np.ndarray
+    kernel: tuple[int, int]
+    stride: int
+    output: tuple[int, int, int]
+    kind = "kernel"
+
+    def _patches(self, samples=None) -> np.ndarray:
+        """x_pad under every tap of every output position: (B, C_in, kh, kw, H', W')."""
+        x = self.padded if samples is None else self.padded[samples]
+        _, Ho, Wo = self.output
+        kh, kw = self.kernel
+        s = self.stride
+        windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+        # (B, C, H'', W'', kh, kw) → every s-th position, then taps before positions
+        return windows[:, :, ::s, ::s][:, :, :Ho, :Wo].transpose(0, 1, 4, 5, 2, 3)
+
+    def gradient(self, incoming):
+        # Σ_b Σ_{i',j'} S_b[c', i', j'] · x_pad[b, c, s·i' + u, s·j' + v]
+        return self.per_sample(incoming).sum(axis=0)
+
+    def per_sample(self, incoming, samples=None):
+        rows = slice(None) if samples is None else samples
+        patches = self._patches(rows)                          # (B, C_in, kh, kw, H', W')
+        S = incoming[rows].reshape((-1, *self.output))         # (B, C_out, H', W')
+        batch, C, kh, kw = patches.shape[:4]
+        flat = patches.reshape(batch, C * kh * kw, -1)         # (B, C_in·kh·kw, H'W')
+        out = np.matmul(S.reshape(batch, self.output[0], -1), flat.transpose(0, 2, 1))
+        return out.reshape(batch, self.output[0], C, kh, kw)
+
+    def absolute(self):
+        return Kernel(np.abs(self.padded), self.kernel, self.stride, self.output)
+
+
+@dataclass(frozen=True, eq=False)
+class PerChannel(ParamPartials):
+    """A parameter per channel θ (C,) of an image output (C, H, W): ``∂y_{c,i,j}/∂θ_c =
+    factor[b, c, i, j]`` (a bias: factor 1), other channels 0.
+
+    Parameters
+    ----------
+    factor : ndarray of shape (B, C, P), or None for a factor of exactly 1
+    channels, positions : int
+        C and P = H·W.
+    """
+
+    factor: np.ndarray | None
+    channels: int
+    positions: int
+    kind = "per-channel"
+
+    def per_sample(self, incoming, samples=None):
+        rows = slice(None) if samples is None else samples
+        S = incoming[rows].reshape(-1, self.channels, self.positions)
+        if self.factor is not None:
+            S = self.factor[rows] * S
+        return S.sum(axis=2)
+
+    def gradient(self, incoming):
+        return self.per_sample(incoming).sum(axis=0)
+
+    def absolute(self):
+        return PerChannel(None if self.factor is None else np.abs(self.factor), self.channels,
+                          self.positions)

@@ -60,8 +60,8 @@ def to_xarray(trace):
         J = trace.partials[t - 1].inputs
         coords[f"src{t}"] = np.arange(J.n_in)
         coords[f"dst{t}"] = np.arange(J.n_out)
-        data[f"incoming{t}"] = (("sample", f"src{t}"), trace.incoming(t))
-        data[f"value{t}"] = (("sample", f"dst{t}"), trace.value(t))
+        data[f"incoming{t}"] = (("sample", f"src{t}"), trace.incoming[t])
+        data[f"value{t}"] = (("sample", f"dst{t}"), trace.values[t])
         if t in trace.blocks:
             block = trace.blocks[t]
             if not J.samples_independent:   # no sample axis: every axis is the kind's own
@@ -72,7 +72,7 @@ def to_xarray(trace):
             rows = _rows(block.samples, coords)      # "sample", or "kept" for keep_samples
             data[f"message{t}"] = ((rows,) + block_dims(J, t, coords), block.values,
                                    J.storage_attrs())
-    data["value0"] = (("sample", "src1"), trace.value(0))
+    data["value0"] = (("sample", "src1"), trace.values[0])
     for t, stats in trace.stats.items():
         _statistics(data, coords, stats, block_dims(trace.partials[t - 1].inputs, t, coords),
                     f"{t}")

@@ -80,20 +80,25 @@ def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
         part, label = ("base" if t == T else "step"), labels[t - 1]
         J = trace.partials[t - 1].inputs
         if arithmetic.floating:
-            check_user_jacobian(net.layers[t - 1], trace.value(t - 1), part, t, label, add,
+            check_user_jacobian(net.layers[t - 1], trace.values[t - 1], part, t, label, add,
                                 report.notes)
         if t == T:   # J^T / B, divided here: the messages were sent from the seed fl(1/B)
             claim = f"δ^{T} = J^{T} · 1/B"
-            expected = J.dense_send(np.ones_like(trace.incoming(T + 1))) / trace.batch
-        else:        # the sums of layer t+1's stored messages, summed here from its dense view
+            found = trace.message(t)
+            expected = J.dense_send(np.ones_like(trace.incoming[T + 1])) / trace.batch
+        else:        # the sums of layer t+1's stored messages, summed here from its block
             claim = f"δ^{t} = J^{t} · Σ δ^{t + 1}"
-            expected = J.dense_send(trace.partials[t].inputs.dense_receive(trace.message(t + 1)))
+            above = trace.block(t + 1)
+            # compared in a layout both share (a diagonal's or a window's own, never a
+            # dense N×N), the expected side from the kind's dense-view code
+            found, expected = J.send_check(trace.block(t).values,
+                                           above.partials.receive(np.asarray(above.values)))
         add(Check(part, t, label, claim, "partials",
-                  arithmetic.compare(trace.message(t), expected, tols["recursion"]),
+                  arithmetic.compare(found, expected, tols["recursion"]),
                   tols["recursion"]))
         for witness, said in evidence:
             if t in said.steps:
-                against(witness, part, t, label, trace.incoming(t), said.steps[t],
+                against(witness, part, t, label, trace.incoming[t], said.steps[t],
                         magnitude.get(t))
 
     for key, grad in trace.grads.items():

@@ -190,7 +190,8 @@ class BackpropWitness(Witness):
         ref, tol = backprop(s.net, s.x, s.target), s.tolerances["backprop"]
         return Evidence(
             loss=Expected("L equals backprop's forward L", ref.loss, tol),
-            steps={t: Expected(f"S^{t} = ∂L/∂z^{t - 1} (backprop)", ref.incoming(t), tol)
+            steps={t: Expected(f"S^{t} = ∂L/∂z^{t - 1} (backprop)",   # flat, as the pass's
+                               ref.incoming(t).reshape(s.trace.batch, -1), tol)
                    for t in range(1, s.trace.T + 1)},
             params={key: Expected(f"∂L/∂{key} (backprop)", grad, tol)
                     for key, grad in ref.grads.items()})
@@ -218,7 +219,8 @@ class NumericWitness(Witness):
         params = s.tolerances["numeric"].with_atol(num.roundoff_params)
         return Evidence(
             steps={t: Expected(f"S^{t} = ∂G_{t}/∂z^{t - 1} (numeric)", num.tails[t], tails,
-                               ~num.straddles[t], numeric_note(num.straddles[t]))
+                               num.tail_evaluated[t] & ~num.straddles[t],
+                               numeric_note(num.straddles[t], num.tail_evaluated[t]))
                    for t in num.tails},
             params={key: Expected(f"∂L/∂{key} (numeric)", num.grads[key], params,
                                   num.evaluated[key] & ~num.straddles[key],

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..layers.base import run_layer
-from ..validate import as_batch
 
 __all__ = ["numeric_gradients", "numeric_witness", "NumericResult", "EPS_STEP", "ROUNDOFF_FACTOR"]
 
@@ -56,6 +55,9 @@ class NumericResult:
         ``tails[t]`` = ∂G_t^T/∂z^{t-1} at the forward value, shape (B, N_{t-1}).
     evaluated : dict of str to bool ndarray
         Which parameter entries were estimated (all unless ``max_entries`` limited them).
+    tail_evaluated : dict of int to bool ndarray
+        Which entries (B, N_{t-1}) of each tail were estimated (with ``max_entries``, the
+        columns of a seeded sample of at most that many nodes).
     straddles : dict of (str or int) to bool ndarray
         Entries whose stencil crossed a non-differentiable point (parameter keys, "x", and
         tail indices t).
@@ -72,6 +74,7 @@ class NumericResult:
     roundoff_params: float
     roundoff_tails: float
     step: float
+    tail_evaluated: dict = None   # type: ignore[assignment]
 
 
 def _run_tail(layers, t: int, z: np.ndarray, target) -> tuple[np.ndarray, list]:
@@ -105,12 +108,13 @@ def numeric_witness(net, x, target, *, step: float = EPS_STEP, tails: bool = Tru
     tails : bool
         Also estimate ∂G_t^T/∂z^{t-1} for every t (needed by verify).
     max_entries : int, optional
-        Estimate at most this many entries of each parameter array, chosen with ``seed``
-        (the rest are NaN and marked not evaluated). None estimates all of them.
+        Estimate at most this many entries of each parameter array, and of each tail at most
+        this many nodes (for every sample), chosen with ``seed`` (the rest are NaN and
+        marked not evaluated). None estimates all of them.
     """
     layers = [layer.astype(np.float64) for layer in net.layers]  # copies: perturbing is safe
     T = len(layers)
-    z = as_batch(x, np.float64)
+    z = net.prepare_input(x, dtype=np.float64)   # (B, N_0), or (B, C, H, W) for images
     batch = z.shape[0]
     values = [z]
     for t in range(1, T + 1):
@@ -155,44 +159,55 @@ def numeric_witness(net, x, target, *, step: float = EPS_STEP, tails: bool = Tru
             straddles[key] = crossed.reshape(param.shape)
 
     tail_grads: dict[int, np.ndarray] = {}
+    tail_evaluated: dict[int, np.ndarray] = {}
     for t in range(1, T + 1 if tails else 2):
+        width = values[t - 1].reshape(batch, -1).shape[1]
+        columns = np.arange(width)
+        if max_entries is not None and width > max_entries:
+            columns = np.sort(rng.choice(width, size=max_entries, replace=False))
         tail_grads[t], straddles[t] = _tail_gradient(layers, t, values[t - 1], target,
-                                                     step, coupled)
+                                                     step, coupled, columns)
+        tail_evaluated[t] = np.zeros((batch, width), dtype=bool)
+        tail_evaluated[t][:, columns] = True
     grads["x"] = tail_grads[1]
     straddles["x"] = straddles[1]
     if not tails:
         tail_grads = {}
     return NumericResult(loss=loss, grads=grads, tails=tail_grads, evaluated=evaluated,
                          straddles=straddles, roundoff_params=roundoff,
-                         roundoff_tails=roundoff / batch, step=step)
+                         roundoff_tails=roundoff / batch, step=step,
+                         tail_evaluated=tail_evaluated)
 
 
-def _tail_gradient(layers, t, start, target, step, coupled):
-    """∂L/∂z^{t-1} of the tail G_t^T at ``start`` (B, N), with its straddle mask."""
-    batch, width = start.shape
+def _tail_gradient(layers, t, start, target, step, coupled, columns):
+    """∂L/∂z^{t-1} of the tail G_t^T at ``start`` (B, N) (an image (B, C, H, W) is
+    perturbed in its flat C-order numbering), at the nodes ``columns``, with its straddle
+    mask; flat (B, N), NaN at the nodes not estimated."""
+    batch = len(start)
+    width = start.reshape(batch, -1).shape[1]
     _, base = _run_tail(layers, t, start, target)
-    grad = np.empty((batch, width))
+    grad = np.full((batch, width), np.nan)
     crossed = np.zeros((batch, width), dtype=bool)
-    h = np.full(start.shape, step)
+    h = np.full((batch, width), step)
     if not coupled:
         # Sample b's loss depends only on sample b, so one column of perturbations at a
         # time gives B derivatives at once.
-        for n in range(width):
+        for n in columns:
             acc = np.zeros(batch)
             for multiple, weight in _STENCIL:
-                moved = start.copy()
-                moved[:, n] += multiple * h[:, n]
+                moved = start.copy()        # contiguous: its flat view perturbs it
+                moved.reshape(batch, -1)[:, n] += multiple * h[:, n]
                 ell, branches = _run_tail(layers, t, moved, target)
                 acc += weight * ell
                 crossed[:, n] |= _changed_rows(branches, base, batch)
             grad[:, n] = acc / (12 * h[:, n]) / batch
         return grad, crossed
     for b in range(batch):
-        for n in range(width):
+        for n in columns:
             acc = 0.0
             for multiple, weight in _STENCIL:
                 moved = start.copy()
-                moved[b, n] += multiple * h[b, n]
+                moved.reshape(batch, -1)[b, n] += multiple * h[b, n]
                 ell, branches = _run_tail(layers, t, moved, target)
                 acc += weight * np.mean(ell)
                 crossed[b, n] |= _changed_rows(branches, base, batch).any()

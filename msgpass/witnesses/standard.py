@@ -12,7 +12,6 @@ import numpy as np
 
 from ..errors import StateError
 from ..layers.base import run_layer
-from ..validate import as_batch
 
 __all__ = ["backprop", "BackpropResult"]
 
@@ -28,8 +27,8 @@ class BackpropResult:
     grads : dict of str to ndarray
         ``∂L/∂θ`` keyed like ``net.params``.
     dz : list of ndarray
-        ``dz[t]`` = ∂L/∂z^t of shape (B, N_t), for t = 0..T−1 (``dz[0]`` is None when
-        ``input_grad=False``).
+        ``dz[t]`` = ∂L/∂z^t of z^t's shape ((B, N_t), or (B, C, H, W) for an image), for
+        t = 0..T−1 (``dz[0]`` is None when ``input_grad=False``).
     saved : list
         What each layer's forward returned (``saved[t-1]`` for layer t): a training step
         whose gradients come from here passes it to ``net.next_step(saved)``.
@@ -41,7 +40,8 @@ class BackpropResult:
     saved: list = field(default_factory=list)
 
     def incoming(self, t: int) -> np.ndarray:
-        """∂L/∂z^{t-1} (B, N_{t-1}), the quantity the message sum S^t must equal; t = 1..T."""
+        """∂L/∂z^{t-1} in z^{t-1}'s shape, the quantity the message sum S^t must equal
+        (``trace.incoming(t)``); t = 1..T."""
         if not 1 <= t <= len(self.dz):
             raise IndexError(f"layer index must be 1..{len(self.dz)}, got {t!r}")
         if self.dz[t - 1] is None:
@@ -69,7 +69,7 @@ def backprop(net, x, target, *, input_grad: bool = True) -> BackpropResult:
     """
     layers = net.layers
     numbers = getattr(net, "numbers", None)   # exact or mp arithmetic, or None for floats
-    z = as_batch(x, net.dtype, copy=False, numbers=numbers)  # read only, not kept
+    z = net.prepare_input(x, copy=False)  # read only, not kept
     saved = []
     for t, layer in enumerate(layers, 1):
         z, s = run_layer(layer, t, z, target)

@@ -1,0 +1,63 @@
+"""What the image layers share: NCHW input checks, kernel sizes, and 1/n in the input's own
+arithmetic (exact Fractions and mp numbers stay so)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import numbers
+from ..errors import ShapeError
+from ..partials.window import window_geometry
+from ..validate import positive_int
+
+__all__ = ["pair", "image_shape", "check_image", "one_over"]
+
+
+def pair(value, what: str) -> tuple[int, int]:
+    """A kernel size or stride as (rows, cols) from an int or a pair of ints."""
+    values = (value, value) if isinstance(value, (int, np.integer)) and \
+        not isinstance(value, bool) else tuple(value) if isinstance(value, (tuple, list)) \
+        else None
+    if values is None or len(values) != 2:
+        raise ShapeError(f"{what} must be an int or a pair of ints, got {value!r}")
+    return tuple(positive_int(v, what, ShapeError) for v in values)
+
+
+def image_shape(shape, channels: int | None, kernel: tuple[int, int], stride: int,
+                padding: int, layer: str) -> tuple[int, int, int]:
+    """The output (C', H', W') — channels kept — of a window over an input of per-sample shape
+    ``shape`` (C, H, W); a ShapeError naming the layer and the shape it expects otherwise."""
+    shape = tuple(int(n) for n in shape)
+    want = f"({channels}, H, W)" if channels is not None else "(C, H, W)"
+    if len(shape) != 3:
+        raise ShapeError(f"{layer} takes images (B, {want[1:]}, got a per-sample shape "
+                         f"{shape}: give NCHW input (B, C, H, W)")
+    C, H, W = shape
+    if channels is not None and C != channels:
+        raise ShapeError(f"{layer} expects {channels} input channels, (B, {want[1:]}, but the "
+                         f"input has {C}: shape (B, {C}, {H}, {W})")
+    Ho = window_geometry(H, kernel[0], stride, padding)
+    Wo = window_geometry(W, kernel[1], stride, padding)
+    if Ho < 1 or Wo < 1:
+        raise ShapeError(f"{layer}: the input's {H}×{W} (padded by {padding}: "
+                         f"{H + 2 * padding}×{W + 2 * padding}) is smaller than the kernel "
+                         f"{kernel[0]}×{kernel[1]}")
+    return C, Ho, Wo
+
+
+def check_image(x: np.ndarray, channels: int | None, kernel, stride, padding: int,
+                layer: str) -> tuple[int, int, int]:
+    """Check an input batch ``x`` is NCHW with the right channels and room for the kernel;
+    returns (C, H', W') as ``image_shape``."""
+    if x.ndim != 4:
+        want = f"(B, {channels}, H, W)" if channels is not None else "(B, C, H, W)"
+        raise ShapeError(f"{layer} expects NCHW input {want}, got shape {x.shape}")
+    return image_shape(x.shape[1:], channels, kernel, stride, padding, layer)
+
+
+def one_over(x: np.ndarray, n: int):
+    """1/n in the arithmetic of ``x``: a Fraction or an mpf for exact and mp arrays, else
+    the float of x's dtype."""
+    if x.dtype == object:
+        return numbers.mode_of(x).one_over(n)
+    return x.dtype.type(1) / x.dtype.type(n)

@@ -1,0 +1,235 @@
+"""Pooling and flattening of NCHW images.
+
+* ``MaxPool2d``: each output unit is the largest input under its window; its one edge goes
+  to that input (the route kind). Ties go to the window's first position in row-major order,
+  as PyTorch's; they are kinks, reported by verify, and the padding (−∞) never wins.
+* ``AvgPool2d``, ``GlobalAvgPool2d``: the mean under the window (the whole image), a window
+  kind whose taps are all 1/(kh·kw), each channel hearing only from itself.
+* ``Flatten``: (B, C, H, W) → (B, C·H·W) in C order (torch's ``flatten(1)``): the identity on
+  the numbering, diagonal partials of ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ShapeError
+from ..partials import Diagonal, LocalPartials, Route, Window
+from ..validate import positive_int
+from .base import Layer
+from .images import check_image, image_shape, one_over, pair
+
+__all__ = ["MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten"]
+
+
+def _under_taps(padded: np.ndarray, kernel, stride: int, output) -> np.ndarray:
+    """(B, C, H', W', kh·kw): the inputs under each output unit's window, taps row-major."""
+    (kh, kw), (Ho, Wo), s = kernel, output, stride
+    B, C = padded.shape[:2]
+    windows = np.empty((B, C, Ho, Wo, kh * kw), dtype=padded.dtype)
+    for u in range(kh):
+        for v in range(kw):
+            windows[..., u * kw + v] = padded[:, :, u:u + s * (Ho - 1) + 1:s,
+                                              v:v + s * (Wo - 1) + 1:s]
+    return windows
+
+
+@dataclass(frozen=True)
+class MaxSaved:
+    taps: np.ndarray       # (B, C, H', W') the winning tap of each window
+    ties: np.ndarray       # (B, C, H, W) bool: inputs tied for the maximum of some window
+    image: tuple[int, int, int]
+    dtype: np.dtype        # the messages' (the input's)
+
+
+class MaxPool2d(Layer):
+    """``MaxPool2d(kernel_size, stride=None, padding=0)``: stride defaults to the kernel size;
+    padding (at most half the kernel, as PyTorch) is −∞ and never wins."""
+
+    rational = True
+    takes_images = True
+    kink_convention = ("a tie goes to the window's first position (row-major), in the local "
+                       "partials and the classic backward alike")
+
+    def __init__(self, kernel_size, stride=None, padding: int = 0) -> None:
+        super().__init__()
+        self.kernel = pair(kernel_size, "MaxPool2d: kernel_size")
+        self.stride = max(self.kernel) if stride is None else positive_int(
+            stride, "MaxPool2d: stride", ShapeError)
+        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or \
+                not 0 <= padding <= min(self.kernel) // 2:
+            raise ShapeError(f"MaxPool2d: padding must be an int in 0..{min(self.kernel) // 2} "
+                             f"(at most half the kernel), got {padding!r}")
+        self.padding = int(padding)
+
+    def describe(self):
+        extra = f", stride={self.stride}" if self.stride != max(self.kernel) else ""
+        extra += f", padding={self.padding}" if self.padding else ""
+        return f"MaxPool2d({self.kernel[0]}×{self.kernel[1]}{extra})"
+
+    def output_width(self, n_in):
+        return None
+
+    def output_shape(self, shape):
+        return image_shape(shape, None, self.kernel, self.stride, self.padding, self.describe())
+
+    def forward(self, x):
+        C, Ho, Wo = check_image(x, None, self.kernel, self.stride, self.padding,
+                                self.describe())
+        p = self.padding
+        # −∞ as the padding: a float, compared correctly with Fractions and mp numbers too
+        padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf) \
+            if p else x
+        windows = _under_taps(padded, self.kernel, self.stride, (Ho, Wo))
+        taps = np.argmax(windows, axis=-1)                  # the first of equal maxima
+        out = np.take_along_axis(windows, taps[..., None], axis=-1)[..., 0]
+        ties = self._ties(windows, out, x.shape)
+        return out, MaxSaved(taps, ties, tuple(x.shape[1:]), x.dtype)
+
+    def _ties(self, windows, out, shape) -> np.ndarray:
+        """The inputs that share their window's maximum with another input."""
+        top = windows == out[..., None]
+        tied = top & (top.sum(axis=-1) > 1)[..., None]
+        mask = np.zeros((shape[0], shape[1], shape[2] + 2 * self.padding,
+                         shape[3] + 2 * self.padding), dtype=bool)
+        (kh, kw), s = self.kernel, self.stride
+        Ho, Wo = out.shape[2:]
+        for u in range(kh):
+            for v in range(kw):
+                mask[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] |= \
+                    tied[..., u * kw + v]
+        p = self.padding
+        return mask[:, :, p:p + shape[2], p:p + shape[3]]
+
+    def local_partials(self, saved):
+        return LocalPartials(Route(saved.taps, saved.image, self.kernel, self.stride,
+                                   self.padding, saved.dtype))
+
+    def backward(self, saved, dout):
+        C, H, W = saved.image
+        B = len(saved.taps)
+        (kh, kw), s, p = self.kernel, self.stride, self.padding
+        dout = dout.reshape(saved.taps.shape)
+        Ho, Wo = dout.shape[2:]
+        dpadded = np.zeros((B, C, H + 2 * p, W + 2 * p), dtype=dout.dtype)
+        for u in range(kh):          # each tap passes dout where it won
+            for v in range(kw):
+                won = saved.taps == u * kw + v
+                dpadded[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += \
+                    np.where(won, dout, 0 * dout)
+        return dpadded[:, :, p:p + H, p:p + W], {}
+
+    def nondifferentiable(self, saved):
+        return saved.ties
+
+    def branch(self, saved):
+        return saved.taps
+
+
+class _Averaging(Layer):
+    """A depthwise window of equal taps 1/(kh·kw): the mean under each window."""
+
+    rational = True
+    takes_images = True
+
+    def _kernel_of(self, image) -> tuple[int, int]:
+        return self.kernel
+
+    def _stride_of(self, image) -> int:
+        return self.stride
+
+    def output_width(self, n_in):
+        return None
+
+    def output_shape(self, shape):
+        image = tuple(shape)
+        return image_shape(image, None, self._kernel_of(image), self._stride_of(image), 0,
+                           self.describe())
+
+    def forward(self, x):
+        image = tuple(x.shape[1:]) if x.ndim == 4 else None
+        kernel = self._kernel_of(image) if image else self.kernel
+        C, Ho, Wo = check_image(x, None, kernel, self._stride_of(image), 0, self.describe())
+        windows = _under_taps(x, kernel, self._stride_of(image), (Ho, Wo))
+        weight = one_over(x, kernel[0] * kernel[1])        # exact for exact and mp input
+        return windows.sum(axis=-1) * weight, (image, weight, x.dtype)
+
+    def local_partials(self, saved):
+        image, weight, dtype = saved
+        taps = np.full((image[0], *self._kernel_of(image)), weight, dtype=dtype)
+        return LocalPartials(Window(taps, image, self._stride_of(image), 0, depthwise=True))
+
+    def backward(self, saved, dout):
+        image, weight, _ = saved
+        (kh, kw), s = self._kernel_of(image), self._stride_of(image)
+        C, H, W = image
+        _, Ho, Wo = image_shape(image, None, (kh, kw), s, 0, self.describe())
+        dout = dout.reshape(len(dout), C, Ho, Wo) * weight
+        dx = np.zeros((len(dout), C, H, W), dtype=dout.dtype)
+        for u in range(kh):          # every input under a window gets its share
+            for v in range(kw):
+                dx[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += dout
+        return dx, {}
+
+
+class AvgPool2d(_Averaging):
+    """``AvgPool2d(kernel_size, stride=None)``: the mean under each window (no padding);
+    stride defaults to the kernel size."""
+
+    def __init__(self, kernel_size, stride=None) -> None:
+        super().__init__()
+        self.kernel = pair(kernel_size, "AvgPool2d: kernel_size")
+        self.stride = max(self.kernel) if stride is None else positive_int(
+            stride, "AvgPool2d: stride", ShapeError)
+
+    def describe(self):
+        extra = f", stride={self.stride}" if self.stride != max(self.kernel) else ""
+        return f"AvgPool2d({self.kernel[0]}×{self.kernel[1]}{extra})"
+
+
+class GlobalAvgPool2d(_Averaging):
+    """``GlobalAvgPool2d()``: the mean of each channel over H and W; output (B, C)."""
+
+    kernel = (1, 1)
+    stride = 1
+
+    def describe(self):
+        return "GlobalAvgPool2d"
+
+    def _kernel_of(self, image):
+        return tuple(image[1:]) if image and len(image) == 3 else (1, 1)
+
+    def output_shape(self, shape):
+        C, _, _ = super().output_shape(shape)
+        return (C,)
+
+
+class Flatten(Layer):
+    """``Flatten()``: (B, C, H, W) (any per-sample shape) → (B, C·H·W) in C order."""
+
+    rational = True
+
+    def forward(self, x):
+        return x.reshape(len(x), -1), FlattenSaved(tuple(x.shape[1:]), len(x), x.dtype)
+
+    def output_shape(self, shape):
+        return (int(np.prod(shape, dtype=np.int64)),)
+
+    def local_partials(self, saved):
+        # the same node, renumbered not at all: one edge n ← n of partial 1
+        width = int(np.prod(saved.shape, dtype=np.int64))
+        ones = np.ones((saved.batch, width), dtype=saved.dtype)
+        return LocalPartials(Diagonal(ones if saved.dtype != object else ones.astype(int)
+                                      .astype(object)))
+
+    def backward(self, saved, dout):
+        return dout.reshape((len(dout), *saved.shape)), {}
+
+
+@dataclass(frozen=True)
+class FlattenSaved:
+    shape: tuple[int, ...]   # the input's per-sample shape
+    batch: int
+    dtype: np.dtype

@@ -1,0 +1,185 @@
+"""Route partials: max pooling, where each output unit has exactly one edge, to the input that
+won its window."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .base import InputPartials
+from .window import Window, window_geometry
+
+__all__ = ["Route"]
+
+
+@dataclass(frozen=True, eq=False)
+class Route(InputPartials):
+    """J of a max pool: ``J_b[n, n'] = 1`` if input n won output unit n''s window in sample b,
+    else no edge. Ties go to the first position of the window in row-major order (torch's
+    convention); padding is −∞ and never wins.
+
+    Parameters
+    ----------
+    taps : ndarray of int, shape (B, C, H', W')
+        The winning tap u·kw + v of each output unit's window.
+    image : (C, H, W)
+        The input's per-sample shape.
+    kernel : (kh, kw)
+    stride, padding : int
+    dtype : numpy dtype of the messages
+
+    Messages: one per (sample, output unit), B·C·H'·W'. The block keeps the window layout
+    (B, C, H', W', kh, kw), the message at the winning tap and exact zeros at the others
+    (non-edges), so that it reads like a pooling window and is stored, labelled and expanded
+    like the window kind's (``storage_attrs``).
+    """
+
+    taps: np.ndarray
+    image: tuple[int, int, int]
+    kernel: tuple[int, int]
+    stride: int
+    padding: int
+    message_dtype: np.dtype
+    kind = "route"
+    block_dims = ("channel", "out_row", "out_col", "tap_row", "tap_col")
+
+    @property
+    def output(self) -> tuple[int, int, int]:
+        C, H, W = self.image
+        kh, kw = self.kernel
+        return (C, window_geometry(H, kh, self.stride, self.padding),
+                window_geometry(W, kw, self.stride, self.padding))
+
+    @property
+    def n_in(self) -> int:  # type: ignore[override]
+        return int(np.prod(self.image))
+
+    @property
+    def n_out(self) -> int:  # type: ignore[override]
+        return int(np.prod(self.output))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.message_dtype)
+
+    @cached_property
+    def winners(self) -> np.ndarray:
+        """(B, N_out): the input node n each output unit hears from."""
+        C, H, W = self.image
+        _, Ho, Wo = self.output
+        kw = self.kernel[1]
+        u, v = np.divmod(self.taps, kw)
+        i = self.stride * np.arange(Ho)[None, None, :, None] + u - self.padding
+        j = self.stride * np.arange(Wo)[None, None, None, :] + v - self.padding
+        c = np.arange(C)[None, :, None, None]
+        return ((c * H + i) * W + j).reshape(len(self.taps), -1)
+
+    def block_shape(self, batch):
+        return (batch, *self.output, *self.kernel)
+
+    def message_count(self, batch):
+        return batch * self.n_out
+
+    # -- the recursion ------------------------------------------------------------------------
+    def send(self, incoming, piece, out=None):
+        S = incoming[piece.rows].reshape((-1, *self.output))[:, piece.receivers]
+        if out is None:
+            out = np.zeros(S.shape + self.kernel, dtype=self.dtype)
+        else:
+            out[...] = 0
+        # the one message of each output unit, δ = 1 · S, at its winning tap
+        np.put_along_axis(out.reshape(S.shape + (-1,)),
+                          self.taps[piece.rows, piece.receivers][..., None], S[..., None],
+                          axis=-1)
+        return out
+
+    def _add(self, messages: np.ndarray, piece_rows: slice, band: slice, sums: np.ndarray
+             ) -> None:
+        rows = len(messages)
+        taps = self.taps[piece_rows, band]
+        sent = np.take_along_axis(messages.reshape(taps.shape + (-1,)), taps[..., None],
+                                  axis=-1)[..., 0].reshape(rows, -1)
+        winners = self.winners.reshape(self.taps.shape)[piece_rows, band].reshape(rows, -1)
+        sample = np.arange(rows)[:, None]
+        if self.stride >= max(self.kernel):  # windows do not overlap: one sender per input
+            sums[sample, winners] += sent
+        else:                                # an input can win several windows: add each
+            np.add.at(sums, (np.broadcast_to(sample, winners.shape), winners), sent)
+
+    def receive(self, messages, out=None):
+        sums = np.zeros((len(messages), self.n_in), dtype=messages.dtype)
+        self._add(messages, slice(0, len(messages)), slice(0, messages.shape[1]), sums)
+        if out is None:
+            return sums
+        np.copyto(out, sums)
+        return out
+
+    def receive_piece(self, messages, piece, sums, first=0):
+        # piece.rows index the taps (the whole batch's); sums start at sample ``first``
+        rows = sums[piece.rows.start - first:piece.rows.stop - first]
+        self._add(messages, piece.rows, piece.receivers, rows)
+
+    # -- dense views, by code separate from send and receive ----------------------------------
+    def dense(self):
+        # one 1 per (sample, output unit), at the input that won: from the taps directly
+        batch = len(self.taps)
+        C, H, W = self.image
+        _, Ho, Wo = self.output
+        kw = self.kernel[1]
+        J = np.zeros((batch, self.n_in, self.n_out), dtype=self.dtype)
+        for b in range(batch):
+            for n_out in range(self.n_out):
+                c, rest = divmod(n_out, Ho * Wo)
+                i_out, j_out = divmod(rest, Wo)
+                u, v = divmod(int(self.taps[b, c, i_out, j_out]), kw)
+                i = self.stride * i_out + u - self.padding
+                j = self.stride * j_out + v - self.padding
+                J[b, (c * H + i) * W + j, n_out] = 1
+        return J
+
+    def storage_attrs(self):
+        # stored in the window layout of a depthwise window, which expands it
+        return {"stored": Window.storage, "image": list(self.image), "kernel": list(self.kernel),
+                "channels_out": self.image[0], "stride": self.stride, "padding": self.padding,
+                "depthwise": True}
+
+    def dense_messages(self, block):
+        return Window.expand_stored(block, self.storage_attrs())
+
+    def send_check(self, block, incoming):
+        # from the dense view: the one 1 of each column times S (small blocks: verify's)
+        expected = np.zeros(self.block_shape(len(incoming)), dtype=np.result_type(
+            self.dtype, incoming))
+        dense = self.dense_send(incoming)
+        taps = expected.reshape(expected.shape[:4] + (-1,))
+        winners = self.winners
+        for b in range(len(incoming)):
+            sent = dense[b, winners[b], np.arange(self.n_out)]
+            np.put_along_axis(taps[b], self.taps[b][..., None],
+                              sent.reshape(self.output)[..., None], axis=-1)
+        return block, expected
+
+    def repeated(self, batch):
+        raise ValueError("max pooling routes each sample its own way; its partials of one "
+                         "sample cannot stand for a batch")
+
+    def row(self, n):
+        # node n's edges: the output units it won, in each sample; J is 1 on them
+        hit = self.winners == n                                  # (B, N_out)
+        columns = np.flatnonzero(hit.any(axis=0))
+        return columns, hit[:, columns].astype(self.dtype)
+
+    def edge_counts(self, counts):
+        # an edge is (n, n') in any sample: what the path witness counts over
+        edges = self.edges()
+        return edges.astype(object) @ np.asarray(counts, dtype=object)
+
+    def magnitudes(self, M):
+        return self.receive(self.send(M, self.whole(len(M))))
+
+    def edges(self):
+        edges = np.zeros((self.n_in, self.n_out), dtype=bool)
+        edges[self.winners, np.broadcast_to(np.arange(self.n_out), self.winners.shape)] = True
+        return edges

@@ -1,0 +1,300 @@
+"""Window partials: a convolution or an average pool, where each output unit hears from the
+inputs under its kernel, with the same taps for every sample and every position.
+
+Images are NCHW, numbered in C order: input node n = (c, i, j) of (C_in, H, W), output node
+n' = (c', i', j') of (C_out, H', W'). With stride s and zero padding p,
+
+    J[(c, i, j), (c', i', j')] = weights[c', c, i − s·i' + p, j − s·j' + p]
+
+where that index lies inside the kernel, and there is no edge otherwise. A tap that lands in
+the zero padding is not an edge either: the padding is a constant, not a node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import cached_property
+
+import numpy as np
+
+from .base import InputPartials
+
+__all__ = ["Window", "window_geometry"]
+
+
+def window_geometry(size: int, kernel: int, stride: int, padding: int) -> int:
+    """The output length along one axis: ⌊(size + 2p − k) / s⌋ + 1 (0 or less: the kernel
+    does not fit)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@dataclass(frozen=True, eq=False)
+class Window(InputPartials):
+    """J of a convolution (``weights`` (C_out, C_in, kh, kw)) or of a depthwise window, where
+    channel c hears only from channel c (``depthwise=True``, ``weights`` (C, kh, kw): an
+    average pool's 1/(kh·kw) everywhere).
+
+    Parameters
+    ----------
+    weights : ndarray
+        The kernel taps, shared by every sample.
+    image : (C_in, H, W)
+        The input's per-sample shape.
+    stride, padding : int
+    depthwise : bool
+
+    Messages: one per (sample, output unit, kernel tap). The block is laid out by sender,
+    (B, C_out, H', W', C_in, kh, kw) (depthwise: (B, C, H', W', kh, kw)): entry
+    [b, c', i', j', c, u, v] is the message from output unit (c', i', j') to input
+    (c, s·i' + u − p, s·j' + v − p), that is W[c', c, u, v] · S^{t+1}_b[c', i', j']. Taps that
+    land in the padding hold an exact zero and are not edges (``message_count`` leaves them
+    out). Receivers sum by scatter-add (col2im), so the block is cut by samples and by bands
+    of output channels, and each band adds into the sums.
+    """
+
+    weights: np.ndarray
+    image: tuple[int, int, int]
+    stride: int = 1
+    padding: int = 0
+    depthwise: bool = False
+    kind = "window"
+    storage = "window"
+
+    # -- geometry ---------------------------------------------------------------------------
+    @property
+    def kernel(self) -> tuple[int, int]:
+        return tuple(self.weights.shape[-2:])
+
+    @property
+    def channels_out(self) -> int:
+        return self.weights.shape[0]
+
+    @property
+    def output(self) -> tuple[int, int, int]:
+        """(C_out, H', W'), the output's per-sample shape."""
+        _, H, W = self.image
+        kh, kw = self.kernel
+        return (self.channels_out, window_geometry(H, kh, self.stride, self.padding),
+                window_geometry(W, kw, self.stride, self.padding))
+
+    @cached_property
+    def inside(self) -> np.ndarray:
+        """Bool (H', W', kh, kw): where tap (u, v) of output position (i', j') lands inside
+        the input (an edge), not in the padding."""
+        _, H, W = self.image
+        _, Ho, Wo = self.output
+        kh, kw = self.kernel
+        rows = self.stride * np.arange(Ho)[:, None] + np.arange(kh)[None, :] - self.padding
+        cols = self.stride * np.arange(Wo)[:, None] + np.arange(kw)[None, :] - self.padding
+        row_in = (rows >= 0) & (rows < H)
+        col_in = (cols >= 0) & (cols < W)
+        return row_in[:, None, :, None] & col_in[None, :, None, :]
+
+    @property
+    def n_in(self) -> int:  # type: ignore[override]
+        return int(np.prod(self.image))
+
+    @property
+    def n_out(self) -> int:  # type: ignore[override]
+        return int(np.prod(self.output))
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.weights.dtype
+
+    @property
+    def block_dims(self) -> tuple[str, ...]:  # type: ignore[override]
+        if self.depthwise:
+            return ("channel", "out_row", "out_col", "tap_row", "tap_col")
+        return ("out_channel", "out_row", "out_col", "in_channel", "tap_row", "tap_col")
+
+    def block_shape(self, batch):
+        return (batch, *self.output, *self.weights.shape[1:])
+
+    def message_count(self, batch):
+        per_channel = int(self.inside.sum())
+        taps = self.channels_out * (1 if self.depthwise else self.image[0])
+        return batch * taps * per_channel
+
+    def _taps(self, band: slice) -> np.ndarray:
+        """The weights of the output channels ``band``, broadcast against (band, H', W', ...)
+        with the padding's taps zeroed."""
+        W = self.weights[band][:, None, None]              # (band, 1, 1, [C_in,] kh, kw)
+        if self.padding == 0:
+            return W
+        inside = self.inside if self.depthwise else self.inside[:, :, None]
+        # a multiply by 0/1 of the weights' own kind: exact and mp weights stay so
+        return W * inside.astype(W.dtype)
+
+    # -- the recursion ------------------------------------------------------------------------
+    def send(self, incoming, piece, out=None):
+        # δ[b, c', i', j', c, u, v] = W[c', c, u, v] · S_b[c', i', j']: one multiply per
+        # message, the arriving sum broadcast over the output unit's taps
+        rows = incoming[piece.rows].reshape((-1, *self.output))[:, piece.receivers]
+        extra = (None,) * (self.weights.ndim - 1)
+        return np.multiply(rows[(...,) + extra], self._taps(piece.receivers)[None], out=out)
+
+    def _scatter(self, messages: np.ndarray, band: slice) -> np.ndarray:
+        """The sums (rows, C_in, H, W) of a band of output channels' messages: each tap's
+        messages added at the input positions it reads (col2im)."""
+        C, H, W = self.image
+        _, Ho, Wo = self.output
+        kh, kw = self.kernel
+        s, p = self.stride, self.padding
+        if self.depthwise:      # channel c hears from channel c: the band is its channels
+            per_tap = messages                        # (rows, band, H', W', kh, kw)
+            channels = band.stop - band.start
+        else:                   # every input channel hears from every output channel
+            per_tap = messages.sum(axis=1).transpose(0, 3, 1, 2, 4, 5)  # (rows, C, H', W', ..)
+            channels = C
+        padded = np.zeros((len(messages), channels, H + 2 * p, W + 2 * p), dtype=messages.dtype)
+        for u in range(kh):
+            for v in range(kw):
+                padded[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += \
+                    per_tap[..., u, v]
+        return padded[:, :, p:p + H, p:p + W]
+
+    def receive(self, messages, out=None):
+        # a whole block: every output channel's messages
+        sums = self._scatter(messages, slice(0, messages.shape[1])).reshape(len(messages), -1)
+        if out is None:
+            return sums
+        np.copyto(out, sums)
+        return out
+
+    def receive_piece(self, messages, piece, sums, first=0):
+        rows = slice(piece.rows.start - first, piece.rows.stop - first)
+        image = sums[rows].reshape((-1, *self.image))   # a view: sums is C-contiguous
+        received = self._scatter(messages, piece.receivers)
+        if self.depthwise:
+            image[:, piece.receivers] += received
+        else:
+            image += received
+
+    # -- dense views, by code separate from send and receive ----------------------------------
+    def _edge_list(self):
+        """Every edge as flat indices into the block's (output unit, tap) entries, the input
+        node n and the output node n' it joins, by explicit coordinates."""
+        C, H, W = self.image
+        Co, Ho, Wo = self.output
+        kh, kw = self.kernel
+        s, p = self.stride, self.padding
+        if self.depthwise:
+            c_out, i_out, j_out, u, v = np.indices((Co, Ho, Wo, kh, kw)).reshape(5, -1)
+            c_in = c_out
+        else:
+            c_out, i_out, j_out, c_in, u, v = np.indices((Co, Ho, Wo, C, kh, kw)).reshape(6, -1)
+        i, j = s * i_out + u - p, s * j_out + v - p
+        edge = (i >= 0) & (i < H) & (j >= 0) & (j < W)
+        entry = np.flatnonzero(edge)
+        source = (c_in * H + i) * W + j
+        destination = (c_out * Ho + i_out) * Wo + j_out
+        return entry, source[edge], destination[edge]
+
+    def dense(self):
+        # J entry by entry from the definition: W[c', c, i − s·i' + p, j − s·j' + p]
+        C, H, W = self.image
+        Co, Ho, Wo = self.output
+        kh, kw = self.kernel
+        s, p = self.stride, self.padding
+        J = np.zeros((1, self.n_in, self.n_out), dtype=self.dtype)
+        view = J.reshape(C, H, W, Co, Ho, Wo)
+        for i_out in range(Ho):
+            for j_out in range(Wo):
+                for u in range(kh):
+                    for v in range(kw):
+                        i, j = s * i_out + u - p, s * j_out + v - p
+                        if 0 <= i < H and 0 <= j < W:
+                            if self.depthwise:
+                                for c in range(C):
+                                    view[c, i, j, c, i_out, j_out] = self.weights[c, u, v]
+                            else:
+                                view[:, i, j, :, i_out, j_out] = self.weights[:, :, u, v].T
+        return J
+
+    def storage_attrs(self):
+        return {"stored": self.storage, "image": list(self.image), "kernel": list(self.kernel),
+                "channels_out": self.channels_out, "stride": self.stride,
+                "padding": self.padding, "depthwise": self.depthwise}
+
+    @classmethod
+    def expand_stored(cls, block, attrs):
+        """Window blocks (rows, C_out, H', W', [C_in,] kh, kw) as dense (rows, N_in, N_out),
+        exact zeros off the edges; a dask array expands lazily, chunk of samples by chunk."""
+        depthwise = bool(attrs["depthwise"])
+        shape = (attrs["channels_out"],) + (() if depthwise else (attrs["image"][0],)) + \
+            tuple(attrs["kernel"])
+        geometry = cls(np.zeros(shape, dtype=np.int8), tuple(attrs["image"]),
+                       int(attrs["stride"]), int(attrs["padding"]), depthwise)
+        tail = len(shape) + 2
+        if not isinstance(block, np.ndarray) and hasattr(block, "map_blocks"):
+            block = block.rechunk({axis: -1 for axis in range(1, block.ndim)})
+            return block.map_blocks(cls.expand_stored, attrs,
+                                    drop_axis=list(range(3, block.ndim)),
+                                    chunks=(block.chunks[0], (geometry.n_in,),
+                                            (geometry.n_out,)), dtype=block.dtype)
+        lead = block.shape[:block.ndim - tail]
+        entry, source, destination = geometry._edge_list()
+        flat = np.asarray(block).reshape(lead + (-1,))
+        full = np.zeros(lead + (geometry.n_in, geometry.n_out), dtype=block.dtype)
+        full[..., source, destination] = flat[..., entry]
+        return full
+
+    def send_check(self, block, incoming):
+        # J · S for every edge, rebuilt from the edge list (explicit coordinates) rather than
+        # from send's broadcast: same layout as the stored block, never the dense N×N
+        entry, _, destination = self._edge_list()
+        flat_weights = np.broadcast_to(
+            self.weights[:, None, None], self.block_shape(1)[1:]).reshape(-1)
+        expected = np.zeros((len(incoming), int(np.prod(self.block_shape(1)[1:]))),
+                            dtype=np.result_type(self.weights, incoming))
+        expected[:, entry] = flat_weights[entry] * incoming[:, destination]
+        return block, expected.reshape(block.shape)
+
+    def repeated(self, batch):
+        return self           # the same taps for every sample already
+
+    def row(self, n):
+        C, H, W = self.image
+        Co, Ho, Wo = self.output
+        c, rest = divmod(n, H * W)
+        i, j = divmod(rest, W)
+        columns, values = [], []
+        kh, kw = self.kernel
+        for u in range(kh):
+            for v in range(kw):
+                top, left = i + self.padding - u, j + self.padding - v
+                if top % self.stride or left % self.stride:
+                    continue
+                i_out, j_out = top // self.stride, left // self.stride
+                if not (0 <= i_out < Ho and 0 <= j_out < Wo):
+                    continue
+                outs = [c] if self.depthwise else range(Co)
+                for c_out in outs:
+                    columns.append((c_out * Ho + i_out) * Wo + j_out)
+                    values.append(self.weights[c, u, v] if self.depthwise
+                                  else self.weights[c_out, c, u, v])
+        order = np.argsort(columns)
+        return (np.asarray(columns, dtype=int)[order],
+                np.asarray(values, dtype=self.dtype)[order][None, :])
+
+    def _with(self, weights: np.ndarray) -> Window:
+        return replace(self, weights=weights)
+
+    def edge_counts(self, counts):
+        # Σ over a node's edges of counts[n']: the sums of messages of taps 1 sent from
+        # ``counts`` (exact Python ints)
+        ones = self._with(np.ones(self.weights.shape, dtype=object))
+        counts = np.asarray(counts, dtype=object)[None, :]
+        sent = ones.send(counts, ones.whole(1))
+        return ones.receive(sent)[0]
+
+    def magnitudes(self, M):
+        absolute = self._with(np.abs(self.weights))
+        return absolute.receive(absolute.send(M, absolute.whole(len(M))))
+
+    def edges(self):
+        _, source, destination = self._edge_list()
+        edges = np.zeros((self.n_in, self.n_out), dtype=bool)
+        edges[source, destination] = True
+        return edges
