@@ -19,6 +19,7 @@ messages are cut, kept and summarised is msgpass.streaming's business.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
@@ -30,6 +31,22 @@ from .partials import InputPartials, LocalPartials, ParamPartials
 
 __all__ = ["MessageBlock", "MessagePass", "Sender", "Edge", "Step", "chain_steps",
            "pass_messages"]
+
+
+def available_memory() -> int:
+    """Bytes of memory available now (MemAvailable on Linux; the physical memory elsewhere, or
+    no limit where neither is known)."""
+    try:
+        with open("/proc/meminfo") as info:
+            for line in info:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62
 
 
 class Edge(NamedTuple):
@@ -156,7 +173,20 @@ class MessageBlock:
         return self.partials.n_out
 
     def dense(self) -> np.ndarray:
-        """The block as a dense array of shape (B, N_{t-1}, N_t) (B: the kept samples)."""
+        """The block as a dense array of shape (B, N_{t-1}, N_t) (B: the kept samples).
+        Refused (StateError, naming its size) when it is larger than the memory available
+        now: the structured ``values`` hold the same messages."""
+        rows = self.values.shape[0] if self.partials.samples_independent else 1
+        size = rows * self.partials.n_in * self.partials.n_out * np.dtype(
+            self.partials.dtype).itemsize
+        if isinstance(self.values, np.ndarray) and size > available_memory():
+            which = f"layer {self.t}" if isinstance(self.t, int) else f"the edge {self.t}"
+            raise StateError(
+                f"the dense view of {which}'s messages, ({rows}, {self.partials.n_in}, "
+                f"{self.partials.n_out}), would take {size:,} bytes, more than the "
+                f"{available_memory():,} available; its block holds every message as stored, "
+                f"{tuple(self.values.shape)} ({self.values.nbytes:,} bytes): use "
+                f"trace.block(t).values (its axes: {', '.join(self.partials.block_dims)})")
         return self.partials.dense_messages(self.values)
 
     def received(self) -> np.ndarray:

@@ -100,6 +100,9 @@ def _op_features(node, op: Op, out: np.ndarray, shapes: dict) -> tuple[int, ...]
     that keeps shapes (the one with most axes: an image (1, 1, 1) beside a scalar (1,)),
     (N,) for a layer that changes widths. Inputs whose shapes disagree were refused before
     the op ran (Graph.evaluate)."""
+    decided = op.output_features([shapes[i] for i in node.inputs])
+    if decided is not None:
+        return decided
     width = out.shape[1]
     same = [shapes[i] for i in node.inputs if int(np.prod(shapes[i])) == width]
     if not op.keeps_shape or not same:
@@ -310,7 +313,7 @@ class Graph:
             try:
                 xs = _one_arithmetic(xs, node.inputs)
                 with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    out, saved[name] = op.forward(*xs)
+                    out, saved[name] = op.forward_shaped(xs, [shapes[i] for i in node.inputs])
             except MsgpassError as err:
                 raise type(err)(f"node {name!r} ({op.describe()}): {err}") from None
             where = first_nonfinite(out)

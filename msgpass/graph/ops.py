@@ -129,6 +129,18 @@ class Op:
     def forward(self, *xs: np.ndarray) -> tuple[np.ndarray, Any]:
         raise NotImplementedError
 
+    def forward_shaped(self, xs: list[np.ndarray], shapes: list[tuple[int, ...]]
+                       ) -> tuple[np.ndarray, Any]:
+        """``forward`` on the inputs' flat (B, N) values, whose per-sample shapes are
+        ``shapes``; returns the flat output. An op that needs its input's shape (an image
+        layer) reshapes here."""
+        return self.forward(*xs)
+
+    def output_features(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...] | None:
+        """The output's per-sample shape when the op decides it (an image layer's (C, H, W)),
+        else None (the graph infers it from the inputs)."""
+        return None
+
     def local_partials(self, saved: Any) -> OpPartials:
         raise NotImplementedError
 
@@ -543,6 +555,17 @@ class LayerOp(Op):
             target = target.reshape(len(target), -1)
         return self._layer_for(x).forward_at(x, self.position, target)
 
+    def forward_shaped(self, xs, shapes):
+        # an image layer computes on (B, C, H, W); the graph keeps every value flat
+        x = xs[0].reshape((len(xs[0]), *shapes[0])) if self.layer.takes_images else xs[0]
+        out, saved = self.forward(x)
+        return out.reshape(len(out), -1), saved
+
+    def output_features(self, shapes):
+        if self.layer.takes_images or not self.layer.keeps_shape and not self.layer.is_loss:
+            return tuple(self.layer.output_shape(tuple(shapes[0])))
+        return None
+
     def local_partials(self, saved):
         layer = self._layer_for(_saved_input(saved))
         local = layer.local_partials(saved)
@@ -556,10 +579,11 @@ class LayerOp(Op):
             dx, dparams = layer.backward(saved, dout * dout.shape[0])
         else:
             dx, dparams = layer.backward(saved, dout)
-        return [dx], dparams
+        return [dx.reshape(len(dx), -1)], dparams     # an image layer's dx, flat
 
     def nondifferentiable(self, saved):
-        return self.layer.nondifferentiable(saved)
+        mask = self.layer.nondifferentiable(saved)
+        return None if mask is None else mask.reshape(len(mask), -1)
 
     def branch(self, saved):
         return self.layer.branch(saved)

@@ -150,20 +150,20 @@ class BatchNorm2d(BatchNorm):
     def output_shape(self, shape):
         shape = tuple(shape)
         if len(shape) != 3 or shape[0] != self.n:
-            raise ShapeError(f"{self.describe()} expects images (B, {self.n}, H, W), got a "
+            raise ShapeError(f"expects images (B, {self.n}, H, W), got a "
                              f"per-sample shape {shape}")
         return shape
 
     def forward(self, x):
         if x.ndim != 4 or x.shape[1] != self.n:
-            raise ShapeError(f"{self.describe()} expects NCHW input (B, {self.n}, H, W), got "
+            raise ShapeError(f"expects NCHW input (B, {self.n}, H, W), got "
                              f"shape {x.shape}")
         gamma = self.params["gamma"][:, None, None]
         beta = self.params["beta"][:, None, None]
         if self.training:
             if x.shape[0] * x.shape[2] * x.shape[3] < 2:
-                raise ShapeError(f"{self.describe()} in training mode needs at least 2 entries "
-                                 f"per channel (B·H·W ≥ 2)")
+                raise ShapeError("in training mode needs at least 2 entries "
+                                 "per channel (B·H·W ≥ 2)")
             mean, var = x.mean(axis=(0, 2, 3)), x.var(axis=(0, 2, 3))
         else:
             mean, var = self.running_mean.astype(x.dtype), self.running_var.astype(x.dtype)

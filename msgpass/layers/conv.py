@@ -84,13 +84,11 @@ class Conv2d(Layer):
         return None     # depends on H and W: see output_shape
 
     def output_shape(self, shape):
-        _, Ho, Wo = image_shape(shape, self.c_in, self.kernel, self.stride, self.padding,
-                                self.describe())
+        _, Ho, Wo = image_shape(shape, self.c_in, self.kernel, self.stride, self.padding)
         return (self.c_out, Ho, Wo)
 
     def forward(self, x):
-        _, Ho, Wo = check_image(x, self.c_in, self.kernel, self.stride, self.padding,
-                                self.describe())
+        _, Ho, Wo = check_image(x, self.c_in, self.kernel, self.stride, self.padding)
         p = self.padding
         padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
         columns = _im2col(padded, self.kernel, self.stride, (Ho, Wo))

@@ -24,35 +24,36 @@ def pair(value, what: str) -> tuple[int, int]:
 
 
 def image_shape(shape, channels: int | None, kernel: tuple[int, int], stride: int,
-                padding: int, layer: str) -> tuple[int, int, int]:
+                padding: int) -> tuple[int, int, int]:
     """The output (C', H', W') — channels kept — of a window over an input of per-sample shape
-    ``shape`` (C, H, W); a ShapeError naming the layer and the shape it expects otherwise."""
+    ``shape`` (C, H, W); otherwise a ShapeError saying the shape it expects (the network, the
+    graph or the spec puts the layer's name before it)."""
     shape = tuple(int(n) for n in shape)
     want = f"({channels}, H, W)" if channels is not None else "(C, H, W)"
     if len(shape) != 3:
-        raise ShapeError(f"{layer} takes images (B, {want[1:]}, got a per-sample shape "
-                         f"{shape}: give NCHW input (B, C, H, W)")
+        raise ShapeError(f"expects images (B, {want[1:]}, got a per-sample shape {shape}: "
+                         f"give NCHW input (B, C, H, W)")
     C, H, W = shape
     if channels is not None and C != channels:
-        raise ShapeError(f"{layer} expects {channels} input channels, (B, {want[1:]}, but the "
-                         f"input has {C}: shape (B, {C}, {H}, {W})")
+        raise ShapeError(f"expects {channels} input channels, (B, {want[1:]}, but the input "
+                         f"has {C}: (B, {C}, {H}, {W})")
     Ho = window_geometry(H, kernel[0], stride, padding)
     Wo = window_geometry(W, kernel[1], stride, padding)
     if Ho < 1 or Wo < 1:
-        raise ShapeError(f"{layer}: the input's {H}×{W} (padded by {padding}: "
-                         f"{H + 2 * padding}×{W + 2 * padding}) is smaller than the kernel "
-                         f"{kernel[0]}×{kernel[1]}")
+        raise ShapeError(f"expects images of at least the kernel's {kernel[0]}×{kernel[1]} "
+                         f"(padding included), (B, {C}, H ≥ {kernel[0] - 2 * padding}, W ≥ "
+                         f"{kernel[1] - 2 * padding}), but the input is {H}×{W}")
     return C, Ho, Wo
 
 
-def check_image(x: np.ndarray, channels: int | None, kernel, stride, padding: int,
-                layer: str) -> tuple[int, int, int]:
+def check_image(x: np.ndarray, channels: int | None, kernel, stride, padding: int
+                ) -> tuple[int, int, int]:
     """Check an input batch ``x`` is NCHW with the right channels and room for the kernel;
     returns (C, H', W') as ``image_shape``."""
     if x.ndim != 4:
         want = f"(B, {channels}, H, W)" if channels is not None else "(B, C, H, W)"
-        raise ShapeError(f"{layer} expects NCHW input {want}, got shape {x.shape}")
-    return image_shape(x.shape[1:], channels, kernel, stride, padding, layer)
+        raise ShapeError(f"expects NCHW input {want}, got shape {x.shape}")
+    return image_shape(x.shape[1:], channels, kernel, stride, padding)
 
 
 def one_over(x: np.ndarray, n: int):

@@ -73,11 +73,10 @@ class MaxPool2d(Layer):
         return None
 
     def output_shape(self, shape):
-        return image_shape(shape, None, self.kernel, self.stride, self.padding, self.describe())
+        return image_shape(shape, None, self.kernel, self.stride, self.padding)
 
     def forward(self, x):
-        C, Ho, Wo = check_image(x, None, self.kernel, self.stride, self.padding,
-                                self.describe())
+        C, Ho, Wo = check_image(x, None, self.kernel, self.stride, self.padding)
         p = self.padding
         # −∞ as the padding: a float, compared correctly with Fractions and mp numbers too
         padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf) \
@@ -145,13 +144,12 @@ class _Averaging(Layer):
 
     def output_shape(self, shape):
         image = tuple(shape)
-        return image_shape(image, None, self._kernel_of(image), self._stride_of(image), 0,
-                           self.describe())
+        return image_shape(image, None, self._kernel_of(image), self._stride_of(image), 0)
 
     def forward(self, x):
         image = tuple(x.shape[1:]) if x.ndim == 4 else None
         kernel = self._kernel_of(image) if image else self.kernel
-        C, Ho, Wo = check_image(x, None, kernel, self._stride_of(image), 0, self.describe())
+        C, Ho, Wo = check_image(x, None, kernel, self._stride_of(image), 0)
         windows = _under_taps(x, kernel, self._stride_of(image), (Ho, Wo))
         weight = one_over(x, kernel[0] * kernel[1])        # exact for exact and mp input
         return windows.sum(axis=-1) * weight, (image, weight, x.dtype)
@@ -165,7 +163,7 @@ class _Averaging(Layer):
         image, weight, _ = saved
         (kh, kw), s = self._kernel_of(image), self._stride_of(image)
         C, H, W = image
-        _, Ho, Wo = image_shape(image, None, (kh, kw), s, 0, self.describe())
+        _, Ho, Wo = image_shape(image, None, (kh, kw), s, 0)
         dout = dout.reshape(len(dout), C, Ho, Wo) * weight
         dx = np.zeros((len(dout), C, H, W), dtype=dout.dtype)
         for u in range(kh):          # every input under a window gets its share
@@ -204,6 +202,10 @@ class GlobalAvgPool2d(_Averaging):
     def output_shape(self, shape):
         C, _, _ = super().output_shape(shape)
         return (C,)
+
+    def forward(self, x):
+        out, saved = super().forward(x)
+        return out.reshape(len(out), -1), saved       # (B, C, 1, 1) → (B, C)
 
 
 class Flatten(Layer):

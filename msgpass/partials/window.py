@@ -134,29 +134,38 @@ class Window(InputPartials):
         extra = (None,) * (self.weights.ndim - 1)
         return np.multiply(rows[(...,) + extra], self._taps(piece.receivers)[None], out=out)
 
-    def _scatter(self, messages: np.ndarray, band: slice) -> np.ndarray:
-        """The sums (rows, C_in, H, W) of a band of output channels' messages: each tap's
-        messages added at the input positions it reads (col2im)."""
+    def _scatter(self, messages: np.ndarray, band: slice, padded: np.ndarray | None = None
+                 ) -> np.ndarray:
+        """Add a band of output channels' messages into ``padded`` (rows, C, H + 2p, W + 2p),
+        each tap's messages at the input positions it reads (col2im); returns it. Output
+        channel by output channel, in order, so that however the channels are cut into
+        bands every sum is added up in the same order (bitwise the same sums)."""
         C, H, W = self.image
         _, Ho, Wo = self.output
         kh, kw = self.kernel
         s, p = self.stride, self.padding
-        if self.depthwise:      # channel c hears from channel c: the band is its channels
-            per_tap = messages                        # (rows, band, H', W', kh, kw)
-            channels = band.stop - band.start
-        else:                   # every input channel hears from every output channel
-            per_tap = messages.sum(axis=1).transpose(0, 3, 1, 2, 4, 5)  # (rows, C, H', W', ..)
-            channels = C
-        padded = np.zeros((len(messages), channels, H + 2 * p, W + 2 * p), dtype=messages.dtype)
-        for u in range(kh):
-            for v in range(kw):
-                padded[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += \
-                    per_tap[..., u, v]
-        return padded[:, :, p:p + H, p:p + W]
+        if padded is None:
+            padded = np.zeros((len(messages), C, H + 2 * p, W + 2 * p), dtype=messages.dtype)
+        for k, c_out in enumerate(range(band.start, band.stop)):
+            if self.depthwise:      # channel c hears from channel c only
+                target, sent = padded[:, c_out:c_out + 1], messages[:, k:k + 1]
+            else:                   # every input channel hears from every output channel
+                target, sent = padded, messages[:, k].transpose(0, 3, 1, 2, 4, 5)
+            for u in range(kh):
+                for v in range(kw):
+                    target[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += \
+                        sent[..., u, v]
+        return padded
+
+    def _sums(self, padded: np.ndarray) -> np.ndarray:
+        """The input's sums (rows, N_in) from the padded accumulation."""
+        _, H, W = self.image
+        p = self.padding
+        return padded[:, :, p:p + H, p:p + W].reshape(len(padded), -1)
 
     def receive(self, messages, out=None):
         # a whole block: every output channel's messages
-        sums = self._scatter(messages, slice(0, messages.shape[1])).reshape(len(messages), -1)
+        sums = self._sums(self._scatter(messages, slice(0, messages.shape[1])))
         if out is None:
             return sums
         np.copyto(out, sums)
@@ -164,12 +173,15 @@ class Window(InputPartials):
 
     def receive_piece(self, messages, piece, sums, first=0):
         rows = slice(piece.rows.start - first, piece.rows.stop - first)
-        image = sums[rows].reshape((-1, *self.image))   # a view: sums is C-contiguous
-        received = self._scatter(messages, piece.receivers)
-        if self.depthwise:
-            image[:, piece.receivers] += received
-        else:
-            image += received
+        if self.padding == 0:     # add straight into the sums (a view: sums is C-contiguous)
+            self._scatter(messages, piece.receivers, sums[rows].reshape((-1, *self.image)))
+            return
+        C, H, W = self.image
+        p = self.padding
+        padded = np.zeros((rows.stop - rows.start, C, H + 2 * p, W + 2 * p),
+                          dtype=messages.dtype)
+        padded[:, :, p:p + H, p:p + W] = sums[rows].reshape((-1, *self.image))
+        sums[rows] = self._sums(self._scatter(messages, piece.receivers, padded))
 
     # -- dense views, by code separate from send and receive ----------------------------------
     def _edge_list(self):
@@ -280,6 +292,19 @@ class Window(InputPartials):
 
     def _with(self, weights: np.ndarray) -> Window:
         return replace(self, weights=weights)
+
+    def tap_errors(self, incoming: np.ndarray, error: np.ndarray) -> np.ndarray:
+        """The change of taps ΔW (shaped like ``weights``) whose messages, sent from
+        ``incoming`` (B, N_out), would sum to ``error`` (B, N_in), by least squares: which
+        taps a difference in the sums points at (verify's diagnosis of a failing step)."""
+        columns = []
+        for k in range(self.weights.size):
+            unit = np.zeros(self.weights.size)
+            unit[k] = 1.0
+            one = self._with(unit.reshape(self.weights.shape))
+            columns.append(one.receive(one.send(incoming, one.whole(len(incoming)))).ravel())
+        solution = np.linalg.lstsq(np.stack(columns, axis=1), error.ravel(), rcond=None)[0]
+        return solution.reshape(self.weights.shape)
 
     def edge_counts(self, counts):
         # Σ over a node's edges of counts[n']: the sums of messages of taps 1 sent from

@@ -107,6 +107,7 @@ def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
                 against(witness, "conclusion", int(key.split(".")[0]), key, grad,
                         said.params[key], grad_magnitude.get(key))
 
+    report.notes += _wrong_taps(trace, labels, report.checks, evidence)
     for t, mask in sorted(trace.nondifferentiable.items()):
         points = [(int(b), int(n)) for b, n in np.argwhere(mask)]
         if points:
@@ -117,6 +118,38 @@ def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
         report.notes += said.notes
     report.notes += [f"{w.info.noun} needs floating point and was not run" for w in dropped]
     return report
+
+
+TAP_DIAGNOSIS_LIMIT = 5000   # taps; the least squares builds one column per tap
+
+
+def _wrong_taps(trace, labels, checks, evidence) -> list[str]:
+    """For the first step (from the loss down) whose sums disagree with standard backprop's,
+    if its layer is a window (a convolution): the kernel taps the difference points at, the
+    least-squares ΔW whose messages would make it (Window.tap_errors), named by index. Steps
+    below inherit the difference, so only the first is diagnosed."""
+    notes = []
+    reference = next((said for w, said in evidence if w.name == "backprop"), None)
+    failed = {c.t for c in checks if c.witness == "backprop" and c.part in ("base", "step")
+              and not c.result.ok}
+    for t in sorted(failed)[-1:]:
+        J = trace.partials[t - 1].inputs
+        if reference is None or not hasattr(J, "tap_errors") or t not in reference.steps \
+                or J.weights.size > TAP_DIAGNOSIS_LIMIT or J.weights.dtype == object:
+            continue
+        above = trace.incoming[t + 1]
+        delta = J.tap_errors(np.asarray(above, dtype=np.float64),
+                             np.asarray(trace.incoming[t] - reference.steps[t].values,
+                                        dtype=np.float64))
+        worst = np.max(np.abs(delta))
+        if worst == 0:
+            continue
+        wrong = np.argwhere(np.abs(delta) > 1e-3 * worst)[:5]
+        taps = ", ".join(f"W[{', '.join(map(str, idx))}] by {delta[tuple(idx)]:+.4g}"
+                         for idx in wrong)
+        notes.append(f"layer {t} ({labels[t - 1]}): its messages differ from standard backprop "
+                     f"as these kernel taps of its local partials would: {taps}")
+    return notes
 
 
 def runnable(witnesses: list[Witness], arithmetic: Arithmetic):
