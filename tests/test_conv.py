@@ -358,3 +358,52 @@ def test_conv_layers_as_graph_nodes():
     assert trace.value(pooled).shape == (3, 3, 3, 3)
     report = mp.verify(g, loss, seed="mean")
     assert report.ok, str(report)
+
+
+def test_conv_traces_through_dask_zarr_and_xarray(tmp_path):
+    pytest.importorskip("dask")
+    pytest.importorskip("xarray")
+    pytest.importorskip("zarr")
+    from msgpass.scale.labels import dense
+    net = mp.Sequential([mp.Conv2d(2, 4, 3, padding=1, seed=1), mp.ReLU(), mp.BatchNorm2d(4),
+                         mp.MaxPool2d(2), mp.AvgPool2d(2), mp.Conv2d(4, 3, 1, seed=2),
+                         mp.GlobalAvgPool2d(), mp.Affine(3, 3, seed=3),
+                         mp.SoftmaxCrossEntropy()], input_shape=(2, 8, 8)).eval()
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((5, 2, 8, 8)), [0, 1, 2, 0, 1]
+    net.forward(x, y)
+    memory = net.backward()
+    lazy = net.backward(backend="dask", chunk_samples=2)
+    net.backward(backend="dask", chunk_samples=2, store=tmp_path / "sent.zarr")
+    memory.save(tmp_path / "saved.zarr")
+    sent, saved = mp.load_trace(tmp_path / "sent.zarr"), mp.load_trace(tmp_path / "saved.zarr")
+    labelled = memory.to_xarray()
+    for t in range(1, net.T + 1):
+        np.testing.assert_array_equal(lazy.incoming[t], memory.incoming[t])
+        np.testing.assert_array_equal(np.asarray(lazy.block(t).values), memory.block(t).values)
+        for ds in (sent, saved, labelled):
+            np.testing.assert_array_equal(dense(ds, t).values, memory.message(t))
+    assert labelled["message1"].dims[1:4] == ("out_channel1", "out_row1", "out_col1")
+    image = labelled.incoming1.set_index(src1=["src1_channel", "src1_row", "src1_col"])
+    np.testing.assert_array_equal(image.unstack("src1").values, memory.incoming(1))
+
+
+def test_cli_verifies_and_trains_conv_specs(tmp_path, capsys, monkeypatch):
+    from msgpass.cli import main
+    monkeypatch.chdir(tmp_path)
+    assert main(["verify", "--arch", "digits-cnn"]) == 0
+    assert "VERIFIED" in capsys.readouterr().out
+    assert main(["verify", "--arch", "lenet5", "--batch", "2", "--no-numeric"]) == 0
+    assert "Conv2d(6→16, 5×5)" in capsys.readouterr().out
+    assert main(["verify", "--arch", "1x8x8-conv4k3s2p1-tanh-avgpool2-gap-3-sce",
+                 "--batch", "3"]) == 0
+    assert main(["verify", "--arch", "1x8x8-120-sce"]) == 2
+    assert "put 'flatten' (or 'gap') before it" in capsys.readouterr().err
+    # the digits as 1×8×8 images: a small conv net that trains in seconds
+    assert main(["train", "--quiet", "--arch", "digits-cnn", "--lr", "3e-3", "--epochs", "10",
+                 "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    accuracy = float(out.split("val acc ")[-1].split()[0])
+    assert accuracy >= 0.95, out
+    assert main(["train", "--quiet", "--arch", "lenet5", "--out", str(tmp_path / "r2")]) == 2
+    assert "starts with 1x28x28" in capsys.readouterr().err

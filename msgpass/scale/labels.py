@@ -21,6 +21,15 @@ t has its own node dimensions ``src{t}`` (its N_{t-1} receiving nodes, layer t�
   dims of the layer's messages less ``sample``, and ``histogram{t}`` (exponent): how many
   messages have 2^e ≤ |δ| < 2^(e+1), the lowest bin holding those below the smallest normal.
 
+Image layers (convolutions, pools): the nodes stay numbered flat in C order, and
+``src{t}``/``dst{t}`` carry the coordinates ``src{t}_channel``, ``src{t}_row``,
+``src{t}_col`` (and ``dst{t}_…``) that say which (c, i, j) each node is
+(``ds.incoming1.set_index(src1=["src1_channel", "src1_row", "src1_col"]).unstack("src1")``
+gives (sample, channel, row, col)). A window block (a convolution's or an average pool's)
+keeps its own axes, ``(sample, out_channel{t}, out_row{t}, out_col{t}, in_channel{t},
+tap_row{t}, tap_col{t})`` (depthwise: ``channel{t}`` and no in_channel), as does a max pool's
+one-hot route block; ``dense(ds, t)`` expands either to (sample, src{t}, dst{t}).
+
 Attributes name each layer (``label{t}``) and its kind of local partials (``kind{t}``).
 """
 
@@ -60,6 +69,11 @@ def to_xarray(trace):
         J = trace.partials[t - 1].inputs
         coords[f"src{t}"] = np.arange(J.n_in)
         coords[f"dst{t}"] = np.arange(J.n_out)
+        for dim, shape in ((f"src{t}", _shape(trace, t - 1)), (f"dst{t}", _shape(trace, t))):
+            if len(shape) == 3:    # an image's nodes, labelled: src1_channel, src1_row, ...
+                for axis, index in zip(("channel", "row", "col"), np.indices(shape),
+                                       strict=True):
+                    coords[f"{dim}_{axis}"] = (dim, index.reshape(-1))
         data[f"incoming{t}"] = (("sample", f"src{t}"), trace.incoming[t])
         data[f"value{t}"] = (("sample", f"dst{t}"), trace.values[t])
         if t in trace.blocks:
@@ -96,6 +110,12 @@ def to_xarray(trace):
              **{f"label{t}": trace.labels[t - 1] for t in range(1, T + 1)},
              **{f"kind{t}": trace.partials[t - 1].inputs.kind for t in range(1, T + 1)}}
     return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def _shape(trace, t: int) -> tuple[int, ...]:
+    """The per-sample shape of z^t ((C, H, W) for an image), () when the trace has none."""
+    shapes = getattr(trace, "shapes", ())
+    return tuple(shapes[t]) if len(shapes) > t else ()
 
 
 def graph_to_xarray(trace):
