@@ -407,3 +407,40 @@ def test_cli_verifies_and_trains_conv_specs(tmp_path, capsys, monkeypatch):
     assert accuracy >= 0.95, out
     assert main(["train", "--quiet", "--arch", "lenet5", "--out", str(tmp_path / "r2")]) == 2
     assert "starts with 1x28x28" in capsys.readouterr().err
+
+
+def test_feature_map_drawings_read_the_trace(tmp_path):
+    from PIL import Image
+
+    from msgpass.draw.feature_maps import (
+        animate_feature_maps,
+        draw_conv_fan,
+        draw_feature_maps,
+        draw_saliency,
+        image_steps,
+    )
+    net = mp.Sequential([mp.Conv2d(1, 3, 3, padding=1, seed=1), mp.ReLU(), mp.MaxPool2d(2),
+                         mp.Conv2d(3, 4, 3, seed=2), mp.Flatten(), mp.Affine(16, 3, seed=3),
+                         mp.SoftmaxCrossEntropy()], input_shape=(1, 8, 8))
+    x = np.random.default_rng(0).standard_normal((3, 1, 8, 8))
+    net.forward(x, [0, 1, 2])
+    trace = net.backward()
+    assert image_steps(trace) == [4, 3, 1, 0]
+    fig = draw_feature_maps(trace, 1)
+    heat = [ax for ax in fig.axes if ax.images]
+    assert len(heat) == 4 + 3 + 3 + 1               # one panel per channel of each row
+    first = heat[-1].images[0].get_array()         # the last panel: the input saliency
+    np.testing.assert_array_equal(first, trace.incoming(1)[1, 0])
+    fan = draw_conv_fan(trace, 4, None, 0)
+    assert "output unit" in fan._suptitle.get_text()
+    assert len([ax for ax in fan.axes if ax.images]) == 3       # every input channel
+    draw_saliency(trace, [0, 2])
+    path = animate_feature_maps(trace, tmp_path / "maps.gif")
+    with Image.open(path) as gif:
+        assert gif.n_frames == len(image_steps(trace)) + 1
+    with pytest.raises(StateError, match="not a convolution"):
+        draw_conv_fan(trace, 3)
+    mlp = build_network("4-3-relu-2-sce")
+    mlp.forward(np.zeros((2, 4)), [0, 1])
+    with pytest.raises(StateError, match="not an image"):
+        draw_feature_maps(mlp.backward())

@@ -230,10 +230,18 @@ def test_committed_figures_match_a_fresh_run(tmp_path):
 
     from matplotlib.testing.compare import compare_images
     committed = Path(__file__).resolve().parents[1] / "figures"
-    from msgpass.draw.gallery import ROUNDOFF_FIGURES, arithmetic_fingerprint, rendering_stack
+    from msgpass.draw.gallery import (
+        LENET_FIGURES,
+        ROUNDOFF_FIGURES,
+        arithmetic_fingerprint,
+        find_mnist,
+        rendering_stack,
+    )
     made = make_figures(tmp_path)
     assert {p.name for p in made} >= {"network.png", "message-panels.png", "graph-apple.png",
                                       "graph-staged.png", "backward.gif", "verification.png"}
+    if find_mnist() is not None:     # the LeNet-5 figures are drawn where MNIST is at hand
+        assert {p.name for p in made} >= set(LENET_FIGURES)
     recorded = (committed / "VERSIONS.txt").read_text(encoding="utf-8").splitlines()
     assert len(recorded) == 2, "figures/VERSIONS.txt is from an older msgpass: run `msgpass figures`"
     same_stack = recorded[0] == rendering_stack()

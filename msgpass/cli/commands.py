@@ -80,12 +80,18 @@ def make_parser() -> argparse.ArgumentParser:
                        description="Draw every figure of figures/ again, the same bytes each run.")
     f.add_argument("--out", default="figures", metavar="DIR",
                    help="where to write them (default: figures)")
+    f.add_argument("--mnist", metavar="DIR", help=(
+        "MNIST directory for the LeNet-5 figures (default $MSGPASS_MNIST, else "
+        "../shared/data/mnist beside the checkout; without MNIST they are left out)"))
     return parser
 
 
 def run_figures(args) -> int:
-    from ..draw.gallery import make_figures  # matplotlib is imported only for this command
-    for path in make_figures(args.out):
+    from ..draw.gallery import LENET_FIGURES, find_mnist, make_figures  # matplotlib: only here
+    if find_mnist(args.mnist) is None:
+        print(f"msgpass: no MNIST found, so {', '.join(LENET_FIGURES)} are not drawn (give "
+              f"--mnist DIR)", file=sys.stderr)
+    for path in make_figures(args.out, args.mnist):
         print(path)
     return 0
 

@@ -16,6 +16,7 @@ from ..spec import build_network
 from ..testing import random_batch
 from ..verification import verify
 from .animation import animate_backward
+from .feature_maps import animate_feature_maps, draw_conv_fan, draw_feature_maps, draw_saliency
 from .graph import draw_graph
 from .network import draw_network
 from .panels import draw_message_panels
@@ -23,7 +24,7 @@ from .style import save
 from .verification import draw_verification
 
 __all__ = ["make_figures", "rendering_stack", "arithmetic_fingerprint", "ROUNDOFF_FIGURES",
-           "FIGURE_SPEC", "WIDE_SPEC"]
+           "FIGURE_SPEC", "WIDE_SPEC", "LENET_FIGURES", "lenet_trace", "find_mnist"]
 
 FIGURE_SPEC = "4-6-relu-5-tanh-3-sce"   # small enough to read every edge and node sum
 WIDE_SPEC = "64-48-relu-10-sce"         # wide: only the strongest edges are drawn
@@ -56,14 +57,49 @@ def arithmetic_fingerprint() -> str:
     return f"numpy {np.__version__}, arithmetic {digest.hexdigest()[:12]}"
 
 
+# The LeNet-5 figures: a LeNet-5 trained for one epoch on the first 3,000 MNIST training
+# images by messages (a few seconds), then the backward of four test digits
+LENET_FIGURES = ("lenet5-feature-maps.png", "lenet5-saliency.png", "lenet5-conv-fan.png",
+                 "lenet5-backward.gif")
+LENET_TRAIN_IMAGES = 3000
+
+
+def find_mnist(path=None) -> Path | None:
+    """The MNIST directory for the LeNet-5 figures: ``path``, else $MSGPASS_MNIST, else the
+    data beside a checkout (``../shared/data/mnist``); None if there is none."""
+    import os
+    candidates = [path, os.environ.get("MSGPASS_MNIST"),
+                  Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"]
+    for candidate in candidates:
+        if candidate is not None and (Path(candidate) / "t10k-images-idx3-ubyte.gz").exists():
+            return Path(candidate)
+    return None
+
+
+def lenet_trace(mnist: Path, samples: int = 4):
+    """(network, trace, labels): LeNet-5 trained one epoch by messages on the first 3,000
+    MNIST training images (Adam, lr 3e-3, batch 64, seed 0), then a full backward of the
+    first ``samples`` test digits."""
+    from ..training import optim, train
+    from ..training.data import Dataset, load_mnist
+    full = load_mnist("train", mnist)
+    data = Dataset(full.x[:LENET_TRAIN_IMAGES], full.y[:LENET_TRAIN_IMAGES], "mnist-3000")
+    net = build_network("lenet5", seed=SEED)
+    train(net, optim.Adam(net.params, lr=3e-3), data, epochs=1, batch_size=64, seed=SEED)
+    test = load_mnist("test", mnist)
+    net.forward(test.x[:samples], test.y[:samples])
+    return net, net.backward(), test.y[:samples]
+
+
 # Figures whose data are measured round-off (errors near u): the same code draws other dots on
 # a CPU whose BLAS kernel or SIMD width sums in another order.
 ROUNDOFF_FIGURES = ("verification.png",)
 
 
-def make_figures(out: str | Path = "figures") -> list[Path]:
+def make_figures(out: str | Path = "figures", mnist=None) -> list[Path]:
     """Draw every figure into ``out`` and record the rendering stack (first line) and the
-    arithmetic fingerprint (second line) in VERSIONS.txt; returns the paths written."""
+    arithmetic fingerprint (second line) in VERSIONS.txt; returns the paths written. The
+    LeNet-5 figures need MNIST (``find_mnist``); without it they are not drawn."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "VERSIONS.txt").write_text(f"{rendering_stack()}\n{arithmetic_fingerprint()}\n",
@@ -87,4 +123,11 @@ def make_figures(out: str | Path = "figures") -> list[Path]:
         keep(draw_graph(graph.backward(output)), f"graph-{name}.png")
     graph, output = DEMOS["staged"].build()
     keep(draw_verification(verify(graph, output)), "verification-graph.png")
+    directory = find_mnist(mnist)
+    if directory is not None:
+        _, lenet, labels = lenet_trace(directory)
+        keep(draw_feature_maps(lenet, 0), "lenet5-feature-maps.png")
+        keep(draw_saliency(lenet, range(4), labels), "lenet5-saliency.png")
+        keep(draw_conv_fan(lenet, 4, None, 0), "lenet5-conv-fan.png")
+        written.append(animate_feature_maps(lenet, out / "lenet5-backward.gif"))
     return written

@@ -116,23 +116,37 @@ class Window(InputPartials):
         taps = self.channels_out * (1 if self.depthwise else self.image[0])
         return batch * taps * per_channel
 
-    def _taps(self, band: slice) -> np.ndarray:
-        """The weights of the output channels ``band``, broadcast against (band, H', W', ...)
-        with the padding's taps zeroed."""
-        W = self.weights[band][:, None, None]              # (band, 1, 1, [C_in,] kh, kw)
-        if self.padding == 0:
-            return W
-        inside = self.inside if self.depthwise else self.inside[:, :, None]
-        # a multiply by 0/1 of the weights' own kind: exact and mp weights stay so
-        return W * inside.astype(W.dtype)
-
     # -- the recursion ------------------------------------------------------------------------
     def send(self, incoming, piece, out=None):
         # δ[b, c', i', j', c, u, v] = W[c', c, u, v] · S_b[c', i', j']: one multiply per
         # message, the arriving sum broadcast over the output unit's taps
         rows = incoming[piece.rows].reshape((-1, *self.output))[:, piece.receivers]
         extra = (None,) * (self.weights.ndim - 1)
-        return np.multiply(rows[(...,) + extra], self._taps(piece.receivers)[None], out=out)
+        taps = self.weights[piece.receivers][:, None, None][None]
+        out = np.multiply(rows[(...,) + extra], taps, out=out)
+        if self.padding:
+            self._zero_padding(out)
+        return out
+
+    def _zero_padding(self, block: np.ndarray) -> None:
+        """Put exact zeros on the taps that land in the padding (not edges): for each tap
+        row u, the output rows i' before and after those where s·i' + u − p is inside the
+        input, and likewise for the columns; only the border is touched."""
+        _, H, W = self.image
+        _, Ho, Wo = self.output
+        kh, kw = self.kernel
+        s, p = self.stride, self.padding
+        tap_row = block.ndim - 2              # block: (rows, band, H', W', [C,] kh, kw)
+        for axis, size, out_size, taps in ((2, H, Ho, kh), (3, W, Wo, kw)):
+            for u in range(taps):
+                first = min(out_size, max(0, -(-(p - u) // s)))   # ⌈(p − u) / s⌉
+                last = max(first, min(out_size, (size - 1 + p - u) // s + 1))
+                for outside in (slice(0, first), slice(last, out_size)):
+                    if outside.stop > outside.start:
+                        index = [slice(None)] * block.ndim
+                        index[axis] = outside
+                        index[tap_row + axis - 2] = u
+                        block[tuple(index)] = 0
 
     def _scatter(self, messages: np.ndarray, band: slice, padded: np.ndarray | None = None
                  ) -> np.ndarray:
