@@ -304,7 +304,7 @@ def test_trace_shapes_and_the_dense_refusal(monkeypatch):
         trace.message(1)
 
 
-def test_streaming_options_give_the_same_results_bitwise():
+def test_streaming_options_give_the_same_results():
     net = mp.Sequential([mp.Conv2d(2, 4, 3, padding=1, seed=1), mp.ReLU(),
                          mp.BatchNorm2d(4), mp.MaxPool2d(2), mp.Conv2d(4, 3, 3, seed=2),
                          mp.Flatten(), mp.Affine(12, 3, seed=3), mp.SoftmaxCrossEntropy()],
@@ -314,12 +314,17 @@ def test_streaming_options_give_the_same_results_bitwise():
     net.forward(x, y)
     whole = net.backward()
     # pieces far smaller than a sample: a conv block cut by output channels, the
-    # channel-coupled block by bands of one channel's receivers
+    # channel-coupled block by bands of one channel's receivers. A conv layer cut into bands
+    # adds each band's partial sums in turn: the same sums in another order, so equal to
+    # a few ulps of the largest (float64: 1e-14 of it), not bitwise
     tiny = net.backward(budget_bytes=1 << 14, chunk_bytes=1 << 10)
     for t in range(1, net.T + 1):
+        for a, b in ((whole.incoming[t], tiny.incoming[t]),
+                     (np.asarray(whole.block(t).values), np.asarray(tiny.block(t).values))):
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-14 * np.max(np.abs(a)))
+    # above the first conv layer cut into bands, bitwise
+    for t in range(5, net.T + 1):
         np.testing.assert_array_equal(whole.incoming[t], tiny.incoming[t])
-        np.testing.assert_array_equal(np.asarray(whole.block(t).values),
-                                      np.asarray(tiny.block(t).values))
     some = net.backward(keep=[1, 5], keep_samples=[1, 3], per_sample=True)
     np.testing.assert_array_equal(some.block(1).values, whole.block(1).values[[1, 3]])
     np.testing.assert_array_equal(some.block(5).values, whole.block(5).values[[1, 3]])

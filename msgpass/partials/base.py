@@ -69,6 +69,7 @@ class InputPartials:
 
     kind: str = ""
     samples_independent: bool = True
+    large_pieces: bool = False   # True: send pieces as large as the budget, not cache-sized
     storage: str = "dense"
     block_dims: tuple[str, ...] = ("src", "dst")
     n_in: int

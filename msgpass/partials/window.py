@@ -59,6 +59,9 @@ class Window(InputPartials):
     depthwise: bool = False
     kind = "window"
     storage = "window"
+    # Each piece is summed over its output channels before it is scattered (col2im), so
+    # pieces as large as the budget allows cost least (see msgpass.streaming.piece_bytes)
+    large_pieces = True
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -151,24 +154,26 @@ class Window(InputPartials):
     def _scatter(self, messages: np.ndarray, band: slice, padded: np.ndarray | None = None
                  ) -> np.ndarray:
         """Add a band of output channels' messages into ``padded`` (rows, C, H + 2p, W + 2p),
-        each tap's messages at the input positions it reads (col2im); returns it. Output
-        channel by output channel, in order, so that however the channels are cut into
-        bands every sum is added up in the same order (bitwise the same sums)."""
+        each tap's messages at the input positions it reads (col2im); returns it. The band's
+        messages to one (input channel, tap, position) are summed first, in one streaming
+        pass over the block (channel by channel, in order), so the scattering reads a block
+        1/band the size. (A block cut into bands of output channels, when one sample is over
+        the budget, adds its bands' partial sums in turn: the same sums up to rounding.)"""
         C, H, W = self.image
         _, Ho, Wo = self.output
         kh, kw = self.kernel
         s, p = self.stride, self.padding
         if padded is None:
             padded = np.zeros((len(messages), C, H + 2 * p, W + 2 * p), dtype=messages.dtype)
-        for k, c_out in enumerate(range(band.start, band.stop)):
-            if self.depthwise:      # channel c hears from channel c only
-                target, sent = padded[:, c_out:c_out + 1], messages[:, k:k + 1]
-            else:                   # every input channel hears from every output channel
-                target, sent = padded, messages[:, k].transpose(0, 3, 1, 2, 4, 5)
-            for u in range(kh):
-                for v in range(kw):
-                    target[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += \
-                        sent[..., u, v]
+        if self.depthwise:      # channel c hears from channel c only: the band's channels
+            target, per_tap = padded[:, band], messages
+        else:                   # every input channel hears from every output channel
+            target = padded
+            per_tap = np.add.reduce(messages, axis=1).transpose(0, 3, 1, 2, 4, 5)
+        for u in range(kh):
+            for v in range(kw):
+                target[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += \
+                    per_tap[..., u, v]
         return padded
 
     def _sums(self, padded: np.ndarray) -> np.ndarray:
