@@ -201,7 +201,7 @@ def bench_epoch(mnist: Path, images: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--repeat", type=int, help="default 7 (2 with --quick)")
     parser.add_argument("--quick", action="store_true",
                         help="LeNet-5 at B = 8, the stack at B = 1, 2 repeats, 1,000 images")
     parser.add_argument("--skip-epoch", action="store_true")
@@ -209,7 +209,7 @@ def main() -> None:
                         help="PyTorch's threads (default 1: numpy's products here use one)")
     parser.add_argument("--mnist", default=os.environ.get("MSGPASS_MNIST", DEFAULT_MNIST))
     args = parser.parse_args()
-    repeat = 2 if args.quick else args.repeat
+    repeat = args.repeat or (2 if args.quick else 7)
     print(f"numpy {np.__version__}, python {platform.python_version()}, {os.cpu_count()} CPUs "
           f"({len(os.sched_getaffinity(0))} usable), {platform.machine()}")
     bench_network("lenet5", 8 if args.quick else 64, repeat, args.torch_threads)

@@ -117,7 +117,15 @@ class Trace:
         return self.values[0].shape[0]
 
     def block(self, t: int) -> MessageBlock:
-        """The structured message block of layer t (diagonal layers store only edges)."""
+        """The structured message block of layer t, as its kind of partials stores it
+        (``block(t).values``; ``block(t).partials.block_dims`` names its axes after the
+        samples): (B, N_{t-1}, N_t) for Affine and the dense kinds; (B, N) for an
+        elementwise layer (only its edges n ← n); (B, C_out, H', W', C_in, kh, kw) for a
+        convolution, entry [b, c', i', j', c, u, v] being the message W[c', c, u, v] ·
+        S^{t+1}_b[c', i', j'] from output unit (c', i', j') to input
+        (c, s·i' + u − p, s·j' + v − p); (B, C, H', W', kh, kw) for a pool (a max pool's
+        message at the winning tap, zeros elsewhere); (N, B, B) or (C, B·H·W, B·H·W) for
+        BatchNorm in training, which has no sample axis."""
         t = layer_index(t, 1, self.T)
         if t not in self.blocks:
             kept = sorted(self.blocks) or "none"

@@ -70,3 +70,10 @@ def test_the_graph_memory_benchmark_runs_on_a_narrow_graph():
     assert [line.split()[0] for line in out.splitlines()[1:5]] == ["backward", "edges",
                                                                    "layered", "verify"]
     assert "VERIFIED" in out
+
+
+def test_the_conv_benchmark_runs_on_a_small_size():
+    out = run("bench_conv.py", "--quick", "--skip-epoch", "--repeat", "1")
+    for spec in ("lenet5, B=8: 3.3 M messages", "3x32x32-conv64k3p1-relu-conv64k3p1-relu-gap"):
+        assert spec in out
+    assert out.count("messages / floor") == 2

@@ -103,3 +103,16 @@ def test_graph_training_example_runs_as_written():
     exec(compile("import msgpass as mp\n" + block, "README", "exec"), namespace)
     accuracy = namespace["history"].last["val_accuracy"]
     assert f"{100 * accuracy:.1f} %" in text
+
+
+def test_conv_example_states_its_shapes(capsys):
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Convolutional networks.*?```python\n(.*?)```", text, re.S).group(1)
+    namespace = {}
+    exec(compile(block, "README", "exec"), namespace)
+    assert "VERIFIED" in capsys.readouterr().out
+    trace = namespace["trace"]
+    stated = re.findall(r"^(trace\.\S+\.shape)\s+# (\(.*?\))", block, re.M)
+    assert len(stated) == 3
+    for expression, shape in stated:
+        assert repr(eval(expression, namespace)) == shape, expression

@@ -109,8 +109,10 @@ class Conv2d(Layer):
 
     def param_backward(self, saved, dout):
         dout = dout.reshape(len(saved.columns), self.c_out, -1)          # (B, C_out, H'W')
-        grads = {"W": np.tensordot(dout, saved.columns, axes=([0, 2], [0, 2])).reshape(
-            self.params["W"].shape)}
+        # Σ_b dout_b · columns_bᵀ: one product per sample (tensordot would first copy the
+        # patch matrix into another layout, which cost more than the products)
+        per_sample = np.matmul(dout, saved.columns.transpose(0, 2, 1))   # (B, C_out, K)
+        grads = {"W": per_sample.sum(axis=0).reshape(self.params["W"].shape)}
         if "b" in self.params:
             grads["b"] = dout.sum(axis=(0, 2))
         return grads
