@@ -449,3 +449,15 @@ def test_feature_map_drawings_read_the_trace(tmp_path):
     mlp.forward(np.zeros((2, 4)), [0, 1])
     with pytest.raises(StateError, match="not an image"):
         draw_feature_maps(mlp.backward())
+
+
+def test_mp_conv_net_verifies_in_its_precision():
+    pytest.importorskip("mpmath")
+    net = mp.Sequential([mp.Conv2d(1, 2, 3, padding=1, seed=1), mp.Tanh(), mp.AvgPool2d(2),
+                         mp.MaxPool2d(2, padding=1), mp.Flatten(), mp.Affine(8, 2, seed=3),
+                         mp.SoftmaxCrossEntropy()], input_shape=(1, 6, 6)).astype("mp:30")
+    x = np.random.default_rng(0).standard_normal((2, 1, 6, 6))
+    report = mp.verify(net, x, [0, 1])
+    assert report.ok and report.dtype == "mp:30"
+    net.forward(x, [0, 1])
+    assert type(net.backward().incoming(1).flat[0]).__name__ == "mpf"
