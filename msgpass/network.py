@@ -118,8 +118,8 @@ class ForwardRecord:
 
 def _first_width(layers: Sequence[Layer]) -> int | None:
     """The input width the first layers fix: that of the first layer that requires one,
-    unless a layer before it may change the width (an image layer, a custom Function), when
-    nothing is known."""
+    unless a layer before it changes the width in a way not known before it runs (an image
+    layer), when nothing is known."""
     for layer in layers:
         if layer.input_width is not None:
             return layer.input_width
