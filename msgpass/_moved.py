@@ -26,7 +26,8 @@ MOVED = {
     "msgpass.optim": "msgpass.training.optim",
     "msgpass.init": "msgpass.layers.initializers",
     "msgpass.sampling": "msgpass.testing",
-    "msgpass.figures": "msgpass.draw.gallery",
+    "msgpass.figures": "msgpass.gallery",
+    "msgpass.draw.gallery": "msgpass.gallery",
     "msgpass.witnesses.backprop": "msgpass.witnesses.standard",
 }
 # whole packages under another name: msgpass.verify.compare is msgpass.verification.compare

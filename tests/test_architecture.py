@@ -25,10 +25,11 @@ RANKS = {
     "spec": 9, "graph": 9,
     "testing": 10, "verification": 10, "demos": 10,
     "draw": 11, "scale": 11, "training": 11,
-    "_moved": 12,
-    "__init__": 13,            # the public API: everything but the command line
-    "cli": 14,
-    "__main__": 15,
+    "gallery": 12,
+    "_moved": 13,
+    "__init__": 14,            # the public API: everything but the command line
+    "cli": 15,
+    "__main__": 16,
 }
 KINDS = {"Shared", "Diagonal", "Dense", "Coupled"}
 KIND_NAMES = {"shared", "diagonal", "dense", "coupled"}

@@ -18,8 +18,8 @@ from msgpass.draw import (
     draw_network,
     draw_verification,
 )
-from msgpass.draw.gallery import FIGURE_SPEC, WIDE_SPEC, make_figures
 from msgpass.draw.style import CMAP, symmetric_norm
+from msgpass.gallery import FIGURE_SPEC, WIDE_SPEC, make_figures
 from msgpass.testing import random_batch
 
 
@@ -230,7 +230,7 @@ def test_committed_figures_match_a_fresh_run(tmp_path):
 
     from matplotlib.testing.compare import compare_images
     committed = Path(__file__).resolve().parents[1] / "figures"
-    from msgpass.draw.gallery import (
+    from msgpass.gallery import (
         LENET_FIGURES,
         ROUNDOFF_FIGURES,
         arithmetic_fingerprint,

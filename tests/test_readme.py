@@ -111,7 +111,6 @@ def test_conv_example_states_its_shapes(capsys):
     namespace = {}
     exec(compile(block, "README", "exec"), namespace)
     assert "VERIFIED" in capsys.readouterr().out
-    trace = namespace["trace"]
     stated = re.findall(r"^(trace\.\S+\.shape)\s+# (\(.*?\))", block, re.M)
     assert len(stated) == 3
     for expression, shape in stated:

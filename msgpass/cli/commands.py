@@ -87,7 +87,7 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def run_figures(args) -> int:
-    from ..draw.gallery import LENET_FIGURES, find_mnist, make_figures  # matplotlib: only here
+    from ..gallery import LENET_FIGURES, find_mnist, make_figures  # matplotlib: only here
     if find_mnist(args.mnist) is None:
         print(f"msgpass: no MNIST found, so {', '.join(LENET_FIGURES)} are not drawn (give "
               f"--mnist DIR)", file=sys.stderr)

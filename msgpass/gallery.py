@@ -1,5 +1,6 @@
 """The gallery: every figure in figures/, made the same way each time (``msgpass figures
-[--out DIR]``).
+[--out DIR]``). It sits above drawing and training (the LeNet-5 figures train their network
+first), below the public API.
 
 Fixed networks, fixed seeds, the object API on the Agg canvas (no display), and PNGs saved
 without version or date metadata, so a rerun writes the same bytes.
@@ -11,17 +12,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ..demos import DEMOS
-from ..spec import build_network
-from ..testing import random_batch
-from ..verification import verify
-from .animation import animate_backward
-from .feature_maps import animate_feature_maps, draw_conv_fan, draw_feature_maps, draw_saliency
-from .graph import draw_graph
-from .network import draw_network
-from .panels import draw_message_panels
-from .style import save
-from .verification import draw_verification
+from .demos import DEMOS
+from .draw.animation import animate_backward
+from .draw.feature_maps import (
+    animate_feature_maps,
+    draw_conv_fan,
+    draw_feature_maps,
+    draw_saliency,
+)
+from .draw.graph import draw_graph
+from .draw.network import draw_network
+from .draw.panels import draw_message_panels
+from .draw.style import save
+from .draw.verification import draw_verification
+from .spec import build_network
+from .testing import random_batch
+from .training import optim, train
+from .training.data import Dataset, load_mnist
+from .verification import verify
 
 __all__ = ["make_figures", "rendering_stack", "arithmetic_fingerprint", "ROUNDOFF_FIGURES",
            "FIGURE_SPEC", "WIDE_SPEC", "LENET_FIGURES", "lenet_trace", "find_mnist"]
@@ -69,7 +77,7 @@ def find_mnist(path=None) -> Path | None:
     data beside a checkout (``../shared/data/mnist``); None if there is none."""
     import os
     candidates = [path, os.environ.get("MSGPASS_MNIST"),
-                  Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"]
+                  Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"]
     for candidate in candidates:
         if candidate is not None and (Path(candidate) / "t10k-images-idx3-ubyte.gz").exists():
             return Path(candidate)
@@ -80,8 +88,6 @@ def lenet_trace(mnist: Path, samples: int = 4):
     """(network, trace, labels): LeNet-5 trained one epoch by messages on the first 3,000
     MNIST training images (Adam, lr 3e-3, batch 64, seed 0), then a full backward of the
     first ``samples`` test digits."""
-    from ..training import optim, train
-    from ..training.data import Dataset, load_mnist
     full = load_mnist("train", mnist)
     data = Dataset(full.x[:LENET_TRAIN_IMAGES], full.y[:LENET_TRAIN_IMAGES], "mnist-3000")
     net = build_network("lenet5", seed=SEED)
