@@ -139,23 +139,23 @@ def _check_shapes(spec: str, tokens: list[str]) -> None:
     shape = tuple(int(n) for n in image.groups()) if image else (int(tokens[0]),)
     for position, tok in enumerate(tokens[1:], 2):
         is_image = len(shape) == 3
-        if (CONV.fullmatch(tok) or POOL.fullmatch(tok) or tok == "gap") and not is_image:
+        if (CONV.fullmatch(tok) or POOL.fullmatch(tok) or tok in ("gap", "flatten")) \
+                and not is_image:
             raise SpecError(f"spec {spec!r}: token {position} ({tok!r}) works on an image, but "
                             f"it receives a row of {shape[0]}; start the spec with CxHxW")
-        if tok.isdigit() and is_image:
-            raise SpecError(f"spec {spec!r}: token {position} ({tok!r}) is a width (Affine), "
-                            f"but it receives an image {'x'.join(map(str, shape))}; put "
-                            f"'flatten' (or 'gap') before it")
-        layer = _image_layer(tok, shape, 0) if is_image else None
-        if layer is not None:
-            try:
+        if (tok.isdigit() or tok in LOSSES or tok in ("softmax", "logsoftmax")) and is_image:
+            what = "a width (Affine)" if tok.isdigit() else "a layer on rows"
+            raise SpecError(f"spec {spec!r}: token {position} ({tok!r}) is {what}, but it "
+                            f"receives an image {'x'.join(map(str, shape))}; put 'flatten' "
+                            f"(or 'gap') before it")
+        try:
+            layer = _image_layer(tok, shape, 0) if is_image else None
+            if layer is not None:
                 shape = layer.output_shape(shape)
-            except ShapeError as err:
-                raise SpecError(f"spec {spec!r}: token {position} ({tok!r}): {err}") from None
-        elif tok.isdigit():
+        except ShapeError as err:
+            raise SpecError(f"spec {spec!r}: token {position} ({tok!r}): {err}") from None
+        if layer is None and tok.isdigit():
             shape = (int(tok),)
-        elif tok in LOSSES:
-            shape = (1,)
 
 
 def _image_layer(tok: str, shape: tuple[int, ...], seed: int, dtype=np.float64):

@@ -68,7 +68,8 @@ def as_batch(x, dtype: np.dtype, what: str = "input x", copy: bool = True,
     A 1-D x of length N is one sample and becomes (1, N). For a network whose input is an
     image, ``shape`` is its per-sample shape (C, H, W): x may be (B, C, H, W), a flat
     (B, C·H·W) (MNIST rows) or one image (C, H, W), and comes back as (B, C, H, W);
-    ``images`` (shape unknown) lets a 4-D x through as it is.
+    ``images`` (shape unknown) lets x of any rank through as it is, for the first layer to
+    check.
     Raises DtypeError for non-numeric data, ShapeError for other ranks or an empty batch,
     InputValueError for NaN or Inf.
     """
@@ -77,7 +78,8 @@ def as_batch(x, dtype: np.dtype, what: str = "input x", copy: bool = True,
         a = _as_image(a, tuple(shape), what)
     elif a.ndim == 1:
         a = a[None, :]
-    if a.ndim != 2 and not (shape is not None or (images and a.ndim == 4)):
+    # a network of image layers checks its input's rank itself, naming its first layer
+    if a.ndim != 2 and not (shape is not None or (images and a.ndim > 2)):
         raise ShapeError(f"{what} must have shape (B, N) or (N,), got {a.shape}")
     if a.shape[0] == 0 or a.size == 0:
         raise ShapeError(f"{what} is empty: shape {a.shape}")

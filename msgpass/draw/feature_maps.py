@@ -131,7 +131,8 @@ def draw_conv_fan(trace, t: int, unit: tuple[int, int, int] | None = None,
     messages = np.asarray(block.values[row, c_out, i_out, j_out], dtype=float)  # (C, kh, kw)
     C, H, W = J.image
     kh, kw = J.kernel
-    top, left = J.stride * i_out - J.padding, J.stride * j_out - J.padding
+    top = J.stride[0] * i_out - J.padding[0]
+    left = J.stride[1] * j_out - J.padding[1]
     values = np.asarray(trace.value(t - 1)[sample], dtype=float)
     fig = Figure(figsize=(0.6 + 2.0 * C, 2.7), dpi=100, layout="constrained")
     axes = fig.subplots(1, C, squeeze=False)[0]

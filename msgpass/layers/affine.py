@@ -41,6 +41,7 @@ class Affine(Layer):
     """
 
     rational = True
+    takes_rows = True
 
     def __init__(self, n_in: int, n_out: int, seed=None, scale: float | None = None,
                  dtype=np.float64, init: str | None = None) -> None:

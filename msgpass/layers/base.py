@@ -51,6 +51,7 @@ class Layer:
     keeps_shape = False   # True: output n depends on input n only, so a graph node keeps its
     #                       input's per-sample shape (an image stays an image)
     takes_images = False  # True: the input is an NCHW image (B, C, H, W), never a flat row
+    takes_rows = False    # True: the input must be rows (B, N) (softmax over axis 1, losses)
     training = True
     kink_convention = ""  # what the layer uses at its non-differentiable points, if any
 
@@ -129,6 +130,9 @@ class Layer:
         node's place; None outside one): what networks, graphs and the witnesses call. It is
         ``forward`` for every layer whose computation does not depend on where it sits; an
         unseeded Dropout draws its masks from its position."""
+        if self.takes_rows and x.ndim != 2:
+            raise ShapeError(f"takes rows (B, N), got shape {x.shape}: put Flatten (or "
+                             f"GlobalAvgPool2d) before it")
         return self.forward(x, target) if self.is_loss else self.forward(x)
 
     def train(self) -> Layer:
@@ -189,6 +193,7 @@ class LossLayer(Layer):
     """A loss layer g^T: per-sample loss of shape (B, 1); the network takes its batch mean."""
 
     is_loss = True
+    takes_rows = True
 
     def forward(self, x: np.ndarray, target: Any = None) -> tuple[np.ndarray, Any]:  # type: ignore[override]
         raise NotImplementedError

@@ -18,7 +18,7 @@ from ..errors import ShapeError
 from ..partials import Kernel, LocalPartials, PerChannel, Window
 from ..validate import positive_int
 from .base import Layer
-from .images import check_image, image_shape, pair
+from .images import check_image, image_shape, pair, pair_text
 
 __all__ = ["Conv2d"]
 
@@ -31,15 +31,16 @@ class ConvSaved:
     output: tuple[int, int, int]    # (C_out, H', W')
 
 
-def _im2col(padded: np.ndarray, kernel: tuple[int, int], stride: int,
+def _im2col(padded: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
             output: tuple[int, int]) -> np.ndarray:
     """(B, C·kh·kw, H'·W'): column (i', j') holds the patch under output position (i', j')."""
     B, C = padded.shape[:2]
-    (kh, kw), (Ho, Wo), s = kernel, output, stride
+    (kh, kw), (Ho, Wo), (sh, sw) = kernel, output, stride
     columns = np.empty((B, C, kh, kw, Ho, Wo), dtype=padded.dtype)
     for u in range(kh):
         for v in range(kw):
-            columns[:, :, u, v] = padded[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s]
+            columns[:, :, u, v] = padded[:, :, u:u + sh * (Ho - 1) + 1:sh,
+                                         v:v + sw * (Wo - 1) + 1:sw]
     return columns.reshape(B, C * kh * kw, Ho * Wo)
 
 
@@ -49,22 +50,21 @@ class Conv2d(Layer):
     Parameters ``"W"`` (c_out, c_in, kh, kw) and, unless ``bias=False``, ``"b"`` (c_out,):
     PyTorch's layout, initialised like PyTorch's default (uniform in ±1/√(c_in·kh·kw)) from
     ``seed`` (None means seed 0). Input (B, c_in, H, W), zero padding, output
-    (B, c_out, H', W') with H' = ⌊(H + 2p − kh)/s⌋ + 1.
+    (B, c_out, H', W') with H' = ⌊(H + 2p − kh)/s⌋ + 1. ``kernel_size``, ``stride`` and
+    ``padding`` are ints or (rows, cols) pairs, as in PyTorch.
     """
 
     rational = True
     takes_images = True
 
-    def __init__(self, c_in: int, c_out: int, kernel_size, stride: int = 1, padding: int = 0,
+    def __init__(self, c_in: int, c_out: int, kernel_size, stride=1, padding=0,
                  bias: bool = True, seed=None, dtype=np.float64) -> None:
         super().__init__()
         self.c_in = positive_int(c_in, "Conv2d: c_in", ShapeError)
         self.c_out = positive_int(c_out, "Conv2d: c_out", ShapeError)
         self.kernel = pair(kernel_size, "Conv2d: kernel_size")
-        self.stride = positive_int(stride, "Conv2d: stride", ShapeError)
-        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or padding < 0:
-            raise ShapeError(f"Conv2d: padding must be a non-negative int, got {padding!r}")
-        self.padding = int(padding)
+        self.stride = pair(stride, "Conv2d: stride")
+        self.padding = pair(padding, "Conv2d: padding", smallest=0)
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(
             0 if seed is None else seed)
         bound = 1.0 / np.sqrt(self.c_in * self.kernel[0] * self.kernel[1])
@@ -75,7 +75,8 @@ class Conv2d(Layer):
 
     def describe(self) -> str:
         extra = "".join(f", {name}={value}" for name, value, default in
-                        (("stride", self.stride, 1), ("padding", self.padding, 0))
+                        (("stride", pair_text(self.stride), "1"),
+                         ("padding", pair_text(self.padding), "0"))
                         if value != default)
         return (f"Conv2d({self.c_in}→{self.c_out}, {self.kernel[0]}×{self.kernel[1]}{extra}"
                 f"{'' if 'b' in self.params else ', no bias'})")
@@ -89,8 +90,8 @@ class Conv2d(Layer):
 
     def forward(self, x):
         _, Ho, Wo = check_image(x, self.c_in, self.kernel, self.stride, self.padding)
-        p = self.padding
-        padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p))) if p else x
+        ph, pw = self.padding
+        padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
         columns = _im2col(padded, self.kernel, self.stride, (Ho, Wo))
         out = np.matmul(self.params["W"].reshape(self.c_out, -1), columns)  # (B, C_out, H'W')
         if "b" in self.params:
@@ -124,11 +125,11 @@ class Conv2d(Layer):
         dcolumns = np.matmul(self.params["W"].reshape(self.c_out, -1).T, dout)
         C, H, W = saved.image
         _, Ho, Wo = saved.output
-        (kh, kw), s, p = self.kernel, self.stride, self.padding
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
         dcolumns = dcolumns.reshape(B, C, kh, kw, Ho, Wo)
         dpadded = np.zeros(saved.padded.shape, dtype=dcolumns.dtype)
         for u in range(kh):
             for v in range(kw):
-                dpadded[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += \
+                dpadded[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw] += \
                     dcolumns[:, :, u, v]
-        return dpadded[:, :, p:p + H, p:p + W], self.param_backward(saved, dout)
+        return dpadded[:, :, ph:ph + H, pw:pw + W], self.param_backward(saved, dout)

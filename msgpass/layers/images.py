@@ -10,21 +10,32 @@ from ..errors import ShapeError
 from ..partials.window import window_geometry
 from ..validate import positive_int
 
-__all__ = ["pair", "image_shape", "check_image", "one_over"]
+__all__ = ["pair", "pair_text", "image_shape", "check_image", "one_over"]
 
 
-def pair(value, what: str) -> tuple[int, int]:
-    """A kernel size or stride as (rows, cols) from an int or a pair of ints."""
+def pair(value, what: str, smallest: int = 1) -> tuple[int, int]:
+    """A kernel size, stride or padding as (rows, cols) from an int or a pair of ints, each
+    at least ``smallest``."""
     values = (value, value) if isinstance(value, (int, np.integer)) and \
         not isinstance(value, bool) else tuple(value) if isinstance(value, (tuple, list)) \
         else None
-    if values is None or len(values) != 2:
+    if values is None or len(values) != 2 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
         raise ShapeError(f"{what} must be an int or a pair of ints, got {value!r}")
-    return tuple(positive_int(v, what, ShapeError) for v in values)
+    if smallest == 1:
+        return tuple(positive_int(v, what, ShapeError) for v in values)
+    if any(v < smallest for v in values):
+        raise ShapeError(f"{what} must be at least {smallest}, got {value!r}")
+    return tuple(int(v) for v in values)
 
 
-def image_shape(shape, channels: int | None, kernel: tuple[int, int], stride: int,
-                padding: int) -> tuple[int, int, int]:
+def pair_text(value: tuple[int, int]) -> str:
+    """A pair as its user wrote it, mostly: 2 for (2, 2), (1, 2) otherwise."""
+    return str(value[0]) if value[0] == value[1] else f"({value[0]}, {value[1]})"
+
+
+def image_shape(shape, channels: int | None, kernel: tuple[int, int],
+                stride: tuple[int, int], padding: tuple[int, int]) -> tuple[int, int, int]:
     """The output (C', H', W') — channels kept — of a window over an input of per-sample shape
     ``shape`` (C, H, W); otherwise a ShapeError saying the shape it expects (the network, the
     graph or the spec puts the layer's name before it)."""
@@ -37,12 +48,12 @@ def image_shape(shape, channels: int | None, kernel: tuple[int, int], stride: in
     if channels is not None and C != channels:
         raise ShapeError(f"expects {channels} input channels, (B, {want[1:]}, but the input "
                          f"has {C}: (B, {C}, {H}, {W})")
-    Ho = window_geometry(H, kernel[0], stride, padding)
-    Wo = window_geometry(W, kernel[1], stride, padding)
+    Ho = window_geometry(H, kernel[0], stride[0], padding[0])
+    Wo = window_geometry(W, kernel[1], stride[1], padding[1])
     if Ho < 1 or Wo < 1:
         raise ShapeError(f"expects images of at least the kernel's {kernel[0]}×{kernel[1]} "
-                         f"(padding included), (B, {C}, H ≥ {kernel[0] - 2 * padding}, W ≥ "
-                         f"{kernel[1] - 2 * padding}), but the input is {H}×{W}")
+                         f"(padding included), (B, {C}, H ≥ {kernel[0] - 2 * padding[0]}, W ≥ "
+                         f"{kernel[1] - 2 * padding[1]}), but the input is {H}×{W}")
     return C, Ho, Wo
 
 

@@ -17,22 +17,27 @@ import numpy as np
 
 from ..errors import ShapeError
 from ..partials import Diagonal, LocalPartials, Route, Window
-from ..validate import positive_int
 from .base import Layer
-from .images import check_image, image_shape, one_over, pair
+from .images import check_image, image_shape, one_over, pair, pair_text
 
 __all__ = ["MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten"]
 
 
-def _under_taps(padded: np.ndarray, kernel, stride: int, output) -> np.ndarray:
+def _positions(u: int, v: int, stride, output) -> tuple[slice, ...]:
+    """Where tap (u, v) of every window reads in the padded input: (..., rows, cols)."""
+    (sh, sw), (Ho, Wo) = stride, output
+    return (slice(None), slice(None), slice(u, u + sh * (Ho - 1) + 1, sh),
+            slice(v, v + sw * (Wo - 1) + 1, sw))
+
+
+def _under_taps(padded: np.ndarray, kernel, stride, output) -> np.ndarray:
     """(B, C, H', W', kh·kw): the inputs under each output unit's window, taps row-major."""
-    (kh, kw), (Ho, Wo), s = kernel, output, stride
+    (kh, kw), (Ho, Wo) = kernel, output
     B, C = padded.shape[:2]
     windows = np.empty((B, C, Ho, Wo, kh * kw), dtype=padded.dtype)
     for u in range(kh):
         for v in range(kw):
-            windows[..., u * kw + v] = padded[:, :, u:u + s * (Ho - 1) + 1:s,
-                                              v:v + s * (Wo - 1) + 1:s]
+            windows[..., u * kw + v] = padded[_positions(u, v, stride, output)]
     return windows
 
 
@@ -45,28 +50,27 @@ class MaxSaved:
 
 
 class MaxPool2d(Layer):
-    """``MaxPool2d(kernel_size, stride=None, padding=0)``: stride defaults to the kernel size;
-    padding (at most half the kernel, as PyTorch) is −∞ and never wins."""
+    """``MaxPool2d(kernel_size, stride=None, padding=0)``: ints or (rows, cols) pairs; the
+    stride defaults to the kernel size; padding (at most half the kernel, as PyTorch) is −∞
+    and never wins."""
 
     rational = True
     takes_images = True
     kink_convention = ("a tie goes to the window's first position (row-major), in the local "
                        "partials and the classic backward alike")
 
-    def __init__(self, kernel_size, stride=None, padding: int = 0) -> None:
+    def __init__(self, kernel_size, stride=None, padding=0) -> None:
         super().__init__()
         self.kernel = pair(kernel_size, "MaxPool2d: kernel_size")
-        self.stride = max(self.kernel) if stride is None else positive_int(
-            stride, "MaxPool2d: stride", ShapeError)
-        if isinstance(padding, bool) or not isinstance(padding, (int, np.integer)) or \
-                not 0 <= padding <= min(self.kernel) // 2:
-            raise ShapeError(f"MaxPool2d: padding must be an int in 0..{min(self.kernel) // 2} "
-                             f"(at most half the kernel), got {padding!r}")
-        self.padding = int(padding)
+        self.stride = self.kernel if stride is None else pair(stride, "MaxPool2d: stride")
+        self.padding = pair(padding, "MaxPool2d: padding", smallest=0)
+        if any(p > k // 2 for p, k in zip(self.padding, self.kernel, strict=True)):
+            raise ShapeError(f"MaxPool2d: padding must be at most half the kernel "
+                             f"{self.kernel[0]}×{self.kernel[1]}, got {padding!r}")
 
     def describe(self):
-        extra = f", stride={self.stride}" if self.stride != max(self.kernel) else ""
-        extra += f", padding={self.padding}" if self.padding else ""
+        extra = f", stride={pair_text(self.stride)}" if self.stride != self.kernel else ""
+        extra += f", padding={pair_text(self.padding)}" if any(self.padding) else ""
         return f"MaxPool2d({self.kernel[0]}×{self.kernel[1]}{extra})"
 
     def output_width(self, n_in):
@@ -77,10 +81,10 @@ class MaxPool2d(Layer):
 
     def forward(self, x):
         C, Ho, Wo = check_image(x, None, self.kernel, self.stride, self.padding)
-        p = self.padding
+        ph, pw = self.padding
         # −∞ as the padding: a float, compared correctly with Fractions and mp numbers too
-        padded = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)), constant_values=-np.inf) \
-            if p else x
+        padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) \
+            if ph or pw else x
         windows = _under_taps(padded, self.kernel, self.stride, (Ho, Wo))
         taps = np.argmax(windows, axis=-1)                  # the first of equal maxima
         out = np.take_along_axis(windows, taps[..., None], axis=-1)[..., 0]
@@ -91,16 +95,13 @@ class MaxPool2d(Layer):
         """The inputs that share their window's maximum with another input."""
         top = windows == out[..., None]
         tied = top & (top.sum(axis=-1) > 1)[..., None]
-        mask = np.zeros((shape[0], shape[1], shape[2] + 2 * self.padding,
-                         shape[3] + 2 * self.padding), dtype=bool)
-        (kh, kw), s = self.kernel, self.stride
-        Ho, Wo = out.shape[2:]
+        ph, pw = self.padding
+        mask = np.zeros((shape[0], shape[1], shape[2] + 2 * ph, shape[3] + 2 * pw), dtype=bool)
+        kh, kw = self.kernel
         for u in range(kh):
             for v in range(kw):
-                mask[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] |= \
-                    tied[..., u * kw + v]
-        p = self.padding
-        return mask[:, :, p:p + shape[2], p:p + shape[3]]
+                mask[_positions(u, v, self.stride, out.shape[2:])] |= tied[..., u * kw + v]
+        return mask[:, :, ph:ph + shape[2], pw:pw + shape[3]]
 
     def local_partials(self, saved):
         return LocalPartials(Route(saved.taps, saved.image, self.kernel, self.stride,
@@ -109,16 +110,15 @@ class MaxPool2d(Layer):
     def backward(self, saved, dout):
         C, H, W = saved.image
         B = len(saved.taps)
-        (kh, kw), s, p = self.kernel, self.stride, self.padding
+        (kh, kw), (ph, pw) = self.kernel, self.padding
         dout = dout.reshape(saved.taps.shape)
-        Ho, Wo = dout.shape[2:]
-        dpadded = np.zeros((B, C, H + 2 * p, W + 2 * p), dtype=dout.dtype)
+        dpadded = np.zeros((B, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
         for u in range(kh):          # each tap passes dout where it won
             for v in range(kw):
                 won = saved.taps == u * kw + v
-                dpadded[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += \
+                dpadded[_positions(u, v, self.stride, dout.shape[2:])] += \
                     np.where(won, dout, 0 * dout)
-        return dpadded[:, :, p:p + H, p:p + W], {}
+        return dpadded[:, :, ph:ph + H, pw:pw + W], {}
 
     def nondifferentiable(self, saved):
         return saved.ties
@@ -136,7 +136,7 @@ class _Averaging(Layer):
     def _kernel_of(self, image) -> tuple[int, int]:
         return self.kernel
 
-    def _stride_of(self, image) -> int:
+    def _stride_of(self, image) -> tuple[int, int]:
         return self.stride
 
     def output_width(self, n_in):
@@ -144,12 +144,12 @@ class _Averaging(Layer):
 
     def output_shape(self, shape):
         image = tuple(shape)
-        return image_shape(image, None, self._kernel_of(image), self._stride_of(image), 0)
+        return image_shape(image, None, self._kernel_of(image), self._stride_of(image), (0, 0))
 
     def forward(self, x):
         image = tuple(x.shape[1:]) if x.ndim == 4 else None
         kernel = self._kernel_of(image) if image else self.kernel
-        C, Ho, Wo = check_image(x, None, kernel, self._stride_of(image), 0)
+        C, Ho, Wo = check_image(x, None, kernel, self._stride_of(image), (0, 0))
         windows = _under_taps(x, kernel, self._stride_of(image), (Ho, Wo))
         weight = one_over(x, kernel[0] * kernel[1])        # exact for exact and mp input
         return windows.sum(axis=-1) * weight, (image, weight, x.dtype)
@@ -161,29 +161,28 @@ class _Averaging(Layer):
 
     def backward(self, saved, dout):
         image, weight, _ = saved
-        (kh, kw), s = self._kernel_of(image), self._stride_of(image)
+        (kh, kw), stride = self._kernel_of(image), self._stride_of(image)
         C, H, W = image
-        _, Ho, Wo = image_shape(image, None, (kh, kw), s, 0)
+        _, Ho, Wo = image_shape(image, None, (kh, kw), stride, (0, 0))
         dout = dout.reshape(len(dout), C, Ho, Wo) * weight
         dx = np.zeros((len(dout), C, H, W), dtype=dout.dtype)
         for u in range(kh):          # every input under a window gets its share
             for v in range(kw):
-                dx[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += dout
+                dx[_positions(u, v, stride, (Ho, Wo))] += dout
         return dx, {}
 
 
 class AvgPool2d(_Averaging):
     """``AvgPool2d(kernel_size, stride=None)``: the mean under each window (no padding);
-    stride defaults to the kernel size."""
+    ints or (rows, cols) pairs; the stride defaults to the kernel size."""
 
     def __init__(self, kernel_size, stride=None) -> None:
         super().__init__()
         self.kernel = pair(kernel_size, "AvgPool2d: kernel_size")
-        self.stride = max(self.kernel) if stride is None else positive_int(
-            stride, "AvgPool2d: stride", ShapeError)
+        self.stride = self.kernel if stride is None else pair(stride, "AvgPool2d: stride")
 
     def describe(self):
-        extra = f", stride={self.stride}" if self.stride != max(self.kernel) else ""
+        extra = f", stride={pair_text(self.stride)}" if self.stride != self.kernel else ""
         return f"AvgPool2d({self.kernel[0]}×{self.kernel[1]}{extra})"
 
 
@@ -191,7 +190,7 @@ class GlobalAvgPool2d(_Averaging):
     """``GlobalAvgPool2d()``: the mean of each channel over H and W; output (B, C)."""
 
     kernel = (1, 1)
-    stride = 1
+    stride = (1, 1)
 
     def describe(self):
         return "GlobalAvgPool2d"

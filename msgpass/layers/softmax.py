@@ -39,6 +39,8 @@ class Softmax(Layer):
     Local partials ``J_b[n, n'] = ∂y_{n'}/∂x_n = y_{n'} (δ_{nn'} − y_n)``.
     """
 
+    takes_rows = True
+
     def forward(self, x):
         y = softmax(x)
         return y, ProbSaved(prob=y)
@@ -65,6 +67,8 @@ class LogSoftmax(Layer):
     Local partials ``J_b[n, n'] = ∂y_{n'}/∂x_n = δ_{nn'} − p_n`` with p = softmax(x). The
     block is not symmetric: row n holds −p_n off the diagonal.
     """
+
+    takes_rows = True
 
     def forward(self, x):
         out = log_softmax(x)

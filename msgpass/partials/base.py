@@ -236,6 +236,12 @@ class InputPartials:
         the path count, by dynamic programming)."""
         return self.edges().astype(object) @ counts
 
+    def stored_receive(self, block: np.ndarray) -> np.ndarray:
+        """The sums (B, N_{t-1}) of a stored block, by code separate from ``receive`` (the
+        dense view's, unless a kind has a cheaper one of its own): verify's check that the
+        receivers summed what was sent."""
+        return self.dense_receive(self.dense_messages(block))
+
     def dense_receive(self, dense_messages: np.ndarray) -> np.ndarray:
         """The sums (B, N_{t-1}) of messages in the dense layout."""
         return dense_messages.sum(axis=2)

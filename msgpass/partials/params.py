@@ -105,13 +105,13 @@ class Kernel(ParamPartials):
     ----------
     padded : ndarray, shape (B, C_in, H + 2p, W + 2p)
     kernel : (kh, kw)
-    stride : int
+    stride : (rows, cols)
     output : (C_out, H', W')
     """
 
     padded: np.ndarray
     kernel: tuple[int, int]
-    stride: int
+    stride: tuple[int, int]
     output: tuple[int, int, int]
     kind = "kernel"
 
@@ -120,10 +120,10 @@ class Kernel(ParamPartials):
         x = self.padded if samples is None else self.padded[samples]
         _, Ho, Wo = self.output
         kh, kw = self.kernel
-        s = self.stride
+        sh, sw = self.stride
         windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
         # (B, C, H'', W'', kh, kw) → every s-th position, then taps before positions
-        return windows[:, :, ::s, ::s][:, :, :Ho, :Wo].transpose(0, 1, 4, 5, 2, 3)
+        return windows[:, :, ::sh, ::sw][:, :, :Ho, :Wo].transpose(0, 1, 4, 5, 2, 3)
 
     def gradient(self, incoming):
         # Σ_b Σ_{i',j'} S_b[c', i', j'] · x_pad[b, c, s·i' + u, s·j' + v]

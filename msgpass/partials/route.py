@@ -27,7 +27,7 @@ class Route(InputPartials):
     image : (C, H, W)
         The input's per-sample shape.
     kernel : (kh, kw)
-    stride, padding : int
+    stride, padding : int or (rows, cols), kept as pairs
     dtype : numpy dtype of the messages
 
     Messages: one per (sample, output unit), B·C·H'·W'. The block keeps the window layout
@@ -45,12 +45,18 @@ class Route(InputPartials):
     kind = "route"
     block_dims = ("channel", "out_row", "out_col", "tap_row", "tap_col")
 
+    def __post_init__(self):
+        for name in ("stride", "padding"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (int(value), int(value)) if np.ndim(value) == 0
+                               else tuple(int(v) for v in value))
+
     @property
     def output(self) -> tuple[int, int, int]:
         C, H, W = self.image
         kh, kw = self.kernel
-        return (C, window_geometry(H, kh, self.stride, self.padding),
-                window_geometry(W, kw, self.stride, self.padding))
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        return (C, window_geometry(H, kh, sh, ph), window_geometry(W, kw, sw, pw))
 
     @property
     def n_in(self) -> int:  # type: ignore[override]
@@ -71,8 +77,9 @@ class Route(InputPartials):
         _, Ho, Wo = self.output
         kw = self.kernel[1]
         u, v = np.divmod(self.taps, kw)
-        i = self.stride * np.arange(Ho)[None, None, :, None] + u - self.padding
-        j = self.stride * np.arange(Wo)[None, None, None, :] + v - self.padding
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        i = sh * np.arange(Ho)[None, None, :, None] + u - ph
+        j = sw * np.arange(Wo)[None, None, None, :] + v - pw
         c = np.arange(C)[None, :, None, None]
         return ((c * H + i) * W + j).reshape(len(self.taps), -1)
 
@@ -103,7 +110,8 @@ class Route(InputPartials):
                                   axis=-1)[..., 0].reshape(rows, -1)
         winners = self.winners.reshape(self.taps.shape)[piece_rows, band].reshape(rows, -1)
         sample = np.arange(rows)[:, None]
-        if self.stride >= max(self.kernel):  # windows do not overlap: one sender per input
+        if all(s >= k for s, k in zip(self.stride, self.kernel, strict=True)):
+            # windows do not overlap: one sender per input
             sums[sample, winners] += sent
         else:                                # an input can win several windows: add each
             np.add.at(sums, (np.broadcast_to(sample, winners.shape), winners), sent)
@@ -134,19 +142,26 @@ class Route(InputPartials):
                 c, rest = divmod(n_out, Ho * Wo)
                 i_out, j_out = divmod(rest, Wo)
                 u, v = divmod(int(self.taps[b, c, i_out, j_out]), kw)
-                i = self.stride * i_out + u - self.padding
-                j = self.stride * j_out + v - self.padding
+                i = self.stride[0] * i_out + u - self.padding[0]
+                j = self.stride[1] * j_out + v - self.padding[1]
                 J[b, (c * H + i) * W + j, n_out] = 1
         return J
 
     def storage_attrs(self):
         # stored in the window layout of a depthwise window, which expands it
         return {"stored": Window.storage, "image": list(self.image), "kernel": list(self.kernel),
-                "channels_out": self.image[0], "stride": self.stride, "padding": self.padding,
-                "depthwise": True}
+                "channels_out": self.image[0], "stride": list(self.stride),
+                "padding": list(self.padding), "depthwise": True}
 
     def dense_messages(self, block):
         return Window.expand_stored(block, self.storage_attrs())
+
+    def stored_receive(self, block):
+        # the one-hot window layout summed by the window's edge list: the zeros at the taps
+        # that lost add nothing
+        geometry = Window(np.zeros((self.image[0], *self.kernel)), self.image, self.stride,
+                          self.padding, depthwise=True)
+        return geometry.stored_receive(block)
 
     def send_check(self, block, incoming):
         # from the dense view: the one 1 of each column times S (small blocks: verify's)

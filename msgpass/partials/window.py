@@ -2,7 +2,8 @@
 inputs under its kernel, with the same taps for every sample and every position.
 
 Images are NCHW, numbered in C order: input node n = (c, i, j) of (C_in, H, W), output node
-n' = (c', i', j') of (C_out, H', W'). With stride s and zero padding p,
+n' = (c', i', j') of (C_out, H', W'). With stride s and zero padding p (each a pair, rows
+and columns; written for one here),
 
     J[(c, i, j), (c', i', j')] = weights[c', c, i − s·i' + p, j − s·j' + p]
 
@@ -40,7 +41,8 @@ class Window(InputPartials):
         The kernel taps, shared by every sample.
     image : (C_in, H, W)
         The input's per-sample shape.
-    stride, padding : int
+    stride, padding : int or (rows, cols)
+        Kept as pairs.
     depthwise : bool
 
     Messages: one per (sample, output unit, kernel tap). The block is laid out by sender,
@@ -54,14 +56,20 @@ class Window(InputPartials):
 
     weights: np.ndarray
     image: tuple[int, int, int]
-    stride: int = 1
-    padding: int = 0
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
     depthwise: bool = False
     kind = "window"
     storage = "window"
     # Each piece is summed over its output channels before it is scattered (col2im), so
     # pieces as large as the budget allows cost least (see msgpass.streaming.piece_bytes)
     large_pieces = True
+
+    def __post_init__(self):
+        for name in ("stride", "padding"):
+            value = getattr(self, name)
+            object.__setattr__(self, name, (int(value), int(value)) if np.ndim(value) == 0
+                               else tuple(int(v) for v in value))
 
     # -- geometry ---------------------------------------------------------------------------
     @property
@@ -77,8 +85,9 @@ class Window(InputPartials):
         """(C_out, H', W'), the output's per-sample shape."""
         _, H, W = self.image
         kh, kw = self.kernel
-        return (self.channels_out, window_geometry(H, kh, self.stride, self.padding),
-                window_geometry(W, kw, self.stride, self.padding))
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        return (self.channels_out, window_geometry(H, kh, sh, ph),
+                window_geometry(W, kw, sw, pw))
 
     @cached_property
     def inside(self) -> np.ndarray:
@@ -87,8 +96,9 @@ class Window(InputPartials):
         _, H, W = self.image
         _, Ho, Wo = self.output
         kh, kw = self.kernel
-        rows = self.stride * np.arange(Ho)[:, None] + np.arange(kh)[None, :] - self.padding
-        cols = self.stride * np.arange(Wo)[:, None] + np.arange(kw)[None, :] - self.padding
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        rows = sh * np.arange(Ho)[:, None] + np.arange(kh)[None, :] - ph
+        cols = sw * np.arange(Wo)[:, None] + np.arange(kw)[None, :] - pw
         row_in = (rows >= 0) & (rows < H)
         col_in = (cols >= 0) & (cols < W)
         return row_in[:, None, :, None] & col_in[None, :, None, :]
@@ -127,7 +137,7 @@ class Window(InputPartials):
         extra = (None,) * (self.weights.ndim - 1)
         taps = self.weights[piece.receivers][:, None, None][None]
         out = np.multiply(rows[(...,) + extra], taps, out=out)
-        if self.padding:
+        if any(self.padding):
             self._zero_padding(out)
         return out
 
@@ -138,9 +148,9 @@ class Window(InputPartials):
         _, H, W = self.image
         _, Ho, Wo = self.output
         kh, kw = self.kernel
-        s, p = self.stride, self.padding
+        (sh, sw), (ph, pw) = self.stride, self.padding
         tap_row = block.ndim - 2              # block: (rows, band, H', W', [C,] kh, kw)
-        for axis, size, out_size, taps in ((2, H, Ho, kh), (3, W, Wo, kw)):
+        for axis, size, out_size, taps, s, p in ((2, H, Ho, kh, sh, ph), (3, W, Wo, kw, sw, pw)):
             for u in range(taps):
                 first = min(out_size, max(0, -(-(p - u) // s)))   # ⌈(p − u) / s⌉
                 last = max(first, min(out_size, (size - 1 + p - u) // s + 1))
@@ -162,9 +172,9 @@ class Window(InputPartials):
         C, H, W = self.image
         _, Ho, Wo = self.output
         kh, kw = self.kernel
-        s, p = self.stride, self.padding
+        (sh, sw), (ph, pw) = self.stride, self.padding
         if padded is None:
-            padded = np.zeros((len(messages), C, H + 2 * p, W + 2 * p), dtype=messages.dtype)
+            padded = np.zeros((len(messages), C, H + 2 * ph, W + 2 * pw), dtype=messages.dtype)
         if self.depthwise:      # channel c hears from channel c only: the band's channels
             target, per_tap = padded[:, band], messages
         else:                   # every input channel hears from every output channel
@@ -172,15 +182,15 @@ class Window(InputPartials):
             per_tap = np.add.reduce(messages, axis=1).transpose(0, 3, 1, 2, 4, 5)
         for u in range(kh):
             for v in range(kw):
-                target[:, :, u:u + s * (Ho - 1) + 1:s, v:v + s * (Wo - 1) + 1:s] += \
+                target[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw] += \
                     per_tap[..., u, v]
         return padded
 
     def _sums(self, padded: np.ndarray) -> np.ndarray:
         """The input's sums (rows, N_in) from the padded accumulation."""
         _, H, W = self.image
-        p = self.padding
-        return padded[:, :, p:p + H, p:p + W].reshape(len(padded), -1)
+        ph, pw = self.padding
+        return padded[:, :, ph:ph + H, pw:pw + W].reshape(len(padded), -1)
 
     def receive(self, messages, out=None):
         # a whole block: every output channel's messages
@@ -192,14 +202,14 @@ class Window(InputPartials):
 
     def receive_piece(self, messages, piece, sums, first=0):
         rows = slice(piece.rows.start - first, piece.rows.stop - first)
-        if self.padding == 0:     # add straight into the sums (a view: sums is C-contiguous)
+        if not any(self.padding):   # add straight into the sums (a view: C-contiguous)
             self._scatter(messages, piece.receivers, sums[rows].reshape((-1, *self.image)))
             return
         C, H, W = self.image
-        p = self.padding
-        padded = np.zeros((rows.stop - rows.start, C, H + 2 * p, W + 2 * p),
+        ph, pw = self.padding
+        padded = np.zeros((rows.stop - rows.start, C, H + 2 * ph, W + 2 * pw),
                           dtype=messages.dtype)
-        padded[:, :, p:p + H, p:p + W] = sums[rows].reshape((-1, *self.image))
+        padded[:, :, ph:ph + H, pw:pw + W] = sums[rows].reshape((-1, *self.image))
         sums[rows] = self._sums(self._scatter(messages, piece.receivers, padded))
 
     # -- dense views, by code separate from send and receive ----------------------------------
@@ -209,13 +219,13 @@ class Window(InputPartials):
         C, H, W = self.image
         Co, Ho, Wo = self.output
         kh, kw = self.kernel
-        s, p = self.stride, self.padding
+        (sh, sw), (ph, pw) = self.stride, self.padding
         if self.depthwise:
             c_out, i_out, j_out, u, v = np.indices((Co, Ho, Wo, kh, kw)).reshape(5, -1)
             c_in = c_out
         else:
             c_out, i_out, j_out, c_in, u, v = np.indices((Co, Ho, Wo, C, kh, kw)).reshape(6, -1)
-        i, j = s * i_out + u - p, s * j_out + v - p
+        i, j = sh * i_out + u - ph, sw * j_out + v - pw
         edge = (i >= 0) & (i < H) & (j >= 0) & (j < W)
         entry = np.flatnonzero(edge)
         source = (c_in * H + i) * W + j
@@ -227,14 +237,14 @@ class Window(InputPartials):
         C, H, W = self.image
         Co, Ho, Wo = self.output
         kh, kw = self.kernel
-        s, p = self.stride, self.padding
+        (sh, sw), (ph, pw) = self.stride, self.padding
         J = np.zeros((1, self.n_in, self.n_out), dtype=self.dtype)
         view = J.reshape(C, H, W, Co, Ho, Wo)
         for i_out in range(Ho):
             for j_out in range(Wo):
                 for u in range(kh):
                     for v in range(kw):
-                        i, j = s * i_out + u - p, s * j_out + v - p
+                        i, j = sh * i_out + u - ph, sw * j_out + v - pw
                         if 0 <= i < H and 0 <= j < W:
                             if self.depthwise:
                                 for c in range(C):
@@ -245,8 +255,8 @@ class Window(InputPartials):
 
     def storage_attrs(self):
         return {"stored": self.storage, "image": list(self.image), "kernel": list(self.kernel),
-                "channels_out": self.channels_out, "stride": self.stride,
-                "padding": self.padding, "depthwise": self.depthwise}
+                "channels_out": self.channels_out, "stride": list(self.stride),
+                "padding": list(self.padding), "depthwise": self.depthwise}
 
     @classmethod
     def expand_stored(cls, block, attrs):
@@ -256,7 +266,7 @@ class Window(InputPartials):
         shape = (attrs["channels_out"],) + (() if depthwise else (attrs["image"][0],)) + \
             tuple(attrs["kernel"])
         geometry = cls(np.zeros(shape, dtype=np.int8), tuple(attrs["image"]),
-                       int(attrs["stride"]), int(attrs["padding"]), depthwise)
+                       attrs["stride"], attrs["padding"], depthwise)   # an int or a pair
         tail = len(shape) + 2
         if not isinstance(block, np.ndarray) and hasattr(block, "map_blocks"):
             block = block.rechunk({axis: -1 for axis in range(1, block.ndim)})
@@ -270,6 +280,14 @@ class Window(InputPartials):
         full = np.zeros(lead + (geometry.n_in, geometry.n_out), dtype=block.dtype)
         full[..., source, destination] = flat[..., entry]
         return full
+
+    def stored_receive(self, block):
+        # each edge's message added at its receiver by index (the edge list), not by col2im
+        entry, source, _ = self._edge_list()
+        flat = np.asarray(block).reshape(len(block), -1)
+        sums = np.zeros((len(block), self.n_in), dtype=flat.dtype)
+        np.add.at(sums, (np.arange(len(block))[:, None], source[None, :]), flat[:, entry])
+        return sums
 
     def send_check(self, block, incoming):
         # J · S for every edge, rebuilt from the edge list (explicit coordinates) rather than
@@ -292,12 +310,13 @@ class Window(InputPartials):
         i, j = divmod(rest, W)
         columns, values = [], []
         kh, kw = self.kernel
+        (sh, sw), (ph, pw) = self.stride, self.padding
         for u in range(kh):
             for v in range(kw):
-                top, left = i + self.padding - u, j + self.padding - v
-                if top % self.stride or left % self.stride:
+                top, left = i + ph - u, j + pw - v
+                if top % sh or left % sw:
                     continue
-                i_out, j_out = top // self.stride, left // self.stride
+                i_out, j_out = top // sh, left // sw
                 if not (0 <= i_out < Ho and 0 <= j_out < Wo):
                     continue
                 outs = [c] if self.depthwise else range(Co)
@@ -315,15 +334,33 @@ class Window(InputPartials):
     def tap_errors(self, incoming: np.ndarray, error: np.ndarray) -> np.ndarray:
         """The change of taps ΔW (shaped like ``weights``) whose messages, sent from
         ``incoming`` (B, N_out), would sum to ``error`` (B, N_in), by least squares: which
-        taps a difference in the sums points at (verify's diagnosis of a failing step)."""
-        columns = []
-        for k in range(self.weights.size):
-            unit = np.zeros(self.weights.size)
-            unit[k] = 1.0
-            one = self._with(unit.reshape(self.weights.shape))
-            columns.append(one.receive(one.send(incoming, one.whole(len(incoming)))).ravel())
-        solution = np.linalg.lstsq(np.stack(columns, axis=1), error.ravel(), rcond=None)[0]
-        return solution.reshape(self.weights.shape)
+        taps a difference in the sums points at (verify's diagnosis of a failing step).
+        A tap into input channel c reaches only channel c, so the least squares splits into
+        one small problem per input channel, whose columns are the arriving sums S of one
+        output channel shifted to where one tap reads."""
+        C, H, W = self.image
+        _, Ho, Wo = self.output
+        kh, kw = self.kernel
+        (sh, sw), (ph, pw) = self.stride, self.padding
+        S = np.asarray(incoming, dtype=np.float64).reshape((-1, *self.output))
+        error = np.asarray(error, dtype=np.float64).reshape((-1, *self.image))
+        delta = np.zeros(self.weights.shape)
+        for c in range(C):
+            outs = [c] if self.depthwise else range(self.channels_out)
+            columns, where = [], []
+            for c_out in outs:
+                for u in range(kh):
+                    for v in range(kw):
+                        column = np.zeros((len(S), H + 2 * ph, W + 2 * pw))
+                        column[:, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw] = \
+                            S[:, c_out]
+                        columns.append(column[:, ph:ph + H, pw:pw + W].ravel())
+                        where.append((c, u, v) if self.depthwise else (c_out, c, u, v))
+            solution = np.linalg.lstsq(np.stack(columns, axis=1), error[:, c].ravel(),
+                                       rcond=None)[0]
+            for index, value in zip(where, solution, strict=True):
+                delta[index] = value
+        return delta
 
     def edge_counts(self, counts):
         # Σ over a node's edges of counts[n']: the sums of messages of taps 1 sent from

@@ -86,16 +86,22 @@ def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
             claim = f"δ^{T} = J^{T} · 1/B"
             found = trace.message(t)
             expected = J.dense_send(np.ones_like(trace.incoming[T + 1])) / trace.batch
-        else:        # the sums of layer t+1's stored messages, summed here from its block
-            claim = f"δ^{t} = J^{t} · Σ δ^{t + 1}"
-            above = trace.block(t + 1)
+        else:        # sent from what arrived at layer t's outputs, S^{t+1}
+            claim = f"δ^{t} = J^{t} · S^{t + 1}"
             # compared in a layout both share (a diagonal's or a window's own, never a
             # dense N×N), the expected side from the kind's dense-view code
-            found, expected = J.send_check(trace.block(t).values,
-                                           above.partials.receive(np.asarray(above.values)))
+            found, expected = J.send_check(trace.block(t).values, trace.incoming[t + 1])
         add(Check(part, t, label, claim, "partials",
                   arithmetic.compare(found, expected, tols["recursion"]),
                   tols["recursion"]))
+        # each receiver sums what arrived: S^t = Σ_{n'} δ^t, added up again here from the
+        # stored block by the kind's own code (an edge list, a dense view), in another order
+        block = trace.block(t)
+        add(Check(part, t, label, f"S^{t} = Σ δ^{t}", "partials",
+                  arithmetic.compare(trace.incoming[t],
+                                     J.stored_receive(np.asarray(block.values)),
+                                     tols["backprop"], magnitude=magnitude.get(t)),
+                  tols["backprop"]))
         for witness, said in evidence:
             if t in said.steps:
                 against(witness, part, t, label, trace.incoming[t], said.steps[t],
@@ -120,7 +126,8 @@ def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
     return report
 
 
-TAP_DIAGNOSIS_LIMIT = 5000   # taps; the least squares builds one column per tap
+# bytes of one input channel's least squares: a column of B·H·W floats per tap
+TAP_DIAGNOSIS_LIMIT = 1 << 30
 
 
 def _wrong_taps(trace, labels, checks, evidence) -> list[str]:
@@ -135,9 +142,12 @@ def _wrong_taps(trace, labels, checks, evidence) -> list[str]:
     for t in sorted(failed)[-1:]:
         J = trace.partials[t - 1].inputs
         if reference is None or not hasattr(J, "tap_errors") or t not in reference.steps \
-                or J.weights.size > TAP_DIAGNOSIS_LIMIT or J.weights.dtype == object:
+                or J.weights.dtype == object:
             continue
         above = trace.incoming[t + 1]
+        if J.weights.size // J.image[0] * J.n_in // J.image[0] * len(above) * 8 \
+                > TAP_DIAGNOSIS_LIMIT:
+            continue
         delta = J.tap_errors(np.asarray(above, dtype=np.float64),
                              np.asarray(trace.incoming[t] - reference.steps[t].values,
                                         dtype=np.float64))
