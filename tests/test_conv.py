@@ -35,10 +35,10 @@ def _conv_net(draw):
     """A random small conv net: a conv (stride 1 or 2, padding 0 or 2, kernel 1, 3 or 5),
     ReLU or Tanh, optionally BatchNorm2d, a pool, another conv, then GAP or Flatten."""
     c_in = draw(st.integers(1, 3))
-    kernel = draw(st.sampled_from([1, 3, 5]))
-    stride = draw(st.sampled_from([1, 2]))
-    padding = draw(st.sampled_from([0, 2]))
-    size = draw(st.integers(max(kernel - 2 * padding, 1) + 4, 10))
+    kernel = draw(st.sampled_from([1, 3, 5, (3, 1), (2, 3)]))
+    stride = draw(st.sampled_from([1, 2, (2, 1)]))
+    padding = draw(st.sampled_from([0, 2, (1, 0)]))
+    size = draw(st.integers(7, 10))
     c1 = draw(st.integers(1, 4))
     layers = [mp.Conv2d(c_in, c1, kernel, stride=stride, padding=padding,
                         seed=draw(st.integers(0, 99))),
@@ -46,9 +46,10 @@ def _conv_net(draw):
     if draw(st.booleans()):
         layers.append(mp.BatchNorm2d(c1))
     shape = layers[0].output_shape((c_in, size, size))
-    pool = draw(st.sampled_from(["max", "avg", "none"]))
-    if pool != "none" and min(shape[1:]) >= 2:
-        layers.append(mp.MaxPool2d(2) if pool == "max" else mp.AvgPool2d(2, stride=1))
+    pool = draw(st.sampled_from(["max", "overlapping max", "avg", "none"]))
+    if pool != "none" and min(shape[1:]) >= 3:
+        layers.append({"max": mp.MaxPool2d(2), "avg": mp.AvgPool2d((2, 1), stride=1),
+                       "overlapping max": mp.MaxPool2d(3, stride=2, padding=1)}[pool])
         shape = layers[-1].output_shape(shape)
     c2 = draw(st.integers(1, 3))
     k2 = 3 if min(shape[1:]) >= 3 else 1
@@ -120,7 +121,7 @@ def _jacobian_by_unit_inputs(layer, image):
 
 
 @pytest.mark.parametrize("stride, padding, kernel", [(1, 0, 3), (2, 2, 3), (1, 2, 5),
-                                                     (2, 0, 1)])
+                                                     (2, 0, 1), ((2, 1), (1, 0), (3, 2))])
 def test_every_message_is_its_tap_times_the_arriving_sum(stride, padding, kernel):
     layer = mp.Conv2d(2, 3, kernel, stride=stride, padding=padding, bias=False, seed=4)
     image = (2, 6, 7)
@@ -139,18 +140,18 @@ def test_every_message_is_its_tap_times_the_arriving_sum(stride, padding, kernel
     edges = trace.block(1).partials.edges()
     assert not dense[:, ~edges].any()
     _, Ho, Wo = layer.output_shape(image)
-    inside = sum(1 for i in range(Ho) for j in range(Wo) for u in range(kernel)
-                 for v in range(kernel)
-                 if 0 <= stride * i + u - padding < 6 and 0 <= stride * j + v - padding < 7)
+    (sh, sw), (ph, pw), (kh, kw) = (np.broadcast_to(a, 2) for a in (stride, padding, kernel))
+    inside = sum(1 for i in range(Ho) for j in range(Wo) for u in range(kh) for v in range(kw)
+                 if 0 <= sh * i + u - ph < 6 and 0 <= sw * j + v - pw < 7)
     assert trace.block(1).partials.message_count(3) == 3 * 3 * 2 * inside
     if padding == 0:
-        assert inside == Ho * Wo * kernel * kernel      # B·C_out·H'·W'·C_in·kh·kw
+        assert inside == Ho * Wo * kh * kw      # B·C_out·H'·W'·C_in·kh·kw
     assert int(edges.sum()) == int((J != 0).sum()) or np.any(layer.params["W"] == 0)
     # the structured block's meaning: [b, c', i', j', c, u, v] = W[c', c, u, v] · S_b[c',i',j']
     block = trace.block(1).values
-    assert block.shape == (3, 3, Ho, Wo, 2, kernel, kernel)
-    b, co, i, j, c, u, v = 1, 2, Ho - 1, 0, 1, kernel - 1, 0
-    if 0 <= stride * i + u - padding < 6 and 0 <= stride * j + v - padding < 7:
+    assert block.shape == (3, 3, Ho, Wo, 2, kh, kw)
+    b, co, i, j, c, u, v = 1, 2, Ho - 1, 0, 1, kh - 1, 0
+    if 0 <= sh * i + u - ph < 6 and 0 <= sw * j + v - pw < 7:
         assert block[b, co, i, j, c, u, v] == layer.params["W"][co, c, u, v] * \
             S[b, (co * Ho + i) * Wo + j]
 
@@ -265,12 +266,50 @@ def test_verify_catches_a_planted_wrong_tap_at_its_step_and_names_it():
     ([mp.MaxPool2d(2)], np.zeros((2, 1, 1, 5)), "layer 1 (MaxPool2d(2×2)): expects images"),
     ([mp.BatchNorm2d(3)], np.zeros((2, 2, 4, 4)), "layer 1 (BatchNorm2d(3)): expects NCHW "
                                                   "input (B, 3, H, W)"),
+    ([mp.Conv2d(1, 2, 3)], np.zeros((2, 8, 8)), "layer 1 (Conv2d(1→2, 3×3)): expects NCHW "
+                                                "input (B, 1, H, W), got shape (2, 8, 8)"),
+    ([mp.Conv2d(1, 2, 3), mp.Softmax()], np.zeros((2, 1, 8, 8)),
+     "layer 2 (Softmax): takes rows (B, N), got shape (2, 2, 6, 6): put Flatten"),
 ])
 def test_bad_image_input_is_one_line_naming_the_layer_and_shape(layers, x, words):
     net = mp.Sequential([*layers, mp.Flatten(), mp.MSELoss()])
     with pytest.raises(ShapeError) as caught:
-        net.forward(x, np.zeros((len(x), 1)))
+        net.forward(x, np.zeros((len(x), 72)))
     assert words in str(caught.value) and "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("4-flatten-3-sce", "token 2 ('flatten') works on an image, but it receives a row of 4"),
+    ("1x8x8-conv2k3-sce", "token 3 ('sce') is a layer on rows, but it receives an image 2x6x6"),
+    ("1x4x4-conv2k3-logsoftmax-nll", "token 3 ('logsoftmax') is a layer on rows"),
+    ("1x8x8-conv2k3s0-flatten-2-sce", "token 2 ('conv2k3s0'): Conv2d: stride must be a "
+                                      "positive integer, got 0"),
+    ("1x4x4-conv3k5-flatten-2-sce", "token 2 ('conv3k5'): expects images of at least the "
+                                    "kernel's 5×5"),
+])
+def test_specs_refuse_tokens_that_do_not_fit_their_shape(spec, words):
+    from msgpass.errors import SpecError
+    with pytest.raises(SpecError) as caught:
+        build_network(spec)
+    assert words in str(caught.value)
+
+
+def test_non_square_kernels_and_strides_follow_torchs_conventions():
+    # a pool's stride defaults to its kernel, both rows and columns (torch's MaxPool2d((2, 3))
+    # makes (1, 1, 6, 9) into (1, 1, 3, 3))
+    x = np.arange(54.0).reshape(1, 1, 6, 9)
+    out, _ = mp.MaxPool2d((2, 3)).forward(x)
+    np.testing.assert_array_equal(out[0, 0], x[0, 0].reshape(3, 2, 3, 3).max(axis=(1, 3)))
+    out, _ = mp.AvgPool2d((2, 3), stride=(2, 1)).forward(x)
+    assert out.shape == (1, 1, 3, 7)
+    np.testing.assert_array_equal(out[0, 0, 1, 2], x[0, 0, 2:4, 2:5].mean())
+    conv = mp.Conv2d(1, 1, (3, 1), stride=(2, 1), padding=(1, 0), bias=False, seed=0)
+    y, _ = conv.forward(x)
+    w = conv.params["W"][0, 0, :, 0]
+    padded = np.pad(x[0, 0], ((1, 1), (0, 0)))
+    np.testing.assert_allclose(y[0, 0, 2, 4], w @ padded[4:7, 4], rtol=1e-15)
+    assert y.shape == (1, 1, 3, 9)
+    assert repr(conv) == "Conv2d(1→1, 3×1, stride=(2, 1), padding=(1, 0), no bias)"
 
 
 def test_input_shape_is_checked_when_the_network_is_built_and_given():
@@ -330,8 +369,12 @@ def test_streaming_options_give_the_same_results():
     np.testing.assert_array_equal(some.block(5).values, whole.block(5).values[[1, 3]])
     for key, grad in whole.grads.items():
         np.testing.assert_array_equal(grad, some.grads[key])
-    # per-sample messages to a conv kernel sum to its gradient (above the coupling layer)
-    np.testing.assert_allclose(some.param_messages["5.W"].sum(axis=0) * 0, 0)
+    # every sample's messages to a conv kernel sum to its gradient (in float64, in another
+    # order: 1e-13 of the largest)
+    each = net.backward(keep="sums", per_sample=True)
+    for key in ("1.W", "5.W", "5.b"):
+        np.testing.assert_allclose(each.param_messages[key].sum(axis=0), whole.grads[key],
+                                   rtol=0, atol=1e-13 * np.max(np.abs(whole.grads[key])))
     net.eval()
     net.forward(x, y)
     evaluated = net.backward(per_sample=True, stats=True)
