@@ -44,7 +44,7 @@ def _under_taps(padded: np.ndarray, kernel, stride, output) -> np.ndarray:
 @dataclass(frozen=True)
 class MaxSaved:
     taps: np.ndarray       # (B, C, H', W') the winning tap of each window
-    ties: np.ndarray       # (B, C, H, W) bool: inputs tied for the maximum of some window
+    windows: np.ndarray    # (B, C, H', W', kh·kw) the inputs under each window (for ties)
     image: tuple[int, int, int]
     dtype: np.dtype        # the messages' (the input's)
 
@@ -88,11 +88,14 @@ class MaxPool2d(Layer):
         windows = _under_taps(padded, self.kernel, self.stride, (Ho, Wo))
         taps = np.argmax(windows, axis=-1)                  # the first of equal maxima
         out = np.take_along_axis(windows, taps[..., None], axis=-1)[..., 0]
-        ties = self._ties(windows, out, x.shape)
-        return out, MaxSaved(taps, ties, tuple(x.shape[1:]), x.dtype)
+        return out, MaxSaved(taps, windows, tuple(x.shape[1:]), x.dtype)
 
-    def _ties(self, windows, out, shape) -> np.ndarray:
-        """The inputs that share their window's maximum with another input."""
+    def _ties(self, saved) -> np.ndarray:
+        """The inputs that share their window's maximum with another input (found when
+        asked: the forward itself does not need them)."""
+        windows = saved.windows
+        shape = (len(windows), *saved.image)
+        out = np.take_along_axis(windows, saved.taps[..., None], axis=-1)[..., 0]
         top = windows == out[..., None]
         tied = top & (top.sum(axis=-1) > 1)[..., None]
         ph, pw = self.padding
@@ -121,7 +124,7 @@ class MaxPool2d(Layer):
         return dpadded[:, :, ph:ph + H, pw:pw + W], {}
 
     def nondifferentiable(self, saved):
-        return saved.ties
+        return self._ties(saved)
 
     def branch(self, saved):
         return saved.taps
