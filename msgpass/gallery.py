@@ -97,9 +97,10 @@ def lenet_trace(mnist: Path, samples: int = 4):
     return net, net.backward(), test.y[:samples]
 
 
-# Figures whose data are measured round-off (errors near u): the same code draws other dots on
-# a CPU whose BLAS kernel or SIMD width sums in another order.
-ROUNDOFF_FIGURES = ("verification.png",)
+# Figures whose data are measured round-off (errors near u), or come from a network trained by
+# many steps that carry it (the LeNet-5 figures): the same code draws other dots on a CPU
+# whose BLAS kernel or SIMD width sums in another order.
+ROUNDOFF_FIGURES = ("verification.png", *LENET_FIGURES)
 
 
 def make_figures(out: str | Path = "figures", mnist=None) -> list[Path]:
