@@ -250,9 +250,10 @@ class Sequential:
                        if not layer.rational]
             if refused:
                 raise DtypeError(f"exact mode needs layers that keep rational numbers rational "
-                                 f"(Affine, ReLU, MSELoss, NLLLoss); {', '.join(refused)} "
-                                 f"use exp, log or tanh. Use an arbitrary-precision mode "
-                                 f"such as 'mp:50' for them")
+                                 f"(Affine, Conv2d, the pools, Flatten, ReLU, MSELoss, "
+                                 f"NLLLoss); {', '.join(refused)} need exp, log, tanh or a "
+                                 f"square root. Use an arbitrary-precision mode such as "
+                                 f"'mp:50' for them")
         self.numbers = mode
         self.dtype = np.dtype(object)
         self.layers = layers

@@ -128,7 +128,8 @@ def parse_spec(spec: str) -> list[str]:
             raise SpecError(
                 f"spec {spec!r}: token {position} ({tok!r}) is not a width or a layer; known "
                 f"layers: {', '.join([*ACTIVATIONS, 'batchnorm', 'dropout', 'dropoutP', *LOSSES])}"
-                f"; on images: {IMAGE_LAYERS}")
+                f"; on images: {IMAGE_LAYERS} (convCkK[sS][pP] as conv6k5p2, maxpoolK[sS] "
+                f"and avgpoolK[sS] as maxpool3s2)")
     _check_shapes(spec, tokens)
     return tokens
 
@@ -141,8 +142,11 @@ def _check_shapes(spec: str, tokens: list[str]) -> None:
         is_image = len(shape) == 3
         if (CONV.fullmatch(tok) or POOL.fullmatch(tok) or tok in ("gap", "flatten")) \
                 and not is_image:
+            fix = ("start the spec with an image CxHxW" if not image else
+                   "it is a row already: drop this flatten" if tok == "flatten" else
+                   "put it before 'flatten' or 'gap'")
             raise SpecError(f"spec {spec!r}: token {position} ({tok!r}) works on an image, but "
-                            f"it receives a row of {shape[0]}; start the spec with CxHxW")
+                            f"it receives a row of {shape[0]}; {fix}")
         if (tok.isdigit() or tok in LOSSES or tok in ("softmax", "logsoftmax")) and is_image:
             what = "a width (Affine)" if tok.isdigit() else "a layer on rows"
             raise SpecError(f"spec {spec!r}: token {position} ({tok!r}) is {what}, but it "

@@ -504,3 +504,48 @@ def test_mp_conv_net_verifies_in_its_precision():
     assert report.ok and report.dtype == "mp:30"
     net.forward(x, [0, 1])
     assert type(net.backward().incoming(1).flat[0]).__name__ == "mpf"
+
+
+def test_graph_with_batchnorm2d_and_pools_verifies_with_every_witness():
+    """A new user found: BatchNorm2d broke a graph's layered view, and the numerical tail
+    of a node read by a pool was left out whole (its value reached the pool flat)."""
+    rng = np.random.default_rng(0)
+    g = mp.Graph()
+    x = g.input("x", rng.standard_normal((3, 2, 4, 4)))
+    out = mp.SoftmaxCrossEntropy()(mp.Affine(32, 3, seed=1)(mp.Flatten()(mp.BatchNorm2d(2)(x))),
+                                   target=np.array([0, 1, 2]))
+    assert mp.verify(g, out, seed="mean").ok
+    g = mp.Graph()
+    x = g.input("x", rng.standard_normal((3, 2, 8, 8)))
+    h = mp.tanh(mp.Conv2d(2, 4, 3, padding=1, seed=0)(x))
+    pooled = mp.GlobalAvgPool2d()(mp.AvgPool2d(2)(h))
+    report = mp.verify(g, pooled)
+    assert report.ok and not report.inconclusive, str(report)
+    assert all(c.result.excluded == 0 for c in report.checks if c.witness == "numeric")
+
+
+def test_float32_batchnorm2d_and_json_reports(capsys):
+    from msgpass.cli import main
+    assert main(["verify", "--arch", "1x8x8-conv4k3p1-batchnorm-relu-gap-3-sce", "--dtype",
+                 "float32"]) == 0
+    capsys.readouterr()
+    assert main(["verify", "--arch", "digits-cnn", "--dtype", "float32", "--json"]) == 0
+    import json
+    assert json.loads(capsys.readouterr().out)["ok"] is True
+
+
+def test_feature_map_drawings_refuse_what_they_cannot_draw():
+    from msgpass.draw.feature_maps import draw_conv_fan, draw_feature_maps, draw_saliency
+    g = mp.Graph()
+    x = g.input("x", np.ones((2, 1, 4, 4)))
+    y = mp.Conv2d(1, 2, 3, seed=0)(x)
+    with pytest.raises(StateError, match="draw a Sequential's trace, got a GraphTrace"):
+        draw_feature_maps(g.backward(y))
+    net = build_network("digits-cnn")
+    net.forward(np.zeros((2, 64)), [0, 1])
+    trace = net.backward()
+    with pytest.raises(ValueError, match="sample must be a sample index 0..1, got 5"):
+        draw_saliency(trace, [0, 5])
+    with pytest.raises(ValueError, match=r"unit must be \(channel, row, col\) of layer 1's "
+                                         r"output \(8, 8, 8\), got \(8, 0, 0\)"):
+        draw_conv_fan(trace, 1, (8, 0, 0))

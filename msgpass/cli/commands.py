@@ -57,16 +57,20 @@ def make_parser() -> argparse.ArgumentParser:
                            "numerical differentiation. Exit 0 only if every step holds."))
     v.add_argument("--arch", default=DEFAULT_SPEC, metavar="SPEC", help=(
         "architecture: input width, then widths (Affine) and layer names (relu, sigmoid, tanh, "
-        "softmax, logsoftmax), ending in a loss (sce, nll, mse), joined by '-'; "
+        "softmax, logsoftmax), ending in a loss (sce, nll, mse), joined by '-'; or an image "
+        "CxHxW first, then conv6k5p2 (channels, kernel, [stride,] padding), maxpool2, "
+        "avgpool2, gap, flatten, batchnorm; or a preset: lenet5, digits-cnn; "
         f"default {DEFAULT_SPEC}"))
     v.add_argument("--batch", type=_positive, default=8, help="batch size (default 8)")
     v.add_argument("--seed", type=_nonnegative, default=0,
                    help="seed of the weights and the batch (default 0)")
     v.add_argument("--dtype", type=_arithmetic, default="float64", metavar="ARITHMETIC",
-                   help=("float64 (default), float32, exact (Fractions: Affine, ReLU, MSE, NLL "
-                         "only) or mp:D (mpmath at D digits, optional extra)"))
+                   help=("float64 (default), float32, exact (Fractions: Affine, Conv2d, pools, "
+                         "Flatten, ReLU, MSE, NLL only) or mp:D (mpmath at D digits, optional "
+                         "extra)"))
     v.add_argument("--numeric-entries", type=_positive, default=DEFAULT_NUMERIC_ENTRIES,
-                   metavar="N", help=("estimate at most N entries of each parameter numerically "
+                   metavar="N", help=("estimate at most N entries of each parameter, and of each "
+                                      "tail at most N nodes (for every sample), numerically "
                                       f"(a seeded sample; default {DEFAULT_NUMERIC_ENTRIES})"))
     v.add_argument("--no-numeric", action="store_true",
                    help="skip the numerical witness (checks against backprop only)")

@@ -16,15 +16,28 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from ..errors import StateError
+from ..trace import Trace
 from .style import CMAP, LABEL_SIZE, TEXT_SIZE, symmetric_norm
 
 __all__ = ["draw_feature_maps", "draw_saliency", "draw_conv_fan", "animate_feature_maps",
            "image_steps"]
 
 
+def _chain(trace, sample: int | None = None) -> None:
+    """Refuse what these drawings cannot read: a graph's trace, a sample outside the batch."""
+    if not isinstance(trace, Trace):
+        raise StateError(f"feature maps draw a Sequential's trace, got a "
+                         f"{type(trace).__name__} (draw a graph's with draw_graph)")
+    if sample is not None and (not isinstance(sample, (int, np.integer))
+                               or isinstance(sample, bool) or not 0 <= sample < trace.batch):
+        raise ValueError(f"sample must be a sample index 0..{trace.batch - 1}, got "
+                         f"{sample!r}")
+
+
 def image_steps(trace) -> list[int]:
     """The values z^t that are images and worth a row: the input (t = 0) and the output of
     every convolution and pool, from the top of the network down."""
+    _chain(trace)
     shapes = trace.shapes
     if not shapes or len(shapes[0]) != 3:
         raise StateError("this trace's input is not an image (B, C, H, W): feature maps need "
@@ -50,6 +63,7 @@ def draw_feature_maps(trace, sample: int = 0, *, hidden: set[int] | None = None)
     down (``image_steps``), ending in the input saliency S^1; each row on its own symmetric
     colour scale (red: raising that entry raises the loss). ``hidden`` rows are drawn blank
     (the animation's frames before their messages arrive)."""
+    _chain(trace, sample)
     trace = trace.as_floats()
     steps = image_steps(trace)
     columns = max(trace.shapes[t][0] for t in steps)
@@ -87,12 +101,17 @@ def draw_feature_maps(trace, sample: int = 0, *, hidden: set[int] | None = None)
 def draw_saliency(trace, samples=(0, 1, 2, 3), labels=None) -> Figure:
     """For a few samples: the input image, and the sum arriving at each input pixel,
     S^1 = ∂L/∂x (its saliency map), on the sample's own symmetric scale."""
+    _chain(trace)
+    samples = list(samples)
+    for b in samples:
+        _chain(trace, b)
+    if labels is not None and len(labels) < max(samples) + 1:
+        raise ValueError(f"labels has {len(labels)} entries; samples go up to {max(samples)}")
     trace = trace.as_floats()
     x = np.asarray(trace.value(0), dtype=float)
     if x.ndim != 4:
         raise StateError("saliency maps need an image input (B, C, H, W)")
     S = np.asarray(trace.incoming(1), dtype=float)
-    samples = list(samples)
     fig = Figure(figsize=(0.4 + 1.55 * len(samples), 3.5), dpi=100, layout="constrained")
     axes = fig.subplots(2, len(samples), squeeze=False)
     for k, b in enumerate(samples):
@@ -117,16 +136,22 @@ def draw_conv_fan(trace, t: int, unit: tuple[int, int, int] | None = None,
     input channel's map z^{t-1} with the unit's receptive field outlined and its kh × kw
     messages W[c', c, u, v] · S^{t+1}_{c',i',j'} drawn on it, on one symmetric scale. By
     default the unit that received the largest |S|."""
+    _chain(trace)
     trace = trace.as_floats()
     block = trace.block(t)
     J = block.partials
     if J.kind != "window" or J.depthwise:
         raise StateError(f"layer {t} ({trace.labels[t - 1]}) is not a convolution: its "
                          f"messages are not one unit's taps over every input channel")
-    row = block.row(sample)
+    _chain(trace, sample)
+    row = block.row(sample)      # StateError naming the kept samples, with keep_samples
     arriving = np.asarray(trace.incoming(t + 1)[sample], dtype=float)
     if unit is None:
         unit = np.unravel_index(np.argmax(np.abs(arriving)), arriving.shape)
+    if len(tuple(unit)) != 3 or not all(0 <= int(k) < n for k, n in zip(unit, J.output,
+                                                                         strict=False)):
+        raise ValueError(f"unit must be (channel, row, col) of layer {t}'s output "
+                         f"{J.output}, got {tuple(unit)!r}")
     c_out, i_out, j_out = (int(k) for k in unit)
     messages = np.asarray(block.values[row, c_out, i_out, j_out], dtype=float)  # (C, kh, kw)
     C, H, W = J.image
@@ -134,7 +159,7 @@ def draw_conv_fan(trace, t: int, unit: tuple[int, int, int] | None = None,
     top = J.stride[0] * i_out - J.padding[0]
     left = J.stride[1] * j_out - J.padding[1]
     values = np.asarray(trace.value(t - 1)[sample], dtype=float)
-    fig = Figure(figsize=(0.6 + 2.0 * C, 2.7), dpi=100, layout="constrained")
+    fig = Figure(figsize=(max(6.5, 0.6 + 2.0 * C), 2.9), dpi=100, layout="constrained")
     axes = fig.subplots(1, C, squeeze=False)[0]
     norm = symmetric_norm(messages)
     arrived = float(arriving[c_out, i_out, j_out])
@@ -154,7 +179,7 @@ def draw_conv_fan(trace, t: int, unit: tuple[int, int, int] | None = None,
     colorbar = fig.colorbar(image, ax=axes.tolist(), shrink=0.85)
     colorbar.ax.tick_params(labelsize=LABEL_SIZE - 1)
     fig.suptitle(f"layer {t}, {trace.labels[t - 1]}: output unit (channel {c_out}, row "
-                 f"{i_out}, col {j_out}) holds S = {arrived:.3g} and sends W·S to its "
+                 f"{i_out}, col {j_out}) holds S = {arrived:.3g}\nand sends W·S to its "
                  f"{kh}×{kw} receptive field in every input channel", fontsize=TEXT_SIZE)
     return fig
 

@@ -283,7 +283,8 @@ class Graph:
                  ops: dict[str, Op] | None = None) -> Evaluation:
         """Forward values of ``output`` and its ancestors.
 
-        overrides : name -> (B, N) array
+        overrides : name -> (B, N) array, or (B, *shape) for a node of another per-sample
+            shape (an image)
             Use this value for the node instead of computing it (a "tail" evaluation).
         ops : name -> Op
             Use this op instead of the node's own (the numeric witness's float64 copies).
@@ -298,8 +299,9 @@ class Graph:
             if node.op is None and name in self._shapes:
                 shapes[name] = _features(self._shapes[name])
             if name in overrides:
-                values[name] = overrides[name]
-                shapes.setdefault(name, (values[name].shape[1],))
+                given = overrides[name]
+                values[name] = given.reshape(len(given), -1)     # kept flat, as every value
+                shapes.setdefault(name, tuple(given.shape[1:]))
                 continue
             if node.op is None:
                 if name not in self._values:

@@ -112,6 +112,9 @@ class Layer:
         """The per-sample shape of the output given the input's ((C, H, W) for an image,
         (N,) for a row). Raises ShapeError on a mismatch. By default the input's shape for a
         layer that keeps it, else (N_t,)."""
+        if self.takes_rows and len(shape) > 1:
+            raise ShapeError(f"takes rows (B, N), but receives images {tuple(shape)} per "
+                             f"sample: put Flatten (or GlobalAvgPool2d) before it")
         width = self.output_width(int(np.prod(shape, dtype=np.int64)))
         if self.keeps_shape:
             return tuple(shape)

@@ -63,7 +63,9 @@ def check_image(x: np.ndarray, channels: int | None, kernel, stride, padding: in
     returns (C, H', W') as ``image_shape``."""
     if x.ndim != 4:
         want = f"(B, {channels}, H, W)" if channels is not None else "(B, C, H, W)"
-        raise ShapeError(f"expects NCHW input {want}, got shape {x.shape}")
+        hint = (" (for flat rows, build the Sequential with input_shape=(C, H, W))"
+                if x.ndim == 2 else "")
+        raise ShapeError(f"expects NCHW input {want}, got shape {x.shape}{hint}")
     return image_shape(x.shape[1:], channels, kernel, stride, padding)
 
 

@@ -124,8 +124,10 @@ class Blocks(InputPartials):
         offset = 0
         for part, size in zip(self.parts, self._sizes(rows), strict=True):
             J = part.partials
+            # the part's whole block for these rows, in its own layout of pieces
+            whole = J.whole(piece.rows.stop - piece.rows.start)
             sent = J.send(incoming[:, part.column:part.column + J.n_out],
-                          Piece(piece.rows, slice(0, J.n_in)))
+                          Piece(piece.rows, whole.receivers))
             if self.samples_independent:
                 out[:, offset:offset + size] = sent.reshape(rows, -1)
             else:

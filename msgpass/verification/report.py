@@ -131,11 +131,16 @@ class Report:
             text += " (numerical witness not run)"
         for w in self.witnesses:
             unresolved = [c for c in self.checks if c.witness == w.name and c.result.inconclusive]
-            if unresolved:
-                where = ", ".join(_where(c) for c in unresolved)
-                text += (f"; {w.noun or 'the ' + w.name + ' witness'} was inconclusive at "
-                         f"{where} (its round-off allowance exceeds rtol times the values "
-                         f"there)")
+            # why: nothing left to compare (every entry straddled a kink), or values below
+            # the round-off the witness allows
+            for empty, why in ((True, "every entry was left out, its stencil straddling a "
+                                      "kink"),
+                               (False, "its round-off allowance exceeds rtol times the values "
+                                       "there")):
+                these = [c for c in unresolved if (c.result.compared == 0) == empty]
+                if these:
+                    text += (f"; {w.noun or 'the ' + w.name + ' witness'} was inconclusive at "
+                             f"{', '.join(_where(c) for c in these)} ({why})")
         return text
 
     def _diagnosis(self, bad: Check) -> str:
@@ -249,9 +254,10 @@ class Report:
                 "status": c.status,
                 "max_abs": _num(c.result.max_abs), "max_rel": _num(c.result.max_rel),
                 "compared": c.result.compared, "excluded": c.result.excluded,
-                "worst_index": list(c.result.worst) if c.result.worst else None,
-                "rtol": c.tol.rtol, "floor": c.tol.floor,
-                "noise": c.tol.atol / c.tol.rtol if c.tol.rtol else 0.0,
+                "worst_index": [int(i) for i in c.result.worst] if c.result.worst else None,
+                # float32 tolerances are numpy scalars: plain floats for JSON
+                "rtol": float(c.tol.rtol), "floor": float(c.tol.floor),
+                "noise": float(c.tol.atol / c.tol.rtol) if c.tol.rtol else 0.0,
                 "tolerance_reason": c.tol.reason,
                 "note": c.note or None,
             } for c in self.checks],

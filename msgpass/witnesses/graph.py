@@ -126,7 +126,9 @@ def graph_numeric(graph, output, seed=None, *, step: float = EPS_STEP) -> GraphG
             def moved(offset, index=index, n=n, value=value):
                 shifted = np.array(value)
                 shifted[index] += offset
-                return graph.evaluate(name, overrides={n: shifted})
+                # in the node's per-sample shape: an image stays an image for what reads it
+                shape = (len(shifted), *run.shapes.get(n, shifted.shape[1:]))
+                return graph.evaluate(name, overrides={n: shifted.reshape(shape)})
             result = _estimate(moved, total, changed, step, roundoff)
             if result is not None:
                 est[index] = result
