@@ -18,10 +18,12 @@ floor           Write and sum every message once: for each layer a fresh ``np.em
                 all of it (reading each message once). A max pool's one-hot block is written
                 by ``np.zeros`` and one ``put_along_axis``. The floor does not scatter the sums
                 to their receivers (a convolution's col2im), which the pass must.
-classic         Conv backprop as msgpass's layers do it (``mp.backprop``: im2col forward, the
-                classic backward with col2im), forward + backward.
-torch           The same network in PyTorch, CPU, float64, forward + backward (optional:
-                skipped without torch).
+classic         Conv backprop as msgpass's layers do it (``mp.backprop(..., input_grad=False)``:
+                im2col forward, the classic backward with col2im), forward + backward to the
+                parameter gradients.
+torch           The same network in PyTorch, CPU, float64, forward + backward to the parameter
+                gradients (the input does not require a gradient, as ``input_grad=False``);
+                optional: skipped without torch.
 
 Networks: LeNet-5 (``lenet5``) at B = 64, and a 3×32×32 stack of two 64-channel 3×3
 convolutions (``3x32x32-conv64k3p1-relu-conv64k3p1-relu-gap-10-sce``) at B = 4, whose second
@@ -143,7 +145,8 @@ def bench_network(spec: str, batch: int, repeat: int, torch_threads: int) -> Non
         "messages        net.backward()": net.backward,
         'messages(sums)  net.backward(keep="sums")': lambda: net.backward(keep="sums"),
         "floor           write and sum every message once": lambda: [f() for f in floor],
-        "classic         mp.backprop (fwd + bwd)": lambda: mp.backprop(net, x, y),
+        "classic         mp.backprop (fwd + bwd)": lambda: mp.backprop(net, x, y,
+                                                                   input_grad=False),
     }
     try:
         import torch

@@ -115,12 +115,14 @@ class MaxPool2d(Layer):
         B = len(saved.taps)
         (kh, kw), (ph, pw) = self.kernel, self.padding
         dout = dout.reshape(saved.taps.shape)
+        # dout placed at each window's winning tap, zeros at the others; then every tap's
+        # share added where that tap reads
+        at_taps = np.zeros(dout.shape + (kh * kw,), dtype=dout.dtype)
+        np.put_along_axis(at_taps, saved.taps[..., None], dout[..., None], axis=-1)
         dpadded = np.zeros((B, C, H + 2 * ph, W + 2 * pw), dtype=dout.dtype)
-        for u in range(kh):          # each tap passes dout where it won
+        for u in range(kh):
             for v in range(kw):
-                won = saved.taps == u * kw + v
-                dpadded[_positions(u, v, self.stride, dout.shape[2:])] += \
-                    np.where(won, dout, 0 * dout)
+                dpadded[_positions(u, v, self.stride, dout.shape[2:])] += at_taps[..., u * kw + v]
         return dpadded[:, :, ph:ph + H, pw:pw + W], {}
 
     def nondifferentiable(self, saved):
