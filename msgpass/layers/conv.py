@@ -26,22 +26,23 @@ __all__ = ["Conv2d"]
 @dataclass(frozen=True)
 class ConvSaved:
     padded: np.ndarray    # (B, C_in, H + 2p, W + 2p)
-    columns: np.ndarray   # (B, C_in·kh·kw, H'·W'): im2col of the padded input
+    columns: np.ndarray   # (C_in·kh·kw, B·H'·W'): im2col of the padded input
     image: tuple[int, int, int]     # (C_in, H, W)
     output: tuple[int, int, int]    # (C_out, H', W')
 
 
 def _im2col(padded: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
             output: tuple[int, int]) -> np.ndarray:
-    """(B, C·kh·kw, H'·W'): column (i', j') holds the patch under output position (i', j')."""
+    """(C·kh·kw, B·H'·W'): column (b, i', j') holds sample b's patch under output position
+    (i', j'), so that one matrix product serves the whole batch."""
     B, C = padded.shape[:2]
     (kh, kw), (Ho, Wo), (sh, sw) = kernel, output, stride
-    columns = np.empty((B, C, kh, kw, Ho, Wo), dtype=padded.dtype)
+    columns = np.empty((C, kh, kw, B, Ho, Wo), dtype=padded.dtype)
     for u in range(kh):
         for v in range(kw):
-            columns[:, :, u, v] = padded[:, :, u:u + sh * (Ho - 1) + 1:sh,
-                                         v:v + sw * (Wo - 1) + 1:sw]
-    return columns.reshape(B, C * kh * kw, Ho * Wo)
+            columns[:, u, v] = padded[:, :, u:u + sh * (Ho - 1) + 1:sh,
+                                      v:v + sw * (Wo - 1) + 1:sw].transpose(1, 0, 2, 3)
+    return columns.reshape(C * kh * kw, B * Ho * Wo)
 
 
 class Conv2d(Layer):
@@ -93,10 +94,10 @@ class Conv2d(Layer):
         ph, pw = self.padding
         padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
         columns = _im2col(padded, self.kernel, self.stride, (Ho, Wo))
-        out = np.matmul(self.params["W"].reshape(self.c_out, -1), columns)  # (B, C_out, H'W')
+        out = self.params["W"].reshape(self.c_out, -1) @ columns        # (C_out, B·H'W')
         if "b" in self.params:
-            out = out + self.params["b"][:, None]
-        return (out.reshape(len(x), self.c_out, Ho, Wo),
+            out += self.params["b"][:, None]
+        return (out.reshape(self.c_out, len(x), Ho, Wo).transpose(1, 0, 2, 3).copy(),
                 ConvSaved(padded, columns, tuple(x.shape[1:]), (self.c_out, Ho, Wo)))
 
     def local_partials(self, saved):
@@ -108,28 +109,35 @@ class Conv2d(Layer):
         return LocalPartials(Window(self.params["W"].copy(), saved.image, self.stride,
                                     self.padding), params)
 
+    def _by_channel(self, saved, dout) -> np.ndarray:
+        """dout (B, C_out, H', W') as (C_out, B·H'·W'), the columns' order."""
+        return np.ascontiguousarray(dout.reshape(len(saved.padded), self.c_out, -1)
+                                    .transpose(1, 0, 2)).reshape(self.c_out, -1)
+
     def param_backward(self, saved, dout):
-        dout = dout.reshape(len(saved.columns), self.c_out, -1)          # (B, C_out, H'W')
-        # Σ_b dout_b · columns_bᵀ: one product per sample (tensordot would first copy the
-        # patch matrix into another layout, which cost more than the products)
-        per_sample = np.matmul(dout, saved.columns.transpose(0, 2, 1))   # (B, C_out, K)
-        grads = {"W": per_sample.sum(axis=0).reshape(self.params["W"].shape)}
+        dout = self._by_channel(saved, dout)
+        grads = {"W": (dout @ saved.columns.T).reshape(self.params["W"].shape)}
         if "b" in self.params:
-            grads["b"] = dout.sum(axis=(0, 2))
+            grads["b"] = dout.sum(axis=1)
         return grads
 
     def backward(self, saved, dout):
-        B = len(saved.columns)
-        dout = dout.reshape(B, self.c_out, -1)
+        B = len(saved.padded)
+        by_channel = self._by_channel(saved, dout)
         # col2im: each patch column's gradient, W^T · dout, added back where the patch came from
-        dcolumns = np.matmul(self.params["W"].reshape(self.c_out, -1).T, dout)
+        dcolumns = self.params["W"].reshape(self.c_out, -1).T @ by_channel
         C, H, W = saved.image
         _, Ho, Wo = saved.output
         (kh, kw), (sh, sw), (ph, pw) = self.kernel, self.stride, self.padding
-        dcolumns = dcolumns.reshape(B, C, kh, kw, Ho, Wo)
-        dpadded = np.zeros(saved.padded.shape, dtype=dcolumns.dtype)
+        dcolumns = dcolumns.reshape(C, kh, kw, B, Ho, Wo)
+        # accumulated channel-major, as the columns are, and turned to (B, C, H, W) once
+        dpadded = np.zeros((C, B) + saved.padded.shape[2:], dtype=dcolumns.dtype)
         for u in range(kh):
             for v in range(kw):
                 dpadded[:, :, u:u + sh * (Ho - 1) + 1:sh, v:v + sw * (Wo - 1) + 1:sw] += \
-                    dcolumns[:, :, u, v]
-        return dpadded[:, :, ph:ph + H, pw:pw + W], self.param_backward(saved, dout)
+                    dcolumns[:, u, v]
+        grads = {"W": (by_channel @ saved.columns.T).reshape(self.params["W"].shape)}
+        if "b" in self.params:
+            grads["b"] = by_channel.sum(axis=1)
+        dx = dpadded[:, :, ph:ph + H, pw:pw + W].transpose(1, 0, 2, 3)
+        return np.ascontiguousarray(dx), grads

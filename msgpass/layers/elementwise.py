@@ -47,8 +47,9 @@ class ReLU(Layer):
         return LocalPartials(Diagonal((saved.x > 0).astype(saved.x.dtype)))
 
     def backward(self, saved, dout):
-        mask = saved.x <= 0
-        dx = np.where(mask, 0, dout).astype(dout.dtype, copy=False)
+        # zero where x ≤ 0 (ReLU′(0) = 0), dout elsewhere, in one pass
+        dx = np.zeros_like(dout) if dout.dtype != object else dout * 0
+        np.copyto(dx, dout, where=saved.x > 0)
         return dx, {}
 
     def nondifferentiable(self, saved):

@@ -44,7 +44,7 @@ def _under_taps(padded: np.ndarray, kernel, stride, output) -> np.ndarray:
 @dataclass(frozen=True)
 class MaxSaved:
     taps: np.ndarray       # (B, C, H', W') the winning tap of each window
-    windows: np.ndarray    # (B, C, H', W', kh·kw) the inputs under each window (for ties)
+    padded: np.ndarray     # (B, C, H + 2p, W + 2p) the input, −∞ around it (for the ties)
     image: tuple[int, int, int]
     dtype: np.dtype        # the messages' (the input's)
 
@@ -85,15 +85,22 @@ class MaxPool2d(Layer):
         # −∞ as the padding: a float, compared correctly with Fractions and mp numbers too
         padded = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-np.inf) \
             if ph or pw else x
-        windows = _under_taps(padded, self.kernel, self.stride, (Ho, Wo))
-        taps = np.argmax(windows, axis=-1)                  # the first of equal maxima
-        out = np.take_along_axis(windows, taps[..., None], axis=-1)[..., 0]
-        return out, MaxSaved(taps, windows, tuple(x.shape[1:]), x.dtype)
+        # tap by tap in row-major order, a later tap winning only if strictly larger: ties
+        # go to the first, as torch's (and as argmax would)
+        kh, kw = self.kernel
+        out = padded[_positions(0, 0, self.stride, (Ho, Wo))].copy()
+        taps = np.zeros(out.shape, dtype=np.intp)
+        for k in range(1, kh * kw):
+            here = padded[_positions(k // kw, k % kw, self.stride, (Ho, Wo))]
+            larger = here > out
+            np.copyto(out, here, where=larger)
+            taps[larger] = k
+        return out, MaxSaved(taps, padded, tuple(x.shape[1:]), x.dtype)
 
     def _ties(self, saved) -> np.ndarray:
         """The inputs that share their window's maximum with another input (found when
         asked: the forward itself does not need them)."""
-        windows = saved.windows
+        windows = _under_taps(saved.padded, self.kernel, self.stride, saved.taps.shape[2:])
         shape = (len(windows), *saved.image)
         out = np.take_along_axis(windows, saved.taps[..., None], axis=-1)[..., 0]
         top = windows == out[..., None]
