@@ -106,8 +106,9 @@ def test_random_conv_nets_agree_with_the_numerical_gradient(made, seed):
         keep = ~num.straddles[key]        # a stencil over a max-pool tie or ReLU kink
         err = np.abs(grad[keep] - num.grads[key][keep])
         assert np.all(err <= RTOL_NUMERIC * np.max(np.abs(grad)) + num.roundoff_params), key
-    keep = ~num.straddles["x"]
-    err = np.abs(trace.incoming[1][keep] - num.grads["x"][keep])
+    keep = ~num.straddles["x"]                  # ∂L/∂x in the input's shape, as S^1
+    assert num.grads["x"].shape == trace.incoming(1).shape == x.shape
+    err = np.abs(trace.incoming(1)[keep] - num.grads["x"][keep])
     assert np.all(err <= RTOL_NUMERIC * np.max(np.abs(trace.incoming[1]))
                   + num.roundoff_tails)
 

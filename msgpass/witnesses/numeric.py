@@ -169,8 +169,9 @@ def numeric_witness(net, x, target, *, step: float = EPS_STEP, tails: bool = Tru
                                                      step, coupled, columns)
         tail_evaluated[t] = np.zeros((batch, width), dtype=bool)
         tail_evaluated[t][:, columns] = True
-    grads["x"] = tail_grads[1]
-    straddles["x"] = straddles[1]
+    # ∂L/∂x in x's own shape ((B, C, H, W) for an image), as standard backprop gives it
+    grads["x"] = tail_grads[1].reshape(z.shape)
+    straddles["x"] = straddles[1].reshape(z.shape)
     if not tails:
         tail_grads = {}
     return NumericResult(loss=loss, grads=grads, tails=tail_grads, evaluated=evaluated,
@@ -217,7 +218,8 @@ def _tail_gradient(layers, t, start, target, step, coupled, columns):
 
 def numeric_gradients(net, x, target, *, step: float = EPS_STEP) -> dict[str, np.ndarray]:
     """Central-difference gradients of the batch-mean loss: a dict keyed like
-    ``net.params`` plus ``"x"`` (∂L/∂x, shape (B, N_0)). Float64, whatever the net's dtype.
+    ``net.params`` plus ``"x"`` (∂L/∂x, shaped like x: (B, N_0), or (B, C, H, W) for an
+    image). Float64, whatever the net's dtype.
 
     See ``numeric_witness`` for the tail gradients and the straddle masks.
     """
