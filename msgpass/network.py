@@ -251,9 +251,9 @@ class Sequential:
             if refused:
                 raise DtypeError(f"exact mode needs layers that keep rational numbers rational "
                                  f"(Affine, Conv2d, the pools, Flatten, ReLU, MSELoss, "
-                                 f"NLLLoss); {', '.join(refused)} need exp, log, tanh or a "
-                                 f"square root. Use an arbitrary-precision mode such as "
-                                 f"'mp:50' for them")
+                                 f"NLLLoss); these compute exp, log, tanh or a square root: "
+                                 f"{', '.join(refused)}. Use an arbitrary-precision mode such "
+                                 f"as 'mp:50' for them")
         self.numbers = mode
         self.dtype = np.dtype(object)
         self.layers = layers

@@ -550,3 +550,20 @@ def test_feature_map_drawings_refuse_what_they_cannot_draw():
     with pytest.raises(ValueError, match=r"unit must be \(channel, row, col\) of layer 1's "
                                          r"output \(8, 8, 8\), got \(8, 0, 0\)"):
         draw_conv_fan(trace, 1, (8, 0, 0))
+
+
+def test_affine_without_bias_has_no_b_and_verifies():
+    """nn.Linear(bias=False)'s counterpart, as Conv2d(bias=False)."""
+    net = mp.Sequential([mp.Affine(4, 3, bias=False, seed=1), mp.ReLU(), mp.Affine(3, 2, seed=2),
+                         mp.MSELoss()])
+    assert list(net.params) == ["1.W", "3.W", "3.b"] and net.layers[0].b is None
+    assert repr(net.layers[0]) == "Affine(4→3, no bias)"
+    x = np.random.default_rng(0).standard_normal((5, 4))
+    y = np.random.default_rng(1).standard_normal((5, 2))
+    assert mp.verify(net, x, y).ok
+    exact = net.astype("exact")
+    exact.forward(x, y)
+    trace = exact.backward()
+    assert (trace.grads["1.W"] == mp.backprop(exact, x, y).grads["1.W"]).all()
+    out, _ = net.layers[0].forward(x)
+    np.testing.assert_array_equal(out, x @ net.params["1.W"])

@@ -35,6 +35,8 @@ class Affine(Layer):
         A named initialisation instead (msgpass.init): "xavier_normal", "xavier_uniform",
         "he_normal", "he_uniform" (or "default").
     dtype : numpy dtype, default float64
+    bias : bool, default True
+        False: ``y = x @ W`` with no parameter "b" (torch's ``nn.Linear(bias=False)``).
 
     Local partials: shared, ``J[n, n'] = W[n, n']`` for every sample; parameter partials
     ``∂y_{n'}/∂W_{i,n'} = x_i`` and ``∂y_{n'}/∂b_{n'} = 1``.
@@ -44,7 +46,7 @@ class Affine(Layer):
     takes_rows = True
 
     def __init__(self, n_in: int, n_out: int, seed=None, scale: float | None = None,
-                 dtype=np.float64, init: str | None = None) -> None:
+                 dtype=np.float64, init: str | None = None, bias: bool = True) -> None:
         super().__init__()
         self.n_in = positive_int(n_in, "Affine: n_in", ShapeError)
         self.n_out = positive_int(n_out, "Affine: n_out", ShapeError)
@@ -56,10 +58,9 @@ class Affine(Layer):
         try:
             weights = (std * rng.standard_normal((self.n_in, self.n_out))) if init is None \
                 else initial_weights(init, self.n_in, self.n_out, rng)
-            self.params = {
-                "W": weights.astype(dtype),
-                "b": np.zeros(self.n_out, dtype=dtype),
-            }
+            self.params = {"W": weights.astype(dtype)}
+            if bias:
+                self.params["b"] = np.zeros(self.n_out, dtype=dtype)
         except (MemoryError, ValueError) as err:  # numpy: "array is too big" and the like
             raise ShapeError(f"Affine({n_in}→{n_out}): cannot allocate its weights ({err})") \
                 from None
@@ -69,11 +70,12 @@ class Affine(Layer):
         return self.params["W"]
 
     @property
-    def b(self) -> np.ndarray:
-        return self.params["b"]
+    def b(self) -> np.ndarray | None:
+        """The bias, or None for an Affine made with ``bias=False``."""
+        return self.params.get("b")
 
     def describe(self) -> str:
-        return f"Affine({self.n_in}→{self.n_out})"
+        return f"Affine({self.n_in}→{self.n_out}{'' if 'b' in self.params else ', no bias'})"
 
     @property
     def input_width(self):
@@ -86,18 +88,22 @@ class Affine(Layer):
 
     def forward(self, x):
         self._check_width(x, self.n_in)
-        return x @ self.W + self.b, AffineSaved(x=x)
+        out = x @ self.W
+        return (out if self.b is None else out + self.b), AffineSaved(x=x)
 
     def local_partials(self, saved):
-        return LocalPartials(
-            # A copy: the trace records this pass, so a later update of W must not change it.
-            inputs=Shared(self.W.copy()),
-            params={"W": Outer(saved.x), "b": Elementwise(None, self.n_out)},
-        )
+        params = {"W": Outer(saved.x)}
+        if self.b is not None:
+            params["b"] = Elementwise(None, self.n_out)
+        # A copy: the trace records this pass, so a later update of W must not change it.
+        return LocalPartials(inputs=Shared(self.W.copy()), params=params)
 
     def backward(self, saved, dout):
         dx = np.dot(dout, self.W.T)
         return dx, self.param_backward(saved, dout)
 
     def param_backward(self, saved, dout):
-        return {"W": np.dot(saved.x.T, dout), "b": np.sum(dout, axis=0)}
+        grads = {"W": np.dot(saved.x.T, dout)}
+        if self.b is not None:
+            grads["b"] = np.sum(dout, axis=0)
+        return grads
