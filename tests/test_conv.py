@@ -567,3 +567,23 @@ def test_affine_without_bias_has_no_b_and_verifies():
     assert (trace.grads["1.W"] == mp.backprop(exact, x, y).grads["1.W"]).all()
     out, _ = net.layers[0].forward(x)
     np.testing.assert_array_equal(out, x @ net.params["1.W"])
+
+
+@pytest.mark.parametrize("layer, x", [
+    (mp.BatchNorm(3, momentum=0.9, unbiased_running_var=True),
+     np.random.default_rng(0).standard_normal((5, 3))),
+    (mp.BatchNorm2d(2, momentum=0.9, unbiased_running_var=True),
+     np.random.default_rng(1).standard_normal((2, 2, 3, 4))),
+])
+def test_running_variance_can_fold_in_the_unbiased_batch_variance(layer, x):
+    """PyTorch's convention (its momentum 0.1 is 0.9 here): the forward normalises with the
+    biased batch variance, the running variance takes the unbiased one, n/(n − 1) times it."""
+    _, saved = layer.forward(x)
+    layer.next_step(saved)
+    axes = (0,) if x.ndim == 2 else (0, 2, 3)
+    unbiased = x.var(axis=axes, ddof=1)
+    np.testing.assert_allclose(layer.running_var, 0.9 * 1.0 + 0.1 * unbiased, rtol=1e-15)
+    np.testing.assert_allclose(layer.running_mean, 0.1 * x.mean(axis=axes), rtol=1e-15)
+    biased = layer.__class__(layer.n)                       # the default: biased, as before
+    biased.next_step(biased.forward(x)[1])
+    np.testing.assert_allclose(biased.running_var, 0.9 + 0.1 * x.var(axis=axes), rtol=1e-15)

@@ -39,17 +39,23 @@ class BatchNormSaved:
 
 class BatchNorm(Layer):
     """``BatchNorm(n, momentum=0.9, eps=1e-5)``: parameters γ ("gamma", ones) and β ("beta",
-    zeros); running mean and variance for evaluation mode."""
+    zeros); running mean and variance for evaluation mode.
+
+    ``running = momentum · running + (1 − momentum) · batch``, so PyTorch's momentum 0.1 is
+    0.9 here. The running variance folds in the biased batch variance (the one the forward
+    normalises with) unless ``unbiased_running_var=True``, which folds in the unbiased one,
+    n/(n − 1) times it over the n entries per feature, as PyTorch does."""
 
     keeps_shape = True
 
     couples_samples = True
 
     def __init__(self, n: int, momentum: float = 0.9, eps: float = 1e-5,
-                 dtype=np.float64) -> None:
+                 dtype=np.float64, unbiased_running_var: bool = False) -> None:
         super().__init__()
         self.n = positive_int(n, "BatchNorm: n", ShapeError)
         self.momentum, self.eps = float(momentum), float(eps)
+        self.unbiased_running_var = bool(unbiased_running_var)
         self.params = {"gamma": np.ones(self.n, dtype=dtype), "beta": np.zeros(self.n, dtype=dtype)}
         self.running_mean = np.zeros(self.n)
         self.running_var = np.ones(self.n)
@@ -93,10 +99,13 @@ class BatchNorm(Layer):
         """Fold the step's training batch statistics (from its forward's saved record) into
         the running ones; nothing after an evaluation-mode forward or none at all."""
         if saved is not None and saved.training:
-            # the biased variance, as the forward uses
+            var = saved.var     # the biased variance, as the forward uses, unless asked
+            if self.unbiased_running_var:
+                count = saved.xhat.size // self.n          # entries per feature (channel)
+                var = var * count / (count - 1)
             self.running_mean = (self.momentum * self.running_mean
                                  + (1 - self.momentum) * saved.mean)
-            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * saved.var
+            self.running_var = self.momentum * self.running_var + (1 - self.momentum) * var
 
     def local_partials(self, saved):
         params = {"gamma": Elementwise(saved.xhat.copy(), self.n),
