@@ -1,0 +1,195 @@
+"""Import a PyTorch module (issue 18, work in progress on branch issue18): trace it with
+torch.fx, map each node onto a msgpass layer, and build a Sequential when the traced graph is a
+chain.
+
+Status of this prototype: chains of nn modules and their functional / tensor-method forms;
+parameter names kept in ``net.torch_names`` (torch name → (msgpass key, transposed)). Not yet:
+graphs (residual adds, cat, slices), torch-style losses (MSE mean over B·N, reduction "sum"),
+params keyed by torch names in ``net.params`` and ``trace.grads``, the torch witness,
+``to_torch``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import MsgpassError
+from .layers import (
+    Affine,
+    AvgPool2d,
+    BatchNorm,
+    BatchNorm2d,
+    Conv2d,
+    Flatten,
+    GlobalAvgPool2d,
+    LogSoftmax,
+    MaxPool2d,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    SoftmaxCrossEntropy,
+    Tanh,
+)
+from .network import Sequential
+
+__all__ = ["from_torch", "TorchImportError"]
+
+
+class TorchImportError(MsgpassError):
+    """A module msgpass cannot import: it names the op, its fx node and module path."""
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise TorchImportError("from_torch needs PyTorch: pip install 'msgpass[torch]' (or "
+                               "pip install torch)") from None
+    return torch
+
+
+def _array(tensor, dtype) -> np.ndarray:
+    return tensor.detach().cpu().numpy().astype(dtype, copy=True)
+
+
+def _module_layer(module, node, dtype):
+    """(layer, {torch param name suffix: (msgpass param name, transposed)}) for an nn module."""
+    torch = _torch()
+    nn = torch.nn
+    if isinstance(module, nn.Linear):
+        layer = Affine(module.in_features, module.out_features, bias=module.bias is not None,
+                       dtype=dtype)
+        layer.params["W"][...] = _array(module.weight, dtype).T
+        names = {"weight": ("W", True)}
+        if module.bias is not None:
+            layer.params["b"][...] = _array(module.bias, dtype)
+            names["bias"] = ("b", False)
+        return layer, names
+    if isinstance(module, nn.Conv2d):
+        if module.groups != 1 or tuple(module.dilation) != (1, 1) or \
+                module.padding_mode != "zeros" or isinstance(module.padding, str):
+            raise _unsupported(node, "Conv2d with groups, dilation, string padding or a "
+                                     "padding mode other than zeros")
+        layer = Conv2d(module.in_channels, module.out_channels, tuple(module.kernel_size),
+                       tuple(module.stride), tuple(module.padding),
+                       bias=module.bias is not None, dtype=dtype)
+        layer.params["W"][...] = _array(module.weight, dtype)
+        names = {"weight": ("W", False)}
+        if module.bias is not None:
+            layer.params["b"][...] = _array(module.bias, dtype)
+            names["bias"] = ("b", False)
+        return layer, names
+    if isinstance(module, nn.MaxPool2d):
+        if module.dilation not in (1, (1, 1)) or module.ceil_mode or module.return_indices:
+            raise _unsupported(node, "MaxPool2d with dilation, ceil_mode or return_indices")
+        return MaxPool2d(module.kernel_size, module.stride, module.padding), {}
+    if isinstance(module, nn.AvgPool2d):
+        if module.padding not in (0, (0, 0)) or module.ceil_mode:
+            raise _unsupported(node, "AvgPool2d with padding or ceil_mode")
+        return AvgPool2d(module.kernel_size, module.stride), {}
+    if isinstance(module, nn.AdaptiveAvgPool2d):
+        if module.output_size not in (1, (1, 1)):
+            raise _unsupported(node, "AdaptiveAvgPool2d other than (1, 1)")
+        return GlobalAvgPool2d(), {}
+    if isinstance(module, nn.Flatten):
+        if module.start_dim != 1 or module.end_dim != -1:
+            raise _unsupported(node, "Flatten other than flatten(1)")
+        return Flatten(), {}
+    simple = {nn.ReLU: ReLU, nn.Sigmoid: Sigmoid, nn.Tanh: Tanh}
+    for kind, made in simple.items():
+        if isinstance(module, kind):
+            return made(), {}
+    if isinstance(module, (nn.Softmax, nn.LogSoftmax)):
+        if module.dim not in (1, -1):
+            raise _unsupported(node, f"{type(module).__name__} over dim {module.dim}")
+        return (Softmax() if isinstance(module, nn.Softmax) else LogSoftmax()), {}
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        if not module.affine or not module.track_running_stats or module.momentum is None:
+            raise _unsupported(node, "BatchNorm without affine parameters, running "
+                                     "statistics or a momentum")
+        made = BatchNorm if isinstance(module, nn.BatchNorm1d) else BatchNorm2d
+        layer = made(module.num_features, momentum=1 - module.momentum, eps=module.eps,
+                     dtype=dtype, unbiased_running_var=True)
+        layer.params["gamma"][...] = _array(module.weight, dtype)
+        layer.params["beta"][...] = _array(module.bias, dtype)
+        layer.running_mean = _array(module.running_mean, np.float64)
+        layer.running_var = _array(module.running_var, np.float64)
+        layer.training = module.training
+        return layer, {"weight": ("gamma", False), "bias": ("beta", False)}
+    if isinstance(module, (nn.Dropout, nn.Identity)):
+        if isinstance(module, nn.Dropout) and module.training and module.p > 0:
+            raise _unsupported(node, "Dropout in training mode (its masks are torch's random "
+                                     "draws): call module.eval() first")
+        return None, {}
+    raise _unsupported(node, type(module).__name__)
+
+
+def _function_layer(node):
+    """The layer a call_function or call_method node stands for (None: the identity)."""
+    torch = _torch()
+    F = torch.nn.functional
+    target = node.target
+    if target in (F.relu, torch.relu, "relu"):
+        return ReLU()
+    if target in (torch.tanh, "tanh"):
+        return Tanh()
+    if target in (torch.sigmoid, "sigmoid"):
+        return Sigmoid()
+    if target in (torch.flatten, "flatten") and (node.args[1:] or node.kwargs.get(
+            "start_dim")) in ((1,), 1):
+        return Flatten()
+    if target in ("view", "reshape") and len(node.args) == 3 and node.args[2] == -1:
+        return Flatten()
+    if target is F.adaptive_avg_pool2d and node.args[1:] in ((1,), ((1, 1),)):
+        return GlobalAvgPool2d()
+    raise _unsupported(node, getattr(target, "__name__", str(target)))
+
+
+def _unsupported(node, what: str) -> TorchImportError:
+    return TorchImportError(
+        f"cannot import {what} (fx node {node.name!r}, {node.op} {node.target!r}); supported: "
+        f"Linear, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d((1, 1)), Flatten / flatten / "
+        f"view(B, -1), ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, BatchNorm1d/2d, Dropout "
+        f"(eval), Identity")
+
+
+def from_torch(module, example_input, loss=None, dtype="float64") -> Sequential:
+    """A msgpass network that computes what ``module`` computes, with its weights copied."""
+    torch = _torch()
+    from torch import fx
+    dtype = np.dtype(dtype)
+    try:
+        traced = fx.symbolic_trace(module)
+    except Exception as err:  # fx raises TraceError and plain errors alike
+        raise TorchImportError(f"torch.fx could not trace {type(module).__name__} "
+                               f"symbolically: {err}") from None
+    example = torch.as_tensor(np.asarray(example_input))
+    nodes = [n for n in traced.graph.nodes if n.op not in ("placeholder", "output")]
+    layers, torch_names = [], {}
+    previous = next(n for n in traced.graph.nodes if n.op == "placeholder")
+    for node in nodes:
+        inputs = [a for a in node.args if isinstance(a, fx.Node)]
+        if inputs != [previous] or len(node.users) != 1:
+            raise TorchImportError(f"fx node {node.name!r} ({node.op} {node.target!r}) makes "
+                                   f"the model a graph, not a chain: graphs are not imported "
+                                   f"yet")
+        if node.op == "call_module":
+            layer, names = _module_layer(traced.get_submodule(node.target), node, dtype)
+        else:
+            layer, names = _function_layer(node), {}
+        if layer is not None:
+            layers.append(layer)
+            for suffix, (name, transposed) in names.items():
+                torch_names[f"{node.target}.{suffix}"] = (f"{len(layers)}.{name}", transposed)
+        previous = node
+    if loss is None:
+        raise TorchImportError("give the loss (nn.CrossEntropyLoss()): graphs with a seed are "
+                               "not imported yet")
+    if not isinstance(loss, torch.nn.CrossEntropyLoss) or loss.reduction != "mean":
+        raise TorchImportError(f"only nn.CrossEntropyLoss(reduction='mean') is imported yet, "
+                               f"got {loss!r}")
+    layers.append(SoftmaxCrossEntropy())
+    shape = tuple(example.shape[1:])
+    net = Sequential(layers, dtype=dtype, input_shape=shape if len(shape) == 3 else None)
+    net.torch_names = torch_names
+    return net

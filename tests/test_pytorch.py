@@ -1,0 +1,84 @@
+"""Importing PyTorch modules (issue 18, in progress): gradients against torch autograd in
+float64, ≤ 1e-12 relative to the model's largest gradient (an array that is zero up to
+round-off, a bias feeding a training-mode BatchNorm, is judged against that)."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+import msgpass as mp  # noqa: E402
+from msgpass.pytorch import TorchImportError, from_torch  # noqa: E402
+
+
+def _compare(module, x, y):
+    module = module.double()
+    net = from_torch(module, x, loss=nn.CrossEntropyLoss())
+    loss = net.forward(x, y)
+    trace = net.backward(keep="sums")
+    xt = torch.tensor(x, requires_grad=True)
+    expected = nn.CrossEntropyLoss()(module(xt), torch.from_numpy(y))
+    expected.backward()
+    assert abs(loss - expected.item()) <= 1e-12 * abs(expected.item())
+    largest = max(float(p.grad.abs().max()) for p in module.parameters())
+    for name, p in module.named_parameters():
+        key, transposed = net.torch_names[name]
+        grad = trace.grads[key].T if transposed else trace.grads[key]
+        assert np.max(np.abs(grad - p.grad.numpy())) <= 1e-12 * largest, name
+    scale = float(xt.grad.abs().max())
+    assert np.max(np.abs(trace.incoming(1) - xt.grad.numpy())) <= 1e-12 * scale
+    return net
+
+
+def test_an_mlp_sequential():
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.Tanh(), nn.Linear(5, 3))
+    net = _compare(mlp, rng.standard_normal((4, 6)), rng.integers(0, 3, 4))
+    assert mp.verify(net, rng.standard_normal((4, 6)), rng.integers(0, 3, 4)).ok
+
+
+class CNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(4, 6, 3)
+        self.bn = nn.BatchNorm2d(6)
+        self.avg = nn.AvgPool2d(2)
+        self.fc = nn.Linear(6, 3, bias=False)
+
+    def forward(self, x):
+        h = self.pool(F.relu(self.conv1(x)))
+        h = self.avg(torch.tanh(self.bn(self.conv2(h))))
+        return self.fc(h.flatten(1))
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_a_cnn_with_functional_calls_and_batchnorm(train):
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    cnn = CNN().train(train)
+    _compare(cnn, rng.standard_normal((3, 1, 8, 8)), rng.integers(0, 3, 3))
+
+
+def test_what_is_not_imported_is_refused_naming_the_node():
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(3, 3)
+
+        def forward(self, x):
+            return x + self.a(x)
+
+    with pytest.raises(TorchImportError, match="fx node 'add'"):
+        from_torch(Residual().double(), np.zeros((2, 3)), nn.CrossEntropyLoss())
+
+    class Sine(nn.Module):
+        def forward(self, x):
+            return torch.sin(x)
+
+    with pytest.raises(TorchImportError, match="cannot import sin .*fx node 'sin'"):
+        from_torch(Sine(), np.zeros((2, 3)), nn.CrossEntropyLoss())
