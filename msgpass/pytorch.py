@@ -2,11 +2,12 @@
 torch.fx, map each node onto a msgpass layer, and build a Sequential when the traced graph is a
 chain.
 
-Status of this prototype: chains of nn modules and their functional / tensor-method forms;
-parameter names kept in ``net.torch_names`` (torch name → (msgpass key, transposed)). Not yet:
-graphs (residual adds, cat, slices), torch-style losses (MSE mean over B·N, reduction "sum"),
-params keyed by torch names in ``net.params`` and ``trace.grads``, the torch witness,
-``to_torch``.
+Status of this prototype: chains of nn modules and their functional / tensor-method forms
+(a Sequential), and graphs with residual adds, products, torch.cat and x[:, ...] slices (a
+Graph); parameter names kept in ``model.torch_names`` (torch name → (msgpass key,
+transposed)). Not yet: torch-style losses (MSE mean over B·N, reduction "sum", NLL), params
+keyed by torch names in ``model.params`` and ``trace.grads``, ``trace.grad("input")``, the
+torch witness, ``to_torch``, the ResNet-18 script.
 """
 
 from __future__ import annotations
@@ -153,8 +154,36 @@ def _unsupported(node, what: str) -> TorchImportError:
         f"(eval), Identity")
 
 
-def from_torch(module, example_input, loss=None, dtype="float64") -> Sequential:
-    """A msgpass network that computes what ``module`` computes, with its weights copied."""
+def _loss_layer(loss):
+    torch = _torch()
+    if loss is None:
+        return None
+    if not isinstance(loss, torch.nn.CrossEntropyLoss) or loss.reduction != "mean":
+        raise TorchImportError(f"only nn.CrossEntropyLoss(reduction='mean') is imported yet, "
+                               f"got {loss!r}")
+    return SoftmaxCrossEntropy()
+
+
+def _is_chain(traced, fx) -> bool:
+    """One input, and every other node reads exactly the node before it, once."""
+    placeholders = [n for n in traced.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        return False
+    previous = placeholders[0]
+    for node in traced.graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
+        inputs = [a for a in node.args if isinstance(a, fx.Node)]
+        if inputs != [previous] or len(node.users) != 1 or any(
+                isinstance(a, (list, tuple)) for a in node.args):
+            return False
+        previous = node
+    return True
+
+
+def from_torch(module, example_input, loss=None, dtype="float64"):
+    """A msgpass model that computes what ``module`` computes, with its weights copied: a
+    Sequential when the traced module is a chain, a Graph otherwise."""
     torch = _torch()
     from torch import fx
     dtype = np.dtype(dtype)
@@ -163,16 +192,18 @@ def from_torch(module, example_input, loss=None, dtype="float64") -> Sequential:
     except Exception as err:  # fx raises TraceError and plain errors alike
         raise TorchImportError(f"torch.fx could not trace {type(module).__name__} "
                                f"symbolically: {err}") from None
-    example = torch.as_tensor(np.asarray(example_input))
-    nodes = [n for n in traced.graph.nodes if n.op not in ("placeholder", "output")]
+    example = np.asarray(example_input.detach().cpu().numpy() if isinstance(
+        example_input, torch.Tensor) else example_input, dtype=dtype)
+    if _is_chain(traced, fx):
+        return _chain(traced, example, loss, dtype)
+    return _graph(traced, example, loss, dtype, fx)
+
+
+def _chain(traced, example, loss, dtype) -> Sequential:
     layers, torch_names = [], {}
-    previous = next(n for n in traced.graph.nodes if n.op == "placeholder")
-    for node in nodes:
-        inputs = [a for a in node.args if isinstance(a, fx.Node)]
-        if inputs != [previous] or len(node.users) != 1:
-            raise TorchImportError(f"fx node {node.name!r} ({node.op} {node.target!r}) makes "
-                                   f"the model a graph, not a chain: graphs are not imported "
-                                   f"yet")
+    for node in traced.graph.nodes:
+        if node.op in ("placeholder", "output"):
+            continue
         if node.op == "call_module":
             layer, names = _module_layer(traced.get_submodule(node.target), node, dtype)
         else:
@@ -181,15 +212,61 @@ def from_torch(module, example_input, loss=None, dtype="float64") -> Sequential:
             layers.append(layer)
             for suffix, (name, transposed) in names.items():
                 torch_names[f"{node.target}.{suffix}"] = (f"{len(layers)}.{name}", transposed)
-        previous = node
-    if loss is None:
-        raise TorchImportError("give the loss (nn.CrossEntropyLoss()): graphs with a seed are "
-                               "not imported yet")
-    if not isinstance(loss, torch.nn.CrossEntropyLoss) or loss.reduction != "mean":
-        raise TorchImportError(f"only nn.CrossEntropyLoss(reduction='mean') is imported yet, "
-                               f"got {loss!r}")
-    layers.append(SoftmaxCrossEntropy())
+    last = _loss_layer(loss)
+    if last is None:
+        raise TorchImportError("a chain needs its loss (nn.CrossEntropyLoss()); without one "
+                               "it is imported as a Graph")
+    layers.append(last)
     shape = tuple(example.shape[1:])
     net = Sequential(layers, dtype=dtype, input_shape=shape if len(shape) == 3 else None)
     net.torch_names = torch_names
     return net
+
+
+def _graph(traced, example, loss, dtype, fx):
+    """A Graph of layer nodes and ops, one per fx node."""
+    import operator
+
+    from .graph import Graph, concat, take
+    torch = _torch()
+    graph, made, torch_names = Graph(), {}, {}
+    output = None
+
+    def arg(value):
+        return made[value.name] if isinstance(value, fx.Node) else value
+
+    for node in traced.graph.nodes:
+        if node.op == "placeholder":
+            made[node.name] = graph.input(node.target, example)
+        elif node.op == "call_module":
+            layer, names = _module_layer(traced.get_submodule(node.target), node, dtype)
+            source = arg(node.args[0])
+            made[node.name] = source if layer is None else layer(source)
+            for suffix, (name, transposed) in names.items():
+                torch_names[f"{node.target}.{suffix}"] = (f"{made[node.name].name}.{name}",
+                                                          transposed)
+        elif node.target in (operator.add, torch.add, "add"):
+            made[node.name] = arg(node.args[0]) + arg(node.args[1])
+        elif node.target in (operator.mul, torch.mul, "mul"):
+            made[node.name] = arg(node.args[0]) * arg(node.args[1])
+        elif node.target is torch.cat:
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            if dim < 1:
+                raise _unsupported(node, f"torch.cat over dim {dim} (the batch)")
+            made[node.name] = concat([arg(a) for a in node.args[0]], axis=dim - 1)
+        elif node.target is operator.getitem:
+            index = node.args[1] if isinstance(node.args[1], tuple) else (node.args[1],)
+            if not index or index[0] != slice(None):
+                raise _unsupported(node, f"indexing {index!r} that is not x[:, ...]")
+            made[node.name] = take(arg(node.args[0]), index[1:])
+        elif node.op == "output":
+            output = arg(node.args[0])
+        else:
+            layer = _function_layer(node)
+            made[node.name] = layer(arg(node.args[0]))
+    last = _loss_layer(loss)
+    if last is not None:
+        output = last(output)
+    graph.torch_names = torch_names
+    graph.torch_output = output.name
+    return graph

@@ -82,3 +82,51 @@ def test_what_is_not_imported_is_refused_naming_the_node():
 
     with pytest.raises(TorchImportError, match="cannot import sin .*fx node 'sin'"):
         from_torch(Sine(), np.zeros((2, 3)), nn.CrossEntropyLoss())
+
+
+class Block(nn.Module):
+    """A residual block with BatchNorm2d, torch.cat, a slice, a product by a constant and
+    functional calls."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(3, 4, 3, padding=1, bias=False)
+        self.b1 = nn.BatchNorm2d(4)
+        self.c2 = nn.Conv2d(4, 3, 3, padding=1, bias=False)
+        self.b2 = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3 + 2, 3)
+
+    def forward(self, x):
+        h = F.relu(self.b1(self.c1(x)))
+        h = F.relu(self.b2(self.c2(h)) + x)
+        h = torch.cat([h, x[:, :2] * 2.0], dim=1)
+        h = F.adaptive_avg_pool2d(h, 1).flatten(1)
+        return self.fc(h)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_a_residual_block_becomes_a_graph_with_torchs_gradients(train):
+    torch.manual_seed(2)
+    rng = np.random.default_rng(2)
+    block = Block().double().train(train)
+    if not train:
+        for bn in (block.b1, block.b2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2)
+    x, y = rng.standard_normal((3, 3, 6, 6)), rng.integers(0, 3, 3)
+    graph = from_torch(block, x, nn.CrossEntropyLoss())
+    assert isinstance(graph, mp.Graph)
+    loss = graph.forward(x, target=y)
+    trace = graph.backward(seed="mean")
+    xt = torch.tensor(x, requires_grad=True)
+    expected = nn.CrossEntropyLoss()(block(xt), torch.from_numpy(y))
+    expected.backward()
+    assert abs(loss - expected.item()) <= 1e-12 * abs(expected.item())
+    largest = max(float(p.grad.abs().max()) for p in block.parameters())
+    for name, p in block.named_parameters():
+        key, transposed = graph.torch_names[name]
+        grad = trace.grads[key].T if transposed else trace.grads[key]
+        assert np.max(np.abs(grad - p.grad.numpy())) <= 1e-12 * largest, name
+    dx = np.asarray(trace.grad("x")).reshape(x.shape)
+    assert np.max(np.abs(dx - xt.grad.numpy())) <= 1e-12 * float(xt.grad.abs().max())
+    assert mp.verify(graph, graph.torch_output, seed="mean").ok
