@@ -25,7 +25,10 @@ from .layers import (
     GlobalAvgPool2d,
     LogSoftmax,
     MaxPool2d,
+    MSELoss,
+    NLLLoss,
     ReLU,
+    Rescaled,
     Sigmoid,
     Softmax,
     SoftmaxCrossEntropy,
@@ -155,13 +158,29 @@ def _unsupported(node, what: str) -> TorchImportError:
 
 
 def _loss_layer(loss):
+    """torch's loss as a msgpass loss layer computing exactly its value: CrossEntropyLoss and
+    NLLLoss are per-sample means already, MSELoss the mean over all B·N entries with no ½;
+    reduction "sum" multiplies by B."""
     torch = _torch()
+    nn = torch.nn
     if loss is None:
         return None
-    if not isinstance(loss, torch.nn.CrossEntropyLoss) or loss.reduction != "mean":
-        raise TorchImportError(f"only nn.CrossEntropyLoss(reduction='mean') is imported yet, "
-                               f"got {loss!r}")
-    return SoftmaxCrossEntropy()
+    kinds = {nn.CrossEntropyLoss: (SoftmaxCrossEntropy, 1, False),
+             nn.NLLLoss: (NLLLoss, 1, False), nn.MSELoss: (MSELoss, 2, True)}
+    for kind, (made, factor, per_width) in kinds.items():
+        if isinstance(loss, kind):
+            if loss.reduction not in ("mean", "sum") or \
+                    getattr(loss, "weight", None) is not None or \
+                    getattr(loss, "label_smoothing", 0.0) or \
+                    getattr(loss, "ignore_index", -100) != -100:
+                raise TorchImportError(f"{loss!r}: only reduction 'mean' or 'sum', without "
+                                       f"class weights, label smoothing or ignore_index")
+            if factor == 1 and loss.reduction == "mean":
+                return made()
+            return Rescaled(made(), factor, per_batch=loss.reduction == "sum",
+                            per_width=per_width and loss.reduction == "mean")
+    raise TorchImportError(f"cannot import the loss {loss!r}: nn.CrossEntropyLoss, "
+                           f"nn.NLLLoss or nn.MSELoss")
 
 
 def _is_chain(traced, fx) -> bool:

@@ -119,3 +119,30 @@ def test_a_residual_block_becomes_a_graph_with_torchs_gradients(train):
     dx = np.asarray(trace.grad("x")).reshape(x.shape)
     assert np.max(np.abs(dx - xt.grad.numpy())) <= 1e-12 * float(xt.grad.abs().max())
     assert mp.verify(graph, graph.torch_output, seed="mean").ok
+
+
+@pytest.mark.parametrize("loss, classes", [
+    (nn.CrossEntropyLoss(reduction="sum"), True), (nn.NLLLoss(), True),
+    (nn.NLLLoss(reduction="sum"), True), (nn.MSELoss(), False), (nn.MSELoss(reduction="sum"),
+                                                                   False)])
+def test_torchs_losses_are_computed_exactly_as_torch_does(loss, classes):
+    """MSELoss is the mean over all B·N entries with no ½; reduction "sum" has no 1/B."""
+    torch.manual_seed(3)
+    rng = np.random.default_rng(3)
+    layers = [nn.Linear(5, 6), nn.Tanh(), nn.Linear(6, 3)]
+    if isinstance(loss, nn.NLLLoss):
+        layers.append(nn.LogSoftmax(dim=1))
+    module = nn.Sequential(*layers).double()
+    x = rng.standard_normal((4, 5))
+    target = rng.integers(0, 3, 4) if classes else rng.standard_normal((4, 3))
+    net = from_torch(module, x, loss)
+    value = net.forward(x, target)
+    trace = net.backward()
+    expected = loss(module(torch.tensor(x)), torch.tensor(target))
+    expected.backward()
+    assert abs(value - expected.item()) <= 1e-12 * abs(expected.item())
+    for name, p in module.named_parameters():
+        key, transposed = net.torch_names[name]
+        grad = trace.grads[key].T if transposed else trace.grads[key]
+        assert np.max(np.abs(grad - p.grad.numpy())) <= 1e-12 * float(p.grad.abs().max())
+    assert mp.verify(net, x, target).ok
