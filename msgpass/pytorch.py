@@ -239,6 +239,10 @@ def _chain(traced, example, loss, dtype) -> Sequential:
     shape = tuple(example.shape[1:])
     net = Sequential(layers, dtype=dtype, input_shape=shape if len(shape) == 3 else None)
     net.torch_names = torch_names
+    # params and gradients under torch's names, in torch's shapes
+    net.param_names = {key: (name, transposed) for name, (key, transposed) in
+                       torch_names.items()}
+    net.input_name = next(n.target for n in traced.graph.nodes if n.op == "placeholder")
     return net
 
 
