@@ -4,10 +4,10 @@ chain.
 
 Status of this prototype: chains of nn modules and their functional / tensor-method forms
 (a Sequential), and graphs with residual adds, products, torch.cat and x[:, ...] slices (a
-Graph); parameter names kept in ``model.torch_names`` (torch name → (msgpass key,
-transposed)). Not yet: torch-style losses (MSE mean over B·N, reduction "sum", NLL), params
-keyed by torch names in ``model.params`` and ``trace.grads``, ``trace.grad("input")``, the
-torch witness, ``to_torch``, the ResNet-18 script.
+Graph); torch's losses computed exactly as torch does; ``model.params`` and ``trace.grads``
+keyed by torch's names in torch's shapes (``model.param_names``, msgpass.naming);
+``trace.grad("input")``. Not yet: the torch witness, ``to_torch``, the optional extra and CI,
+the README section, the ResNet-18 script.
 """
 
 from __future__ import annotations
@@ -238,7 +238,6 @@ def _chain(traced, example, loss, dtype) -> Sequential:
     layers.append(last)
     shape = tuple(example.shape[1:])
     net = Sequential(layers, dtype=dtype, input_shape=shape if len(shape) == 3 else None)
-    net.torch_names = torch_names
     # params and gradients under torch's names, in torch's shapes
     net.param_names = {key: (name, transposed) for name, (key, transposed) in
                        torch_names.items()}
@@ -290,6 +289,7 @@ def _graph(traced, example, loss, dtype, fx):
     last = _loss_layer(loss)
     if last is not None:
         output = last(output)
-    graph.torch_names = torch_names
+    graph.param_names = {key: (name, transposed) for name, (key, transposed) in
+                         torch_names.items()}
     graph.torch_output = output.name
     return graph

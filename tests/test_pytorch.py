@@ -24,11 +24,11 @@ def _compare(module, x, y):
     assert abs(loss - expected.item()) <= 1e-12 * abs(expected.item())
     largest = max(float(p.grad.abs().max()) for p in module.parameters())
     for name, p in module.named_parameters():
-        key, transposed = net.torch_names[name]
-        grad = trace.grads[key].T if transposed else trace.grads[key]
-        assert np.max(np.abs(grad - p.grad.numpy())) <= 1e-12 * largest, name
+        assert net.params[name].shape == p.shape          # torch's names, torch's shapes
+        assert np.max(np.abs(trace.grads[name] - p.grad.numpy())) <= 1e-12 * largest, name
     scale = float(xt.grad.abs().max())
-    assert np.max(np.abs(trace.incoming(1) - xt.grad.numpy())) <= 1e-12 * scale
+    dx = trace.grad(net.input_name)                       # "input" for an nn.Sequential
+    assert np.max(np.abs(dx - xt.grad.numpy())) <= 1e-12 * scale
     return net
 
 
@@ -37,7 +37,16 @@ def test_an_mlp_sequential():
     rng = np.random.default_rng(0)
     mlp = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.Tanh(), nn.Linear(5, 3))
     net = _compare(mlp, rng.standard_normal((4, 6)), rng.integers(0, 3, 4))
+    assert net.input_name == "input" and net.params["0.weight"].shape == (8, 6)
     assert mp.verify(net, rng.standard_normal((4, 6)), rng.integers(0, 3, 4)).ok
+    # the weights are copies: editing the torch module afterwards changes nothing here
+    before = net.params["0.weight"].copy()
+    with torch.no_grad():
+        mlp[0].weight.add_(1.0)
+    np.testing.assert_array_equal(net.params["0.weight"], before)
+    # and the shown weight is a view: writing into it changes the layer
+    net.params["0.weight"][0, 1] = 7.0
+    assert net.layers[0].params["W"][1, 0] == 7.0
 
 
 class CNN(nn.Module):
@@ -113,9 +122,8 @@ def test_a_residual_block_becomes_a_graph_with_torchs_gradients(train):
     assert abs(loss - expected.item()) <= 1e-12 * abs(expected.item())
     largest = max(float(p.grad.abs().max()) for p in block.parameters())
     for name, p in block.named_parameters():
-        key, transposed = graph.torch_names[name]
-        grad = trace.grads[key].T if transposed else trace.grads[key]
-        assert np.max(np.abs(grad - p.grad.numpy())) <= 1e-12 * largest, name
+        assert graph.params[name].shape == p.shape
+        assert np.max(np.abs(trace.grads[name] - p.grad.numpy())) <= 1e-12 * largest, name
     dx = np.asarray(trace.grad("x")).reshape(x.shape)
     assert np.max(np.abs(dx - xt.grad.numpy())) <= 1e-12 * float(xt.grad.abs().max())
     assert mp.verify(graph, graph.torch_output, seed="mean").ok
@@ -142,7 +150,6 @@ def test_torchs_losses_are_computed_exactly_as_torch_does(loss, classes):
     expected.backward()
     assert abs(value - expected.item()) <= 1e-12 * abs(expected.item())
     for name, p in module.named_parameters():
-        key, transposed = net.torch_names[name]
-        grad = trace.grads[key].T if transposed else trace.grads[key]
-        assert np.max(np.abs(grad - p.grad.numpy())) <= 1e-12 * float(p.grad.abs().max())
+        assert np.max(np.abs(trace.grads[name] - p.grad.numpy())) <= \
+            1e-12 * float(p.grad.abs().max())
     assert mp.verify(net, x, target).ok

@@ -155,6 +155,8 @@ class Graph:
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._counts: dict[str, int] = {}
         self._record: GraphForward | None = None
+        # msgpass key "node.name" → (the name shown, transposed): an imported model's
+        self.param_names: dict = {}
 
     # -- building -----------------------------------------------------------------------
     def fresh_name(self, stem: str) -> str:
@@ -527,7 +529,8 @@ class Graph:
         """The parameters of every node that has some, ``"node.name" -> ndarray``: the
         layers' own arrays (a live mapping: writing into them changes the graph)."""
         return ParamDict({f"{n}.{key}": array for n, node in self.nodes.items()
-                          if node.op is not None for key, array in node.op.params.items()})
+                          if node.op is not None for key, array in node.op.params.items()},
+                         self.param_names)
 
     def train(self) -> Graph:
         """Training mode for every layer node (Dropout drops, BatchNorm uses the batch)."""

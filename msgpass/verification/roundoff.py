@@ -52,7 +52,10 @@ def graph_path_magnitudes(trace) -> tuple[dict[str, np.ndarray], dict[str, np.nd
                 received = received.sum(axis=0, keepdims=True)
             M[source] = M[source] + received
     grads = {}
+    names = getattr(graph, "param_names", None)
+    inside = internal_keys(names)
     for key in trace.grads:
-        holder, pname = key.rsplit(".", 1)
-        grads[key] = trace.partials[holder].params[pname].absolute().gradient(M[holder])
+        holder, pname = inside.get(key, key).rsplit(".", 1)
+        grads[key] = shown(names, inside.get(key, key), trace.partials[holder].params[
+            pname].absolute().gradient(M[holder]))[1]
     return M, grads
