@@ -36,7 +36,7 @@ from .layers import (
 )
 from .network import Sequential
 
-__all__ = ["from_torch", "TorchImportError"]
+__all__ = ["from_torch", "to_torch", "TorchImportError"]
 
 
 class TorchImportError(MsgpassError):
@@ -219,7 +219,7 @@ def from_torch(module, example_input, loss=None, dtype="float64"):
 
 
 def _chain(traced, example, loss, dtype) -> Sequential:
-    layers, torch_names = [], {}
+    layers, torch_names, modules = [], {}, {}
     for node in traced.graph.nodes:
         if node.op in ("placeholder", "output"):
             continue
@@ -229,6 +229,8 @@ def _chain(traced, example, loss, dtype) -> Sequential:
             layer, names = _function_layer(node), {}
         if layer is not None:
             layers.append(layer)
+            if node.op == "call_module":
+                modules[node.target] = layer
             for suffix, (name, transposed) in names.items():
                 torch_names[f"{node.target}.{suffix}"] = (f"{len(layers)}.{name}", transposed)
     last = _loss_layer(loss)
@@ -242,6 +244,7 @@ def _chain(traced, example, loss, dtype) -> Sequential:
     net.param_names = {key: (name, transposed) for name, (key, transposed) in
                        torch_names.items()}
     net.input_name = next(n.target for n in traced.graph.nodes if n.op == "placeholder")
+    _remember(net, traced, modules, loss)
     return net
 
 
@@ -251,7 +254,7 @@ def _graph(traced, example, loss, dtype, fx):
 
     from .graph import Graph, concat, take
     torch = _torch()
-    graph, made, torch_names = Graph(), {}, {}
+    graph, made, torch_names, modules = Graph(), {}, {}, {}
     output = None
 
     def arg(value):
@@ -260,10 +263,14 @@ def _graph(traced, example, loss, dtype, fx):
     for node in traced.graph.nodes:
         if node.op == "placeholder":
             made[node.name] = graph.input(node.target, example)
+            if example.ndim > 2:
+                graph.input_shapes[node.target] = tuple(example.shape[1:])
         elif node.op == "call_module":
             layer, names = _module_layer(traced.get_submodule(node.target), node, dtype)
             source = arg(node.args[0])
             made[node.name] = source if layer is None else layer(source)
+            if layer is not None:
+                modules[node.target] = layer
             for suffix, (name, transposed) in names.items():
                 torch_names[f"{node.target}.{suffix}"] = (f"{made[node.name].name}.{name}",
                                                           transposed)
@@ -292,4 +299,39 @@ def _graph(traced, example, loss, dtype, fx):
     graph.param_names = {key: (name, transposed) for name, (key, transposed) in
                          torch_names.items()}
     graph.torch_output = output.name
+    _remember(graph, traced, modules, loss)
     return graph
+
+
+def _remember(model, traced, modules, loss) -> None:
+    """What ``to_torch`` needs: a copy of the module as imported (weights are filled in from
+    msgpass when exporting), which msgpass layer each of its modules became, and the loss."""
+    import copy
+    model.torch_module = copy.deepcopy(traced)
+    model.torch_layers = modules
+    model.torch_loss = copy.deepcopy(loss)
+
+
+def to_torch(model):
+    """A torch module computing what ``model`` computes now, with its (possibly trained)
+    weights and running statistics: for a model made by ``from_torch``, a copy of the module
+    it came from (as traced by torch.fx) with msgpass's current values copied in."""
+    torch = _torch()
+    template = getattr(model, "torch_module", None)
+    if template is None:
+        raise TorchImportError("to_torch exports models made by mp.from_torch (this one was "
+                               "built in msgpass)")
+    import copy
+    module = copy.deepcopy(template)
+    parameters = dict(module.named_parameters())
+    with torch.no_grad():
+        for name, array in model.params.items():
+            target = parameters[name]
+            target.copy_(torch.as_tensor(np.ascontiguousarray(array), dtype=target.dtype))
+        for path, layer in model.torch_layers.items():
+            if isinstance(layer, BatchNorm):              # BatchNorm2d too: its subclass
+                sub = module.get_submodule(path)
+                sub.running_mean.copy_(torch.as_tensor(layer.running_mean))
+                sub.running_var.copy_(torch.as_tensor(layer.running_var))
+                sub.train(layer.training)
+    return module

@@ -153,3 +153,26 @@ def test_torchs_losses_are_computed_exactly_as_torch_does(loss, classes):
         assert np.max(np.abs(trace.grads[name] - p.grad.numpy())) <= \
             1e-12 * float(p.grad.abs().max())
     assert mp.verify(net, x, target).ok
+
+
+@pytest.mark.parametrize("module, shape", [(CNN, (1, 8, 8)), (Block, (3, 6, 6))])
+def test_round_trip_train_by_messages_then_export(module, shape):
+    """Import, train 50 steps by messages in msgpass, export with to_torch: the exported
+    module computes what msgpass does (BatchNorm's running statistics included)."""
+    from msgpass.pytorch import to_torch
+    from msgpass.training.data import Dataset
+    torch.manual_seed(4)
+    rng = np.random.default_rng(4)
+    original = module().double()
+    x, y = rng.standard_normal((16, *shape)), rng.integers(0, 3, 16)
+    model = from_torch(original, x[:4], nn.CrossEntropyLoss())
+    mp.train(model, mp.optim.Adam(model.params, lr=1e-2),
+             Dataset(x.reshape(16, -1), y, "toy"), epochs=13, batch_size=4, steps=50)
+    exported = to_torch(model).eval()
+    model.eval()
+    ours = np.asarray(model.predict(x[:5])).reshape(5, -1)
+    theirs = exported(torch.tensor(x[:5])).detach().numpy()
+    assert np.max(np.abs(ours - theirs)) <= 1e-12 * np.max(np.abs(theirs))
+    # the original module was not touched by the training
+    assert not np.allclose(original.state_dict()[next(iter(model.params))].numpy(),
+                           exported.state_dict()[next(iter(model.params))].numpy())

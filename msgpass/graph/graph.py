@@ -157,6 +157,9 @@ class Graph:
         self._record: GraphForward | None = None
         # msgpass key "node.name" → (the name shown, transposed): an imported model's
         self.param_names: dict = {}
+        # an input's per-sample shape when it is fixed (an imported model's image input):
+        # flat rows (B, C·H·W) given to it are read in that shape
+        self.input_shapes: dict[str, tuple[int, ...]] = {}
 
     # -- building -----------------------------------------------------------------------
     def fresh_name(self, stem: str) -> str:
@@ -207,6 +210,10 @@ class Graph:
         node = self[name]
         if node.kind != "input":
             raise StateError(f"{name!r} is not an input; only inputs take values")
+        shape = self.input_shapes.get(name)
+        if shape is not None and np.ndim(value) == 2 and \
+                np.shape(value)[1] == int(np.prod(shape)):   # flat rows of a known image
+            value = np.asarray(value).reshape((len(value), *shape))
         self._values[name], self._shapes[name] = _as_node_value(name, value)
         self._record = None   # the last forward saw other inputs
 
