@@ -12,6 +12,8 @@ the README section, the ResNet-18 script.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .errors import MsgpassError
@@ -310,6 +312,9 @@ def _remember(model, traced, modules, loss) -> None:
     model.torch_module = copy.deepcopy(traced)
     model.torch_layers = modules
     model.torch_loss = copy.deepcopy(loss)
+    # model.to_torch(): the verify witness "torch" exports through it, without importing this
+    # module (it sits at the same rank)
+    model.to_torch = functools.partial(to_torch, model)
 
 
 def to_torch(model):

@@ -176,3 +176,22 @@ def test_round_trip_train_by_messages_then_export(module, shape):
     # the original module was not touched by the training
     assert not np.allclose(original.state_dict()[next(iter(model.params))].numpy(),
                            exported.state_dict()[next(iter(model.params))].numpy())
+
+
+def test_pytorch_is_one_more_witness_of_verify():
+    torch.manual_seed(5)
+    rng = np.random.default_rng(5)
+    cnn = CNN().double()
+    x, y = rng.standard_normal((3, 1, 8, 8)), rng.integers(0, 3, 3)
+    net = from_torch(cnn, x, nn.CrossEntropyLoss())
+    report = mp.verify(net, x, y, witnesses=["backprop", "numeric", "torch"])
+    assert report.ok and "PyTorch autograd's" in report.verdict()
+    torch_checks = [c for c in report.checks if c.witness == "torch"]
+    assert {c.claim for c in torch_checks} >= {"S^1 = ∂L/∂x (torch)",
+                                               "∂L/∂conv1.weight (torch)"}
+    block = Block().double()
+    x = rng.standard_normal((3, 3, 6, 6))
+    graph = from_torch(block, x, nn.CrossEntropyLoss())
+    graph.forward(x, target=y)
+    report = mp.verify(graph, graph.torch_output, seed="mean", witnesses=["backprop", "torch"])
+    assert report.ok and sum(c.witness == "torch" for c in report.checks) == 9
