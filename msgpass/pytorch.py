@@ -215,8 +215,9 @@ def from_torch(module, example_input, loss=None, dtype="float64"):
                                f"symbolically: {err}") from None
     example = np.asarray(example_input.detach().cpu().numpy() if isinstance(
         example_input, torch.Tensor) else example_input, dtype=dtype)
-    if _is_chain(traced, fx):
+    if loss is not None and _is_chain(traced, fx):
         return _chain(traced, example, loss, dtype)
+    # not a chain, or no loss (then backward takes a seed, as Graph.backward): a Graph
     return _graph(traced, example, loss, dtype, fx)
 
 
@@ -235,11 +236,7 @@ def _chain(traced, example, loss, dtype) -> Sequential:
                 modules[node.target] = layer
             for suffix, (name, transposed) in names.items():
                 torch_names[f"{node.target}.{suffix}"] = (f"{len(layers)}.{name}", transposed)
-    last = _loss_layer(loss)
-    if last is None:
-        raise TorchImportError("a chain needs its loss (nn.CrossEntropyLoss()); without one "
-                               "it is imported as a Graph")
-    layers.append(last)
+    layers.append(_loss_layer(loss))
     shape = tuple(example.shape[1:])
     net = Sequential(layers, dtype=dtype, input_shape=shape if len(shape) == 3 else None)
     # params and gradients under torch's names, in torch's shapes

@@ -195,3 +195,33 @@ def test_pytorch_is_one_more_witness_of_verify():
     graph.forward(x, target=y)
     report = mp.verify(graph, graph.torch_output, seed="mean", witnesses=["backprop", "torch"])
     assert report.ok and sum(c.witness == "torch" for c in report.checks) == 9
+
+
+def test_without_a_loss_a_chain_imports_as_a_graph_taking_a_seed():
+    torch.manual_seed(6)
+    rng = np.random.default_rng(6)
+    mlp = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2)).double()
+    x = rng.standard_normal((3, 4))
+    graph = mp.from_torch(mlp, x)
+    assert isinstance(graph, mp.Graph)
+    seed = rng.standard_normal((3, 2))
+    trace = graph.backward(graph.torch_output, seed=seed)
+    xt = torch.tensor(x, requires_grad=True)
+    mlp(xt).backward(torch.tensor(seed))
+    for name, p in mlp.named_parameters():
+        np.testing.assert_allclose(trace.grads[name], p.grad.numpy(), rtol=1e-12, atol=0)
+    np.testing.assert_allclose(trace.grad("input"), xt.grad.numpy(), rtol=1e-12, atol=0)
+
+
+def test_modules_fx_cannot_trace_and_training_dropout_are_refused():
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x         # control flow on a value
+
+    with pytest.raises(TorchImportError, match="torch.fx could not trace Branchy"):
+        from_torch(Branchy(), np.zeros((2, 3)), nn.CrossEntropyLoss())
+    dropping = nn.Sequential(nn.Linear(3, 3), nn.Dropout(0.5))
+    with pytest.raises(TorchImportError, match="Dropout in training mode"):
+        from_torch(dropping, np.zeros((2, 3)), nn.CrossEntropyLoss())
+    net = from_torch(dropping.eval().double(), np.zeros((2, 3)), nn.CrossEntropyLoss())
+    assert net.labels == ["Affine(3→3)", "SoftmaxCrossEntropy"]      # eval: the identity
