@@ -225,3 +225,30 @@ def test_modules_fx_cannot_trace_and_training_dropout_are_refused():
         from_torch(dropping, np.zeros((2, 3)), nn.CrossEntropyLoss())
     net = from_torch(dropping.eval().double(), np.zeros((2, 3)), nn.CrossEntropyLoss())
     assert net.labels == ["Affine(3→3)", "SoftmaxCrossEntropy"]      # eval: the identity
+
+
+def test_resnet18_at_cifar_size_matches_torch_and_verifies():
+    """The research script's ResNet-18 (torchvision's architecture), eval mode, a batch of 2
+    3×32×32 inputs: all 62 parameter gradients and ∂L/∂x against torch autograd."""
+    import importlib.util
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[1] / "theory" / "resnet18_messages.py"
+    spec = importlib.util.spec_from_file_location("resnet18_messages", script)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    torch.manual_seed(0)
+    module = study.resnet18()[0].double().eval()
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((2, 3, 32, 32)), rng.integers(0, 1000, 2)
+    model = from_torch(module, x, nn.CrossEntropyLoss())
+    model.forward(x, target=y)
+    trace = model.backward(seed="mean", keep="sums")
+    xt = torch.tensor(x, requires_grad=True)
+    nn.CrossEntropyLoss()(module(xt), torch.from_numpy(y)).backward()
+    params = dict(module.named_parameters())
+    assert len(params) == 62 and set(trace.grads) == set(params)
+    for name, p in params.items():
+        assert np.max(np.abs(trace.grads[name] - p.grad.numpy())) <= \
+            1e-12 * float(p.grad.abs().max()), name
+    report = mp.verify(model, model.torch_output, seed="mean", witnesses=["backprop", "torch"])
+    assert report.ok, report.verdict()
