@@ -325,6 +325,12 @@ def to_torch(model):
                                "built in msgpass)")
     import copy
     module = copy.deepcopy(template)
+    # in msgpass's precision (an imported float32 module comes back float64 unless the model
+    # was imported with dtype="float32")
+    arrays = list(model.params.values())
+    if arrays:
+        module = module.to({np.dtype(np.float64): torch.float64,
+                            np.dtype(np.float32): torch.float32}[arrays[0].dtype])
     parameters = dict(module.named_parameters())
     with torch.no_grad():
         for name, array in model.params.items():

@@ -276,6 +276,21 @@ class PathSumWitness(Witness):
                                             for n, c in paths.paths.items())])
 
 
+@dataclass(frozen=True)
+class _Scaled(Expected):
+    """An expectation judged against one size for the whole array (``scale``), not against
+    path magnitudes."""
+
+    scale_to: float = 0.0
+
+    def __init__(self, claim, values, tol, *, scale: float):
+        super().__init__(claim, values, tol)
+        object.__setattr__(self, "scale_to", scale)
+
+    def scale(self, magnitude):
+        return np.full(np.shape(self.values), self.scale_to)
+
+
 class TorchWitness(Witness):
     """PyTorch's autograd on the module a model was imported from, carrying msgpass's current
     weights (``model.to_torch()``), in float64: for models made by ``mp.from_torch``."""
@@ -288,14 +303,19 @@ class TorchWitness(Witness):
     needs_floats = True
 
     @staticmethod
-    def _tolerance(tol: Tolerance, values) -> Tolerance:
+    def _expected(claim: str, values, tol: Tolerance, largest: float) -> Expected:
         """PyTorch computes the forward as well as the backward in its own order, so the
-        forward's round-off enters too: entries are judged relative to the largest of their
-        array (the issue's measure), never tighter than the backprop witness."""
-        top = float(np.max(np.abs(values))) if np.size(values) else 0.0
-        return Tolerance(tol.rtol, tol.floor, tol.rtol * top,
-                         "PyTorch's own forward and backward (float64, its order): relative "
-                         "to each array's largest entry")
+        forward's round-off enters too, which path magnitudes do not measure: each entry is
+        judged against the largest of its array, and an array that is zero up to round-off
+        (below 1e-8 of the model's largest gradient: a bias feeding a training-mode
+        BatchNorm) against the model's largest gradient, at the backprop witness's rtol."""
+        values = np.asarray(values, dtype=np.float64)
+        own = float(np.max(np.abs(values))) if values.size else 0.0
+        scale = own if own > 1e-8 * largest else largest
+        per_array = Tolerance(tol.rtol, 1.0, 0.0, "PyTorch's own forward and backward "
+                                                  "(float64, its order): relative to each "
+                                                  "array's largest entry")
+        return _Scaled(claim, values, per_array, scale=scale)
 
     @staticmethod
     def _run(model, x, target):
@@ -314,11 +334,12 @@ class TorchWitness(Witness):
         x = s.net.prepare_input(s.x, dtype=np.float64)
         loss, dx, grads = self._run(s.net, x, s.target)
         tol = s.tolerances["backprop"]
+        largest = max(float(np.max(np.abs(g))) for g in [dx, *grads.values()])
         return Evidence(
-            loss=Expected("L equals PyTorch's forward L", loss, self._tolerance(tol, loss)),
-            steps={1: Expected("S^1 = ∂L/∂x (torch)", dx.reshape(len(dx), -1),
-                               self._tolerance(tol, dx))},
-            params={key: Expected(f"∂L/∂{key} (torch)", grad, self._tolerance(tol, grad))
+            loss=self._expected("L equals PyTorch's forward L", loss, tol, abs(loss)),
+            steps={1: self._expected("S^1 = ∂L/∂x (torch)", dx.reshape(len(dx), -1), tol,
+                                     largest)},
+            params={key: self._expected(f"∂L/∂{key} (torch)", grad, tol, largest)
                     for key, grad in grads.items()})
 
     def graph(self, s):
@@ -333,10 +354,11 @@ class TorchWitness(Witness):
         x = s.trace.value(inputs[0])          # in its own shape (an image stays one)
         _, dx, grads = self._run(graph, x, op.target)
         tol = s.tolerances["backprop"]
+        largest = max(float(np.max(np.abs(g))) for g in [dx, *grads.values()])
         return Evidence(
-            steps={inputs[0]: Expected(f"S_{inputs[0]} = ∂F/∂{inputs[0]} (torch)",
-                                       dx.reshape(len(dx), -1), self._tolerance(tol, dx))},
-            params={key: Expected(f"∂F/∂{key} (torch)", grad, self._tolerance(tol, grad))
+            steps={inputs[0]: self._expected(f"S_{inputs[0]} = ∂F/∂{inputs[0]} (torch)",
+                                             dx.reshape(len(dx), -1), tol, largest)},
+            params={key: self._expected(f"∂F/∂{key} (torch)", grad, tol, largest)
                     for key, grad in grads.items()})
 
 
