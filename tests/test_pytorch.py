@@ -252,3 +252,31 @@ def test_resnet18_at_cifar_size_matches_torch_and_verifies():
             1e-12 * float(p.grad.abs().max()), name
     report = mp.verify(model, model.torch_output, seed="mean", witnesses=["backprop", "torch"])
     assert report.ok, report.verdict()
+
+
+def test_float32_batchnorm1d_tensor_input_and_a_drawing():
+    torch.manual_seed(7)
+    rng = np.random.default_rng(7)
+    mlp = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Sigmoid(), nn.Linear(6, 3),
+                        nn.Softmax(dim=1))
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    model = from_torch(mlp, torch.tensor(x), nn.MSELoss(), dtype="float32")   # a tensor too
+    assert model.dtype == np.float32 and model.params["1.weight"].dtype == np.float32
+    target = rng.standard_normal((5, 3)).astype(np.float32)
+    value = model.forward(x, target)
+    assert abs(value - nn.MSELoss()(mlp(torch.tensor(x)), torch.tensor(target)).item()) \
+        <= 1e-6 * abs(value)
+    assert mp.verify(model, x, target).ok
+    from msgpass.draw import draw_graph      # an imported graph draws like any graph
+    graph = from_torch(Block().double().eval(), rng.standard_normal((2, 3, 6, 6)),
+                       nn.CrossEntropyLoss())
+    graph.forward(rng.standard_normal((2, 3, 6, 6)), target=[0, 1])
+    figure = draw_graph(graph.backward(seed="mean"))
+    assert figure.axes
+
+
+def test_without_torch_from_torch_says_how_to_install_it(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "torch", None)            # as if it were not installed
+    with pytest.raises(TorchImportError, match=r"pip install 'msgpass\[torch\]'"):
+        mp.from_torch(object(), np.zeros((1, 2)))
