@@ -70,6 +70,7 @@ from .messages import MessageBlock
 from .network import Sequential
 from .numbers import as_numbers
 from .partials import Dense, Diagonal, Elementwise, LocalPartials, Outer, Shared
+from .pytorch import from_torch, to_torch  # torch itself is imported only when called
 from .spec import DEFAULT_SPEC, build_network
 from .trace import Trace
 from .training import (
@@ -105,7 +106,8 @@ def append_trace(trace, path, step: int, chunk_samples: int = 256):
 __all__ = [
     "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax", "SoftmaxCrossEntropy",
     "NLLLoss", "MSELoss", "Layer", "LossLayer", "Dropout", "BatchNorm", "Function", "JacobianCheck",
-    "DerivativeWarning", "Conv2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Flatten",
+    "DerivativeWarning", "from_torch", "to_torch", "Conv2d", "MaxPool2d", "AvgPool2d",
+    "GlobalAvgPool2d", "Flatten",
     "BatchNorm2d",
     "Sequential", "Trace", "as_numbers", "load_trace", "append_trace", "train", "evaluate",
     "History",

@@ -14,6 +14,7 @@ from .engine import BACKENDS, run
 from .errors import DtypeError, ShapeError, StateError
 from .layers.base import Layer, run_layer
 from .messages import chain_steps
+from .naming import internal_keys, shown_all
 from .numbers import FLOAT_DTYPES, NumberMode, arithmetic, is_number_mode, mode_of
 from .partials import LocalPartials
 from .streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES, wanted_layers
@@ -30,13 +31,17 @@ class ParamDict(MutableMapping):
     The arrays are the layers' own: writing into them changes the network. A key may also be
     given as a pair, ``params[1, "W"]`` (``params["affine1", "W"]`` in a graph). Assigning a
     key (``params["1.W"] = new``) copies ``new`` into the existing array after checking its
-    shape, so the network changes then too.
+    shape, so the network changes then too. An imported model shows its parameters under
+    their names there, in their shapes (``names``: msgpass.naming): the arrays are then views
+    of the layers' own (a transposed weight too), and writing into them changes the network.
     """
 
-    def __init__(self, layers: Sequence[Layer] | Mapping[str, np.ndarray]) -> None:
-        self._arrays = dict(layers) if isinstance(layers, Mapping) else {
+    def __init__(self, layers: Sequence[Layer] | Mapping[str, np.ndarray],
+                 names: Mapping | None = None) -> None:
+        arrays = dict(layers) if isinstance(layers, Mapping) else {
             f"{t}.{name}": arr for t, layer in enumerate(layers, 1)
             for name, arr in layer.params.items()}
+        self._arrays = shown_all(names, arrays)
 
     def __getitem__(self, key: str) -> np.ndarray:
         if isinstance(key, tuple) and len(key) == 2:   # (t or node, name): "t.name"
@@ -217,6 +222,9 @@ class Sequential:
             raise DtypeError(f"dtype={self.dtype} was asked for, but the parameters are "
                              f"{inferred}; build them with that dtype or use net.astype")
         self.layers = layers
+        # msgpass key "t.name" → (the name shown, transposed): an imported model's (naming)
+        self.param_names: dict = {}
+        self.input_name = "x"          # what trace.grad calls ∂L/∂x
         self.spec: str | None = None   # set by build_network: the spec and seed it came from
         self.seed: int | None = None
         self._record: ForwardRecord | None = None
@@ -257,6 +265,7 @@ class Sequential:
         self.numbers = mode
         self.dtype = np.dtype(object)
         self.layers = layers
+        self.param_names, self.input_name = {}, "x"
         self.spec = None
         self.seed = None
         self._record = None
@@ -274,8 +283,13 @@ class Sequential:
 
     @property
     def params(self) -> ParamDict:
-        """Parameters ``"t.name" -> ndarray`` (the layers' own arrays, not copies)."""
-        return ParamDict(self.layers)
+        """Parameters ``"t.name" -> ndarray`` (the layers' own arrays, not copies); for an
+        imported model, under their names there (``param_names``)."""
+        return ParamDict(self.layers, self.param_names)
+
+    def param_layer(self, key: str) -> int:
+        """The layer t a parameter key (as ``params`` shows it) belongs to."""
+        return int(internal_keys(self.param_names).get(key, key).split(".", 1)[0])
 
     def __repr__(self) -> str:
         made = f"  # build_network({self.spec!r}, seed={self.seed})" if self.spec else ""
@@ -286,8 +300,10 @@ class Sequential:
         number mode — ``"exact"`` (Fractions; floats convert exactly) or ``"mp:N"`` (mpmath
         at N significant digits, an optional extra)."""
         target = arithmetic(dtype)
-        return Sequential([layer.astype(target) for layer in self.layers], dtype=target,
-                          input_width=self.input_width, input_shape=self.input_shape)
+        clone = Sequential([layer.astype(target) for layer in self.layers], dtype=target,
+                           input_width=self.input_width, input_shape=self.input_shape)
+        clone.param_names, clone.input_name = dict(self.param_names), self.input_name
+        return clone
 
     # -- modes --------------------------------------------------------------------------------
     def train(self) -> Sequential:
@@ -456,9 +472,11 @@ class Sequential:
     def _trace(self, record: ForwardRecord, result) -> Trace:
         """The Trace of a finished pass (node t of the chain is z^t: S^t arrives at node
         t−1)."""
-        grads = {f"{t}.{name}": result.grads[(t, name)]
-                 for t, layer in enumerate(self.layers, 1) for name in layer.params}
-        param_messages = {f"{t}.{name}": m for (t, name), m in result.param_messages.items()}
+        grads = shown_all(self.param_names, {
+            f"{t}.{name}": result.grads[(t, name)]
+            for t, layer in enumerate(self.layers, 1) for name in layer.params})
+        param_messages = shown_all(self.param_names, {
+            f"{t}.{name}": m for (t, name), m in result.param_messages.items()})
         return Trace(labels=self.labels, values=record.values, partials=record.partials,
                      shapes=record.shapes,
                      blocks=result.blocks,
@@ -466,4 +484,5 @@ class Sequential:
                      grads=grads,
                      loss=record.loss, nondifferentiable=record.kinks,
                      param_messages=param_messages, stats=result.stats,
-                     kept_samples=result.kept_samples)
+                     kept_samples=result.kept_samples, param_names=self.param_names,
+                     input_name=self.input_name)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .errors import StateError
 from .messages import MessageBlock
+from .naming import internal_keys
 from .partials import LocalPartials
 from .stats import MessageStats, Statistics
 from .validate import layer_index
@@ -94,6 +95,8 @@ class Trace:
     stats: dict[int, MessageStats] = field(default_factory=Statistics)
     kept_samples: np.ndarray | None = None
     shapes: tuple = ()
+    param_names: dict = field(default_factory=dict)
+    input_name: str = "x"
 
     def __post_init__(self):
         # a layer without statistics explains itself rather than raising a bare KeyError
@@ -178,7 +181,8 @@ class Trace:
                      grads={k: f(g) for k, g in self.grads.items()}, loss=float(self.loss),
                      nondifferentiable=self.nondifferentiable,
                      param_messages={k: f(m) for k, m in self.param_messages.items()},
-                     stats=self.stats, kept_samples=self.kept_samples, shapes=self.shapes)
+                     stats=self.stats, kept_samples=self.kept_samples, shapes=self.shapes,
+                     param_names=self.param_names, input_name=self.input_name)
 
     def to_xarray(self):
         """This trace as an ``xarray.Dataset`` (optional extra ``msgpass[scale]``); see
@@ -200,7 +204,7 @@ class Trace:
             raise StateError("this trace has no per-sample parameter messages; call "
                              "net.backward(per_sample=True)")
         coupled = [t for t, p in enumerate(self.partials, 1) if not p.inputs.samples_independent]
-        below = sorted(k for k in self.param_messages if coupled and int(k.split(".")[0])
+        below = sorted(k for k in self.param_messages if coupled and self.param_layer(k)
                        < max(coupled))
         if below:
             t = max(coupled)
@@ -209,6 +213,20 @@ class Trace:
                              f"sample's loss: their per-sample messages are not per-sample "
                              f"gradients")
         return {key: m * self.batch for key, m in self.param_messages.items()}
+
+    def param_layer(self, key: str) -> int:
+        """The layer t a gradient's key (as ``grads`` shows it) belongs to."""
+        return int(internal_keys(self.param_names).get(key, key).split(".", 1)[0])
+
+    def grad(self, name: str) -> np.ndarray:
+        """A gradient by parameter key, or ``∂L/∂x`` by the input's name (``"x"``; an imported
+        model's input is named as its forward's argument), in x's shape."""
+        if name in self.grads:
+            return self.grads[name]
+        if name in (self.input_name, "x"):
+            return self.incoming(1)
+        raise KeyError(f"no gradient named {name!r}: the input is {self.input_name!r}, the "
+                       f"parameters {sorted(self.grads)}")
 
     def value(self, t: int) -> np.ndarray:
         """Forward value z^t, t = 0..T: shape (B, N_t), or (B, C, H, W) for an image."""

@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "msgpass"
 # The layers of the package, lowest first: a unit may import only units of a lower rank (its
 # own files aside). Units of equal rank know nothing of each other.
 RANKS = {
-    "errors": 0, "numbers": 1, "validate": 2,
+    "errors": 0, "numbers": 1, "validate": 2, "naming": 2,
     "partials": 3, "stats": 3,
     "layers": 4,
     "messages": 5, "witnesses": 5,
@@ -23,7 +23,7 @@ RANKS = {
     "engine": 7,
     "network": 8,
     "spec": 9, "graph": 9,
-    "testing": 10, "verification": 10, "demos": 10,
+    "testing": 10, "verification": 10, "demos": 10, "pytorch": 10,
     "draw": 11, "scale": 11, "training": 11,
     "gallery": 12,
     "_moved": 13,

@@ -115,3 +115,14 @@ def test_conv_example_states_its_shapes(capsys):
     assert len(stated) == 3
     for expression, shape in stated:
         assert repr(eval(expression, namespace)) == shape, expression
+
+
+def test_pytorch_example_runs_as_written(capsys):
+    import pytest
+    pytest.importorskip("torch")
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Your own PyTorch model\s+```python\n(.*?)```", text, re.S).group(1)
+    assert len(block.strip().splitlines()) <= 5
+    exec(compile(block, "README", "exec"), {})
+    out = capsys.readouterr().out
+    assert "VERIFIED" in out and "PyTorch autograd's" in out

@@ -8,7 +8,7 @@ layered.py the same pass as a chain of levels.
 from .backward import GraphEdge, GraphTrace, graph_backward
 from .graph import Graph, GraphForward
 from .layered import LayeredView, layered_view, levels_of
-from .node import Node, copy, exp, log, maximum, relu, sigmoid, tanh
+from .node import Node, concat, copy, exp, log, maximum, relu, sigmoid, take, tanh
 from .ops import (
     Add,
     Div,
@@ -29,7 +29,7 @@ from .ops import (
 __all__ = [
     "Graph", "GraphForward", "Node", "GraphTrace", "GraphEdge", "LayeredView", "graph_backward",
     "layered_view", "levels_of",
-    "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy",
+    "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy", "concat", "take",
     "Op", "OpPartials", "Add", "Sub", "Mul", "Div", "Pow", "Exp", "Log", "Max", "Identity",
     "Scale", "Reciprocal", "LayerOp",
 ]

@@ -24,6 +24,7 @@ import numpy as np
 from ..engine import run
 from ..errors import StateError
 from ..messages import Edge, MessageBlock, Step
+from ..naming import internal_keys, shown_all
 from ..stats import Statistics
 from ..streaming import DEFAULT_BUDGET_BYTES, DEFAULT_CHUNK_BYTES
 from ..trace import EXTENSIONS
@@ -192,8 +193,12 @@ class GraphTrace:
             raise StateError("this trace has no per-sample parameter messages; call "
                              "g.backward(..., per_sample=True)")
         graph, batch = self.graph, self.batch
+        inside = internal_keys(getattr(graph, "param_names", None))
+
+        def holder(key: str) -> str:       # the node a parameter key (as shown) belongs to
+            return inside.get(key, key).rsplit(".", 1)[0]
         shared = sorted(key for key in self.param_messages
-                        if self.values[key.rsplit(".", 1)[0]].shape[0] < batch)
+                        if self.values[holder(key)].shape[0] < batch)
         if shared:
             raise StateError(f"{', '.join(shared)} belong to a node shared by every sample "
                              f"(batch 1): its messages to them are summed over the samples "
@@ -203,8 +208,7 @@ class GraphTrace:
             if partials is None or all(J.samples_independent for J in partials.inputs):
                 continue
             above = set(graph.order(name)) - {name}      # its own parameters are per sample
-            below = sorted(key for key in self.param_messages
-                           if key.rsplit(".", 1)[0] in above)
+            below = sorted(key for key in self.param_messages if holder(key) in above)
             if below:
                 raise StateError(f"node {name!r} couples the samples, so what reaches the "
                                  f"parameters below it ({', '.join(below)}) mixes every "
@@ -345,7 +349,8 @@ def graph_backward(graph, output: Node | str, seed=None, keep="all", *, record=N
 
 def _trace(graph, out: str, forward, seed: np.ndarray, result) -> GraphTrace:
     """The GraphTrace of a finished pass."""
-    grads = {f"{node}.{name}": g for (node, name), g in result.grads.items()}
+    names = getattr(graph, "param_names", None)      # an imported model's (naming)
+    grads = shown_all(names, {f"{node}.{name}": g for (node, name), g in result.grads.items()})
     for array in (*forward.values.values(), *grads.values()):  # (the senders mark the sums)
         array.flags.writeable = False  # a trace is a record of this pass
     return GraphTrace(
@@ -353,5 +358,6 @@ def _trace(graph, out: str, forward, seed: np.ndarray, result) -> GraphTrace:
         partials=forward.partials, blocks=dict(result.blocks),
         incoming=GraphIncoming(result.incoming, out, graph), grads=grads, seed=seed,
         nondifferentiable=forward.kinks, shapes=forward.shapes, given=forward.given,
-        param_messages={f"{node}.{name}": m for (node, name), m in result.param_messages.items()},
+        param_messages=shown_all(names, {f"{node}.{name}": m for (node, name), m
+                                         in result.param_messages.items()}),
         stats=result.stats, kept_samples=result.kept_samples)

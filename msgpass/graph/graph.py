@@ -155,6 +155,11 @@ class Graph:
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._counts: dict[str, int] = {}
         self._record: GraphForward | None = None
+        # msgpass key "node.name" → (the name shown, transposed): an imported model's
+        self.param_names: dict = {}
+        # an input's per-sample shape when it is fixed (an imported model's image input):
+        # flat rows (B, C·H·W) given to it are read in that shape
+        self.input_shapes: dict[str, tuple[int, ...]] = {}
 
     # -- building -----------------------------------------------------------------------
     def fresh_name(self, stem: str) -> str:
@@ -205,6 +210,10 @@ class Graph:
         node = self[name]
         if node.kind != "input":
             raise StateError(f"{name!r} is not an input; only inputs take values")
+        shape = self.input_shapes.get(name)
+        if shape is not None and np.ndim(value) == 2 and \
+                np.shape(value)[1] == int(np.prod(shape)):   # flat rows of a known image
+            value = np.asarray(value).reshape((len(value), *shape))
         self._values[name], self._shapes[name] = _as_node_value(name, value)
         self._record = None   # the last forward saw other inputs
 
@@ -527,7 +536,8 @@ class Graph:
         """The parameters of every node that has some, ``"node.name" -> ndarray``: the
         layers' own arrays (a live mapping: writing into them changes the graph)."""
         return ParamDict({f"{n}.{key}": array for n, node in self.nodes.items()
-                          if node.op is not None for key, array in node.op.params.items()})
+                          if node.op is not None for key, array in node.op.params.items()},
+                         self.param_names)
 
     def train(self) -> Graph:
         """Training mode for every layer node (Dropout drops, BatchNorm uses the batch)."""

@@ -12,12 +12,28 @@ from .. import numbers
 from ..errors import DtypeError, ShapeError
 from ..layers import ReLU, Sigmoid, Tanh
 from ..validate import as_array, positive_int
-from .ops import Add, Div, Exp, Identity, LayerOp, Log, Max, Mul, Op, Pow, Reciprocal, Scale, Sub
+from .ops import (
+    Add,
+    Concat,
+    Div,
+    Exp,
+    Identity,
+    LayerOp,
+    Log,
+    Max,
+    Mul,
+    Op,
+    Pow,
+    Reciprocal,
+    Scale,
+    Slice,
+    Sub,
+)
 
 if TYPE_CHECKING:   # for annotations only: the graph module builds on this one
     from .graph import Graph
 
-__all__ = ["Node", "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy"]
+__all__ = ["Node", "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy", "concat", "take"]
 
 
 class Node:
@@ -155,6 +171,19 @@ def maximum(a, b) -> Node:
     if isinstance(a, Node):
         return a._binary(b, Max)
     return _node(b)._binary(a, Max, reverse=True)
+
+
+def concat(nodes, axis: int = 0) -> Node:
+    """The nodes side by side along per-sample axis ``axis`` (0: an image's channels, torch's
+    ``torch.cat(..., dim=1)``)."""
+    nodes = [_node(n) for n in nodes]
+    return nodes[0].graph.node(Concat(len(nodes), axis), *nodes)
+
+
+def take(x: Node, index) -> Node:
+    """``x[:, index]``: a constant slice of each sample (slices and integers over the
+    per-sample axes), as torch's ``x[:, :3]``."""
+    return _node(x).graph.node(Slice(index), x)
 
 
 def copy(x: Node, n: int = 2) -> tuple[Node, ...]:

@@ -26,11 +26,12 @@ import numpy as np
 from .. import numbers
 from ..errors import DtypeError, InputValueError, ShapeError, StateError
 from ..layers.base import Layer
-from ..partials import Dense, Diagonal, InputPartials, ParamPartials
+from ..partials import Dense, Diagonal, InputPartials, ParamPartials, Selection
+from ..validate import positive_int
 
 __all__ = [
     "Op", "OpPartials", "Add", "Sub", "Mul", "Div", "Pow", "Exp", "Log", "Max", "Identity",
-    "Scale", "Reciprocal", "LayerOp",
+    "Scale", "Reciprocal", "LayerOp", "Concat", "Slice",
 ]
 
 
@@ -596,3 +597,117 @@ class LayerOp(Op):
 
     def astype(self, dtype):
         return LayerOp(self.layer.astype(dtype), self.target, self.position)
+
+
+@dataclass(frozen=True)
+class ShapedSaved:
+    shapes: tuple          # the inputs' per-sample shapes
+    output: tuple          # the output's per-sample shape
+    batch: int
+    dtype: np.dtype
+
+
+def _index_grid(shape: tuple[int, ...]) -> np.ndarray:
+    """Each entry's flat C-order number, in the per-sample shape ``shape``."""
+    return np.arange(int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
+class Concat(Op):
+    """``concat([a, b, ...], axis)``: the inputs side by side along a per-sample axis (axis 0
+    is torch's dim 1, the channels of an image). Each input's edges copy it into its own
+    segment of the output (selection partials)."""
+
+    label = "cat"
+    keeps_shape = False
+
+    def __init__(self, count: int, axis: int = 0) -> None:
+        super().__init__()
+        self.arity = positive_int(count, "concat: the number of inputs", ShapeError)
+        self.axis = int(axis)
+
+    def describe(self):
+        return f"cat(axis {self.axis})"
+
+    def check_shapes(self, name, shapes):
+        rest = {tuple(s[:self.axis]) + tuple(s[self.axis + 1:]) for s in shapes}
+        if any(len(s) <= self.axis for s in shapes) or len(rest) > 1:
+            raise ShapeError(f"node {name!r} ({self.describe()}) joins values of per-sample "
+                             f"shapes {[tuple(s) for s in shapes]}: they must agree except "
+                             f"along axis {self.axis}")
+
+    def output_features(self, shapes):
+        first = list(shapes[0])
+        first[self.axis] = sum(s[self.axis] for s in shapes)
+        return tuple(first)
+
+    def forward(self, *xs):
+        raise ShapeError("concat needs its inputs' per-sample shapes (forward_shaped)")
+
+    def forward_shaped(self, xs, shapes):
+        batch = max(len(x) for x in xs)
+        natural = [np.broadcast_to(x.reshape((len(x), *s)), (batch, *s))
+                   for x, s in zip(xs, shapes, strict=True)]
+        out = np.concatenate(natural, axis=self.axis + 1)
+        saved = ShapedSaved(tuple(tuple(s) for s in shapes), out.shape[1:], batch, out.dtype)
+        return out.reshape(batch, -1), saved
+
+    def local_partials(self, saved):
+        grid = _index_grid(saved.output)
+        edges, start = [], 0
+        for shape in saved.shapes:
+            size = shape[self.axis]
+            part = np.take(grid, np.arange(start, start + size), axis=self.axis).ravel()
+            edges.append(Selection(np.arange(part.size), part, part.size, grid.size,
+                                   saved.dtype))
+            start += size
+        return OpPartials(edges)
+
+    def backward(self, saved, dout):
+        natural = dout.reshape((len(dout), *saved.output))
+        bounds = np.cumsum([s[self.axis] for s in saved.shapes])[:-1]
+        return [part.reshape(len(dout), -1).copy()
+                for part in np.split(natural, bounds, axis=self.axis + 1)], {}
+
+
+class Slice(Op):
+    """``x[:, index]``: a constant slice of each sample (basic indexing: slices and integers
+    over the per-sample axes). Each output entry's one edge copies its source entry."""
+
+    label = "slice"
+    keeps_shape = False
+
+    def __init__(self, index) -> None:
+        super().__init__()
+        self.index = index if isinstance(index, tuple) else (index,)
+        for part in self.index:
+            if not isinstance(part, (slice, int, np.integer)) or isinstance(part, bool):
+                raise ShapeError(f"a slice takes slices and integers, got {part!r}")
+
+    def describe(self):
+        return f"slice{self.index}"
+
+    def output_features(self, shapes):
+        return np.empty(shapes[0], dtype=np.int8)[self.index].shape
+
+    def forward(self, x):
+        raise ShapeError("a slice needs its input's per-sample shape (forward_shaped)")
+
+    def forward_shaped(self, xs, shapes):
+        x = xs[0]
+        out = x.reshape((len(x), *shapes[0]))[(slice(None),) + self.index]
+        saved = ShapedSaved((tuple(shapes[0]),), out.shape[1:], len(x), x.dtype)
+        return np.ascontiguousarray(out).reshape(len(x), -1), saved
+
+    def _sources(self, saved) -> np.ndarray:
+        return _index_grid(saved.shapes[0])[self.index].ravel()
+
+    def local_partials(self, saved):
+        sources = self._sources(saved)
+        return OpPartials([Selection(sources, np.arange(sources.size),
+                                     int(np.prod(saved.shapes[0])), sources.size,
+                                     saved.dtype)])
+
+    def backward(self, saved, dout):
+        dx = np.zeros((len(dout), int(np.prod(saved.shapes[0]))), dtype=dout.dtype)
+        dx[:, self._sources(saved)] = dout        # basic indexing: every source once
+        return [dx], {}

@@ -6,7 +6,7 @@ from .batchnorm import BatchNorm, BatchNorm2d
 from .conv import Conv2d
 from .elementwise import Dropout, ReLU, Sigmoid, Tanh
 from .function import DerivativeWarning, Function, JacobianCheck
-from .losses import MSELoss, NLLLoss, SoftmaxCrossEntropy
+from .losses import MSELoss, NLLLoss, Rescaled, SoftmaxCrossEntropy
 from .pooling import AvgPool2d, Flatten, GlobalAvgPool2d, MaxPool2d
 from .softmax import LogSoftmax, Softmax
 
@@ -14,5 +14,5 @@ __all__ = [
     "Layer", "LossLayer", "Affine", "ReLU", "Sigmoid", "Tanh", "Softmax", "LogSoftmax",
     "SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "Dropout", "BatchNorm", "Function",
     "JacobianCheck", "DerivativeWarning", "Conv2d", "MaxPool2d", "AvgPool2d",
-    "GlobalAvgPool2d", "Flatten", "BatchNorm2d",
+    "GlobalAvgPool2d", "Flatten", "BatchNorm2d", "Rescaled",
 ]

@@ -8,6 +8,7 @@ textbook's SoftmaxWithLoss does.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -18,7 +19,7 @@ from ..validate import as_array
 from .base import LossLayer
 from .softmax import log_softmax
 
-__all__ = ["SoftmaxCrossEntropy", "NLLLoss", "MSELoss"]
+__all__ = ["SoftmaxCrossEntropy", "NLLLoss", "MSELoss", "Rescaled"]
 
 
 def class_target(target, x: np.ndarray) -> np.ndarray:
@@ -195,3 +196,63 @@ class MSELoss(LossLayer):
     def backward(self, saved, dout=1):
         batch_size = saved.diff.shape[0]
         return dout * saved.diff / batch_size, {}
+
+
+@dataclass(frozen=True)
+class RescaledSaved:
+    inner: object       # what the rescaled loss saved
+    factor: object      # the factor this batch's per-sample losses were multiplied by
+
+
+class Rescaled(LossLayer):
+    """``Rescaled(loss, factor=1, per_batch=False, per_width=False)``: a loss layer whose
+    per-sample loss is ``factor`` times ``loss``'s, times B as well with ``per_batch`` (the
+    batch mean becomes a sum), divided by the input width N with ``per_width``. How another
+    library's conventions are met exactly: PyTorch's ``nn.MSELoss()`` is
+    ``Rescaled(MSELoss(), 2, per_width=True)`` (the mean over all B·N entries, no ½), and
+    ``reduction="sum"`` is ``per_batch=True``.
+
+    Local partials: ``loss``'s, times the factor (the losses' are dense)."""
+
+    def __init__(self, loss: LossLayer, factor=1, per_batch: bool = False,
+                 per_width: bool = False) -> None:
+        super().__init__()
+        if not isinstance(loss, LossLayer):
+            raise TypeError(f"Rescaled takes a loss layer, got {loss!r}")
+        self.loss, self.factor = loss, factor
+        self.per_batch, self.per_width = bool(per_batch), bool(per_width)
+        self.rational = loss.rational
+
+    def describe(self):
+        factor = "" if self.factor == 1 else f" · {float(self.factor):g}"
+        return (f"{self.loss.describe()}{factor}{' · B' if self.per_batch else ''}"
+                f"{' / N' if self.per_width else ''}")
+
+    def prepare_target(self, target, x):
+        return self.loss.prepare_target(target, x)
+
+    def _factor(self, x):
+        factor = Fraction(self.factor) * (len(x) if self.per_batch else 1) / (
+            x.shape[1] if self.per_width else 1)
+        if x.dtype == object:     # exact or mp: the factor in the same numbers
+            return numbers.convert_like(x, np.array([factor], dtype=object), "factor")[0]
+        return x.dtype.type(float(factor))
+
+    def forward(self, x, target=None):
+        out, saved = self.loss.forward(x, target)
+        factor = self._factor(x)
+        return out * factor, RescaledSaved(saved, factor)
+
+    def local_partials(self, saved):
+        inner = self.loss.local_partials(saved.inner).inputs
+        terms = None if inner.terms is None else inner.terms * abs(saved.factor)
+        return LocalPartials(Dense(inner.values * saved.factor, terms))
+
+    def backward(self, saved, dout=1):
+        return self.loss.backward(saved.inner, dout * saved.factor)
+
+    def nondifferentiable(self, saved):
+        return self.loss.nondifferentiable(saved.inner)
+
+    def branch(self, saved):
+        return self.loss.branch(saved.inner)

@@ -74,11 +74,12 @@ from .dense import Dense
 from .diagonal import Diagonal
 from .params import Elementwise, Full, Kernel, Outer, PerChannel
 from .route import Route
+from .selection import Selection
 from .shared import Shared
 from .window import Window
 
 __all__ = [
     "InputPartials", "Shared", "Diagonal", "Dense", "Coupled", "ParamPartials", "Outer",
     "Elementwise", "Full", "LocalPartials", "Piece", "STORAGES", "Blocks", "Part", "Window",
-    "Route", "ChannelCoupled", "Kernel", "PerChannel",
+    "Route", "ChannelCoupled", "Kernel", "PerChannel", "Selection",
 ]

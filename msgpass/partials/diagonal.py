@@ -114,3 +114,6 @@ class Diagonal(InputPartials):
 
     def edges(self):
         return np.eye(self.n_in, dtype=bool)
+
+    def message_count(self, batch):
+        return batch * self.n_in         # one per node: never the N×N edge set

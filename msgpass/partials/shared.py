@@ -61,3 +61,6 @@ class Shared(InputPartials):
 
     def edges(self):
         return np.ones((self.n_in, self.n_out), dtype=bool)
+
+    def message_count(self, batch):
+        return batch * self.n_in * self.n_out       # every pair is an edge

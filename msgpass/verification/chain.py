@@ -110,7 +110,7 @@ def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:
     for key, grad in trace.grads.items():
         for witness, said in evidence:
             if key in said.params:
-                against(witness, "conclusion", int(key.split(".")[0]), key, grad,
+                against(witness, "conclusion", trace.param_layer(key), key, grad,
                         said.params[key], grad_magnitude.get(key))
 
     report.notes += _wrong_taps(trace, labels, report.checks, evidence)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..naming import internal_keys, shown
+
 __all__ = ["path_magnitudes", "graph_path_magnitudes"]
 
 
@@ -25,10 +27,14 @@ def path_magnitudes(trace) -> tuple[dict[int, np.ndarray], dict[str, np.ndarray]
         J = trace.partials[t - 1].inputs
         M[t] = np.asarray(J.magnitudes(M[t + 1]), dtype=dtype)
     grads = {}
+    names = getattr(trace, "param_names", None)
+    inside = internal_keys(names)
     for key in trace.grads:
-        t, name = key.split(".", 1)
+        t, name = inside.get(key, key).split(".", 1)
         K = trace.partials[int(t) - 1].params[name].absolute()
-        grads[key] = K.gradient(M[int(t) + 1].astype(dtype))
+        # in the shape the gradient is shown in (an imported model's transposed weight)
+        grads[key] = shown(names, inside.get(key, key),
+                           K.gradient(M[int(t) + 1].astype(dtype)))[1]
     return M, grads
 
 
@@ -46,7 +52,10 @@ def graph_path_magnitudes(trace) -> tuple[dict[str, np.ndarray], dict[str, np.nd
                 received = received.sum(axis=0, keepdims=True)
             M[source] = M[source] + received
     grads = {}
+    names = getattr(graph, "param_names", None)
+    inside = internal_keys(names)
     for key in trace.grads:
-        holder, pname = key.rsplit(".", 1)
-        grads[key] = trace.partials[holder].params[pname].absolute().gradient(M[holder])
+        holder, pname = inside.get(key, key).rsplit(".", 1)
+        grads[key] = shown(names, inside.get(key, key), trace.partials[holder].params[
+            pname].absolute().gradient(M[holder]))[1]
     return M, grads

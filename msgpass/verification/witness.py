@@ -276,8 +276,94 @@ class PathSumWitness(Witness):
                                             for n, c in paths.paths.items())])
 
 
+@dataclass(frozen=True)
+class _Scaled(Expected):
+    """An expectation judged against one size for the whole array (``scale``), not against
+    path magnitudes."""
+
+    scale_to: float = 0.0
+
+    def __init__(self, claim, values, tol, *, scale: float):
+        super().__init__(claim, values, tol)
+        object.__setattr__(self, "scale_to", scale)
+
+    def scale(self, magnitude):
+        return np.full(np.shape(self.values), self.scale_to)
+
+
+class TorchWitness(Witness):
+    """PyTorch's autograd on the module a model was imported from, carrying msgpass's current
+    weights (``model.to_torch()``), in float64: for models made by ``mp.from_torch``."""
+
+    name, phrase = "torch", "PyTorch autograd's"
+    independent_of = ("all of msgpass's derivative code and its forward (the original torch "
+                      "module, run by PyTorch, with msgpass's weights copied in)")
+    noun, agreement = "the torch witness", "PyTorch autograd"
+    blame = "the import of this layer, or msgpass's forward or partials of it"
+    needs_floats = True
+
+    @staticmethod
+    def _expected(claim: str, values, tol: Tolerance, largest: float) -> Expected:
+        """PyTorch computes the forward as well as the backward in its own order, so the
+        forward's round-off enters too, which path magnitudes do not measure: each entry is
+        judged against the largest of its array, and an array that is zero up to round-off
+        (below 1e-8 of the model's largest gradient: a bias feeding a training-mode
+        BatchNorm) against the model's largest gradient, at the backprop witness's rtol."""
+        values = np.asarray(values, dtype=np.float64)
+        own = float(np.max(np.abs(values))) if values.size else 0.0
+        scale = own if own > 1e-8 * largest else largest
+        per_array = Tolerance(tol.rtol, 1.0, 0.0, "PyTorch's own forward and backward "
+                                                  "(float64, its order): relative to each "
+                                                  "array's largest entry")
+        return _Scaled(claim, values, per_array, scale=scale)
+
+    @staticmethod
+    def _run(model, x, target):
+        import torch  # present: the model was imported from torch
+        module = model.to_torch().double()
+        x = torch.tensor(np.asarray(x, dtype=np.float64), requires_grad=True)
+        out = module(x)
+        loss = model.torch_loss(out, torch.as_tensor(np.asarray(target)))
+        loss.backward()
+        grads = {name: p.grad.numpy() for name, p in module.named_parameters()}
+        return float(loss.item()), x.grad.numpy(), grads
+
+    def chain(self, s):
+        if getattr(s.net, "to_torch", None) is None or getattr(s.net, "torch_loss", None) is None:
+            return None
+        x = s.net.prepare_input(s.x, dtype=np.float64)
+        loss, dx, grads = self._run(s.net, x, s.target)
+        tol = s.tolerances["backprop"]
+        largest = max(float(np.max(np.abs(g))) for g in [dx, *grads.values()])
+        return Evidence(
+            loss=self._expected("L equals PyTorch's forward L", loss, tol, abs(loss)),
+            steps={1: self._expected("S^1 = ∂L/∂x (torch)", dx.reshape(len(dx), -1), tol,
+                                     largest)},
+            params={key: self._expected(f"∂L/∂{key} (torch)", grad, tol, largest)
+                    for key, grad in grads.items()})
+
+    def graph(self, s):
+        graph = s.graph
+        if getattr(graph, "to_torch", None) is None or graph.torch_loss is None or \
+                s.output != graph.sink() or not (isinstance(s.seed, str) and s.seed == "mean"):
+            return None       # the witness speaks of an imported loss with seed "mean"
+        inputs = [n for n in s.trace.order if graph.nodes[n].kind == "input"]
+        if len(inputs) != 1:
+            return None
+        op = graph.nodes[s.output].op
+        x = s.trace.value(inputs[0])          # in its own shape (an image stays one)
+        _, dx, grads = self._run(graph, x, op.target)
+        tol = s.tolerances["backprop"]
+        largest = max(float(np.max(np.abs(g))) for g in [dx, *grads.values()])
+        return Evidence(
+            steps={inputs[0]: self._expected(f"S_{inputs[0]} = ∂F/∂{inputs[0]} (torch)",
+                                             dx.reshape(len(dx), -1), tol, largest)},
+            params={key: self._expected(f"∂F/∂{key} (torch)", grad, tol, largest)
+                    for key, grad in grads.items()})
+
+
 WITNESSES: dict[str, Witness] = {w.name: w for w in (
-    BackpropWitness(), NumericWitness(), LayeredWitness(), PathSumWitness())}
+    BackpropWitness(), NumericWitness(), LayeredWitness(), PathSumWitness(), TorchWitness())}
 CHAIN_WITNESSES = ("backprop", "numeric")                       # verify's defaults
 GRAPH_WITNESSES = ("backprop", "numeric", "layered", "pathsum")
 

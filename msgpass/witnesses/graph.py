@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MsgpassError
+from ..naming import shown_all
 from ..validate import graph_seed
 from .numeric import _STENCIL, EPS_STEP, ROUNDOFF_FACTOR
 
@@ -66,7 +67,8 @@ def graph_backprop(graph, output, seed=None) -> GraphGradients:
             grad[source] = grad[source] + dx
         for pname, value in dparams.items():
             params[f"{n}.{pname}"] = value
-    return GraphGradients(nodes=grad, params=params)
+    return GraphGradients(nodes=grad, params=shown_all(getattr(graph, "param_names", None),
+                                                       params))
 
 
 def _branches(graph, run):
@@ -155,4 +157,8 @@ def graph_numeric(graph, output, seed=None, *, step: float = EPS_STEP) -> GraphG
                     est[i] = result
             params[f"{n}.{pname}"] = est.reshape(array.shape)
             straddles[f"{n}.{pname}"] = np.isnan(est).reshape(array.shape)
-    return GraphGradients(nodes=nodes, params=params, straddles=straddles, roundoff=roundoff)
+    names = getattr(graph, "param_names", None)     # an imported model's names and shapes
+    straddles = {**{k: v for k, v in straddles.items() if k not in params},
+                 **shown_all(names, {k: straddles[k] for k in params})}
+    return GraphGradients(nodes=nodes, params=shown_all(names, params), straddles=straddles,
+                          roundoff=roundoff)

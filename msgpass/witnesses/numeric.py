@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..layers.base import run_layer
+from ..naming import shown
 
 __all__ = ["numeric_gradients", "numeric_witness", "NumericResult", "EPS_STEP", "ROUNDOFF_FACTOR"]
 
@@ -113,6 +114,7 @@ def numeric_witness(net, x, target, *, step: float = EPS_STEP, tails: bool = Tru
         marked not evaluated). None estimates all of them.
     """
     layers = [layer.astype(np.float64) for layer in net.layers]  # copies: perturbing is safe
+    names = getattr(net, "param_names", None)
     T = len(layers)
     z = net.prepare_input(x, dtype=np.float64)   # (B, N_0), or (B, C, H, W) for images
     batch = z.shape[0]
@@ -152,11 +154,12 @@ def numeric_witness(net, x, target, *, step: float = EPS_STEP, tails: bool = Tru
                     crossed[i] |= _changed_rows(branches, branches_from_t, batch).any()
                 flat[i] = original
                 grad[i] = acc / (12 * h)
-            grads[key] = grad.reshape(param.shape)
+            shown_key = shown(names, key)[0]    # an imported model's name and shape
+            grads[shown_key] = shown(names, key, grad.reshape(param.shape))[1]
             mask = np.zeros(flat.size, dtype=bool)
             mask[chosen] = True
-            evaluated[key] = mask.reshape(param.shape)
-            straddles[key] = crossed.reshape(param.shape)
+            evaluated[shown_key] = shown(names, key, mask.reshape(param.shape))[1]
+            straddles[shown_key] = shown(names, key, crossed.reshape(param.shape))[1]
 
     tail_grads: dict[int, np.ndarray] = {}
     tail_evaluated: dict[int, np.ndarray] = {}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import MsgpassError
+from ..naming import shown_all
 
 __all__ = ["path_sum", "count_paths", "PathSum", "PathSumTooLarge", "PathSumRefused",
            "DEFAULT_PATH_LIMIT"]
@@ -141,4 +142,5 @@ def path_sum(trace, nodes: list[str] | None = None, *, limit: int = DEFAULT_PATH
             continue
         for pname, partial in trace.partials[holder].params.items():
             params[f"{holder}.{pname}"] = partial.gradient(results[holder])
-    return PathSum(nodes=results, params=params, paths=needed)
+    return PathSum(nodes=results, params=shown_all(getattr(trace.graph, "param_names", None),
+                                                   params), paths=needed)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import StateError
 from ..layers.base import run_layer
+from ..naming import shown_all
 
 __all__ = ["backprop", "BackpropResult"]
 
@@ -89,6 +90,7 @@ def backprop(net, x, target, *, input_grad: bool = True) -> BackpropResult:
         for name, grad in dparams.items():
             grads[f"{t}.{name}"] = grad
         dz[t - 1] = dout
-    ordered = {f"{t}.{name}": grads[f"{t}.{name}"]
-               for t, layer in enumerate(layers, 1) for name in layer.params}
+    ordered = shown_all(getattr(net, "param_names", None), {
+        f"{t}.{name}": grads[f"{t}.{name}"]
+        for t, layer in enumerate(layers, 1) for name in layer.params})
     return BackpropResult(loss=loss, grads=ordered, dz=dz, saved=saved)
