@@ -267,7 +267,7 @@ def test_float32_batchnorm1d_tensor_input_and_a_drawing():
     assert abs(value - nn.MSELoss()(mlp(torch.tensor(x)), torch.tensor(target)).item()) \
         <= 1e-6 * abs(value)
     assert mp.verify(model, x, target).ok
-    from msgpass.draw import draw_graph      # an imported graph draws like any graph
+    from msgpass.draw import draw_graph  # an imported graph draws like any graph
     graph = from_torch(Block().double().eval(), rng.standard_normal((2, 3, 6, 6)),
                        nn.CrossEntropyLoss())
     graph.forward(rng.standard_normal((2, 3, 6, 6)), target=[0, 1])
