@@ -41,6 +41,9 @@ from .network import Sequential
 __all__ = ["from_torch", "to_torch", "TorchImportError"]
 
 
+_SHAPE = object()    # what x.size(0) or x.shape stands for: a size, read only by reshapes
+
+
 class TorchImportError(MsgpassError):
     """A module msgpass cannot import: it names the op, its fx node and module path."""
 
@@ -148,6 +151,27 @@ def _function_layer(node):
         return Flatten()
     if target is F.adaptive_avg_pool2d and node.args[1:] in ((1,), ((1, 1),)):
         return GlobalAvgPool2d()
+    if target in (torch.reshape,) and len(node.args) == 2 and \
+            isinstance(node.args[1], tuple) and len(node.args[1]) == 2 and node.args[1][1] == -1:
+        return Flatten()
+    dim = node.kwargs.get("dim", node.args[1] if len(node.args) > 1 else None)
+    if target in (F.softmax, torch.softmax, "softmax") and dim in (1, -1):
+        return Softmax()
+    if target in (F.log_softmax, torch.log_softmax, "log_softmax") and dim in (1, -1):
+        return LogSoftmax()
+    if target is F.dropout and not node.kwargs.get("training", True):
+        return None                                          # eval: the identity
+    pooled = {F.max_pool2d: MaxPool2d, F.avg_pool2d: AvgPool2d}.get(target)
+    if pooled is not None:
+        options = dict(zip(("kernel_size", "stride", "padding"), node.args[1:], strict=False))
+        options.update(node.kwargs)
+        if pooled is AvgPool2d and options.pop("padding", 0) not in (0, (0, 0)):
+            raise _unsupported(node, "avg_pool2d with padding")
+        if options.get("ceil_mode") or options.get("dilation", 1) not in (1, (1, 1)):
+            raise _unsupported(node, "pooling with ceil_mode or dilation")
+        options = {k: v for k, v in options.items() if k in ("kernel_size", "stride",
+                                                                "padding")}
+        return pooled(**options)
     raise _unsupported(node, getattr(target, "__name__", str(target)))
 
 
@@ -155,8 +179,9 @@ def _unsupported(node, what: str) -> TorchImportError:
     return TorchImportError(
         f"cannot import {what} (fx node {node.name!r}, {node.op} {node.target!r}); supported: "
         f"Linear, Conv2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d((1, 1)), Flatten / flatten / "
-        f"view(B, -1), ReLU, Sigmoid, Tanh, Softmax, LogSoftmax, BatchNorm1d/2d, Dropout "
-        f"(eval), Identity")
+        f"view(B, -1) / reshape(B, -1), ReLU, Sigmoid, Tanh, Softmax, LogSoftmax (dim 1), "
+        f"BatchNorm1d/2d, Dropout (eval), Identity, +, *, torch.cat, x[:, ...] slices, and "
+        f"their functional and tensor-method forms")
 
 
 def _loss_layer(loss):
@@ -216,12 +241,12 @@ def from_torch(module, example_input, loss=None, dtype="float64"):
     example = np.asarray(example_input.detach().cpu().numpy() if isinstance(
         example_input, torch.Tensor) else example_input, dtype=dtype)
     if loss is not None and _is_chain(traced, fx):
-        return _chain(traced, example, loss, dtype)
+        return _chain(traced, example, loss, dtype, module)
     # not a chain, or no loss (then backward takes a seed, as Graph.backward): a Graph
-    return _graph(traced, example, loss, dtype, fx)
+    return _graph(traced, example, loss, dtype, fx, module)
 
 
-def _chain(traced, example, loss, dtype) -> Sequential:
+def _chain(traced, example, loss, dtype, module) -> Sequential:
     layers, torch_names, modules = [], {}, {}
     for node in traced.graph.nodes:
         if node.op in ("placeholder", "output"):
@@ -243,11 +268,11 @@ def _chain(traced, example, loss, dtype) -> Sequential:
     net.param_names = {key: (name, transposed) for name, (key, transposed) in
                        torch_names.items()}
     net.input_name = next(n.target for n in traced.graph.nodes if n.op == "placeholder")
-    _remember(net, traced, modules, loss)
+    _remember(net, module, modules, loss)
     return net
 
 
-def _graph(traced, example, loss, dtype, fx):
+def _graph(traced, example, loss, dtype, fx, module):
     """A Graph of layer nodes and ops, one per fx node."""
     import operator
 
@@ -264,7 +289,17 @@ def _graph(traced, example, loss, dtype, fx):
             made[node.name] = graph.input(node.target, example)
             if example.ndim > 2:
                 graph.input_shapes[node.target] = tuple(example.shape[1:])
+        elif node.target == "size" or (node.op == "call_function" and node.target is getattr):
+            made[node.name] = _SHAPE            # x.size(0), x.shape: only read by reshapes
+        elif node.op == "call_function" and node.target is operator.getitem and \
+                made.get(getattr(node.args[0], "name", None)) is _SHAPE:
+            made[node.name] = _SHAPE
         elif node.op == "call_module":
+            sub = traced.get_submodule(node.target)
+            if node.target in modules and (any(True for _ in sub.parameters())
+                                           or any(True for _ in sub.buffers())):
+                raise _unsupported(node, f"a second call of module {node.target!r} (its "
+                                         f"weights shared between calls)")
             layer, names = _module_layer(traced.get_submodule(node.target), node, dtype)
             source = arg(node.args[0])
             made[node.name] = source if layer is None else layer(source)
@@ -291,22 +326,25 @@ def _graph(traced, example, loss, dtype, fx):
             output = arg(node.args[0])
         else:
             layer = _function_layer(node)
-            made[node.name] = layer(arg(node.args[0]))
+            source = arg(node.args[0])
+            made[node.name] = source if layer is None else layer(source)
     last = _loss_layer(loss)
     if last is not None:
         output = last(output)
+        graph.default_seed = "mean"     # backward and verify: the batch mean's gradient
     graph.param_names = {key: (name, transposed) for name, (key, transposed) in
                          torch_names.items()}
     graph.torch_output = output.name
-    _remember(graph, traced, modules, loss)
+    _remember(graph, module, modules, loss)
     return graph
 
 
-def _remember(model, traced, modules, loss) -> None:
-    """What ``to_torch`` needs: a copy of the module as imported (weights are filled in from
-    msgpass when exporting), which msgpass layer each of its modules became, and the loss."""
+def _remember(model, module, modules, loss) -> None:
+    """What ``to_torch`` needs: a copy of the module as imported, of its own class (weights are
+    filled in from msgpass when exporting), which msgpass layer each of its modules became,
+    and the loss."""
     import copy
-    model.torch_module = copy.deepcopy(traced)
+    model.torch_module = copy.deepcopy(module)
     model.torch_layers = modules
     model.torch_loss = copy.deepcopy(loss)
     # model.to_torch(): the verify witness "torch" exports through it, without importing this

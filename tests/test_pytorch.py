@@ -280,3 +280,57 @@ def test_without_torch_from_torch_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)            # as if it were not installed
     with pytest.raises(TorchImportError, match=r"pip install 'msgpass\[torch\]'"):
         mp.from_torch(object(), np.zeros((1, 2)))
+
+
+class Functional(nn.Module):
+    """Functional and tensor-method forms, a reshape by x.size(0), and a residual."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.fc = nn.Linear(2 * 2 * 2, 3)
+
+    def forward(self, x):
+        h = F.max_pool2d(F.relu(self.conv(x)), 2)
+        h = F.avg_pool2d(h, 1) + h
+        h = h.view(h.size(0), -1)
+        return F.log_softmax(self.fc(F.dropout(h, training=False)), dim=1)
+
+
+def test_imported_graphs_default_to_the_batch_mean_and_verify_like_networks():
+    """A reviewer found: an imported graph's backward() and verify(model, x, target) must
+    mean what they mean for a network (the gradient of torch's batch-mean loss)."""
+    torch.manual_seed(8)
+    rng = np.random.default_rng(8)
+    module = Functional().double()
+    x, y = rng.standard_normal((3, 1, 6, 6)), rng.integers(0, 3, 3)
+    model = from_torch(module, x, nn.NLLLoss())
+    assert isinstance(model, mp.Graph)
+    model.forward(x, y)
+    trace = model.backward()                             # no seed: the batch mean's gradient
+    xt = torch.tensor(x, requires_grad=True)
+    nn.NLLLoss()(module(xt), torch.from_numpy(y)).backward()
+    for name, p in module.named_parameters():
+        np.testing.assert_allclose(trace.grads[name], p.grad.numpy(), rtol=1e-12,
+                                   atol=1e-12 * float(p.grad.abs().max()))
+    np.testing.assert_allclose(np.asarray(trace.grad("x")).reshape(x.shape),
+                               xt.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert mp.verify(model, x, y, witnesses=["backprop", "numeric", "torch"]).ok
+
+
+def test_shared_modules_are_refused_and_to_torch_keeps_the_class():
+    class Shared(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 2)
+
+        def forward(self, x):
+            h = self.a(x)
+            return self.b(h + x) + self.b(h)
+
+    with pytest.raises(TorchImportError, match="second call of module 'b'"):
+        from_torch(Shared().double(), np.zeros((2, 3)), nn.CrossEntropyLoss())
+    model = from_torch(nn.Sequential(nn.Linear(3, 2)).double(), np.zeros((2, 3)),
+                       nn.CrossEntropyLoss())
+    exported = mp.to_torch(model)
+    assert isinstance(exported, nn.Sequential) and isinstance(exported[0], nn.Linear)

@@ -309,6 +309,8 @@ def graph_backward(graph, output: Node | str, seed=None, keep="all", *, record=N
     evaluated now."""
     if isinstance(output, Node) and output.graph is not graph:
         raise StateError(f"node {output.name!r} belongs to another graph")
+    if seed is None:       # an imported model's loss: the batch mean's gradient, as torch's
+        seed = getattr(graph, "default_seed", None)
     out = output.name if isinstance(output, Node) else output
     forward = record if record is not None else graph.run_forward(out)
     order, values = forward.order, forward.values

@@ -21,7 +21,7 @@ graph          the walk on a graph
 
 from __future__ import annotations
 
-from ..graph import Graph
+from ..graph import Graph, Node
 from ..validate import positive_int
 from .chain import walk_chain
 from .compare import (
@@ -90,6 +90,12 @@ def verify(net, x=None, target=None, *, numeric: bool = True,
     """
     if numeric_entries is not None:
         positive_int(numeric_entries, "numeric_entries", noun="integer or None")
+    if isinstance(net, Graph) and getattr(net, "torch_output", None) is not None and \
+            x is not None and not isinstance(x, (str, Node)):
+        # an imported model, verified as a network is: verify(model, x, target)
+        net.forward(x, target=target)
+        return verify_graph(net, net.torch_output, seed, numeric=numeric,
+                            path_limit=path_limit, witnesses=witnesses)
     if isinstance(net, Graph):
         if seed is not None and target is not None:
             raise ValueError("give the graph's seed once: verify(g, f, seed) or seed=...")

@@ -28,6 +28,8 @@ def walk_graph(graph, output, seed=None, *, witnesses: list[Witness],
                  path_limit: int | None = None) -> Report:
     """Walk the induction on a Graph (see msgpass.verification.verify)."""
     name = getattr(output, "name", output)
+    if seed is None:       # an imported model's loss: the batch mean's gradient, as torch's
+        seed = getattr(graph, "default_seed", None)
     numeric = any(w.name == "numeric" for w in witnesses)
     try:
         # a forward now, at today's weights and inputs, as the witnesses see them (not the
