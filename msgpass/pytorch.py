@@ -1,13 +1,14 @@
-"""Import a PyTorch module (issue 18, work in progress on branch issue18): trace it with
-torch.fx, map each node onto a msgpass layer, and build a Sequential when the traced graph is a
-chain.
+"""PyTorch modules in and out: ``from_torch`` traces a module with torch.fx and maps each node
+onto a msgpass layer or graph op; ``to_torch`` gives the module back with msgpass's weights.
 
-Status of this prototype: chains of nn modules and their functional / tensor-method forms
-(a Sequential), and graphs with residual adds, products, torch.cat and x[:, ...] slices (a
-Graph); torch's losses computed exactly as torch does; ``model.params`` and ``trace.grads``
-keyed by torch's names in torch's shapes (``model.param_names``, msgpass.naming);
-``trace.grad("input")``. Not yet: the torch witness, ``to_torch``, the optional extra and CI,
-the README section, the ResNet-18 script.
+A chain with a loss becomes a Sequential, anything else a Graph (residual adds, products,
+torch.cat, x[:, ...] slices, several uses of one value; or no loss, when backward takes a
+seed). Weights are copied; ``model.params`` and every trace's ``grads`` are keyed by torch's
+names in torch's shapes (``model.param_names``, msgpass.naming), and ``trace.grad`` takes the
+forward's argument name for ∂L/∂x. torch's losses are computed exactly as torch computes them
+(msgpass.layers.Rescaled), BatchNorm with torch's conventions. What is not supported is
+refused by name, never half imported. torch itself is imported only when these are called
+(the optional extra ``msgpass[torch]``).
 """
 
 from __future__ import annotations
