@@ -168,6 +168,17 @@ class InputPartials:
         here = piece.shifted(-first) if first else piece
         self.receive(messages, out=sums[here.rows, here.receivers])
 
+    def receive_by_pieces(self, messages: np.ndarray, out: np.ndarray | None = None
+                          ) -> np.ndarray:
+        """``receive`` for a kind whose receivers add what arrives (``receive_piece``): the
+        whole block taken as one piece into zeros, written into ``out`` if given."""
+        sums = np.zeros((len(messages), self.n_in), dtype=messages.dtype)
+        self.receive_piece(messages, self.whole(len(messages)), sums)
+        if out is None:
+            return sums
+        np.copyto(out, sums)
+        return out
+
     # -- dense views, by code separate from send and receive ------------------------------
     def dense(self) -> np.ndarray:
         """The dense local partials J^t in the kind's dense layout: (B, N_{t-1}, N_t) (or

@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .base import InputPartials, Piece
+from .coupled import CouplesSamples
 
 __all__ = ["ChannelCoupled"]
 
 
 @dataclass(frozen=True, eq=False)
-class ChannelCoupled(InputPartials):
+class ChannelCoupled(CouplesSamples, InputPartials):
     """Channel c's M = B·P members m = (b, p) (p = i·W + j, member m = b·P + p) all hear from
     each other:
 
@@ -41,6 +42,7 @@ class ChannelCoupled(InputPartials):
     kind = "channel-coupled"
     samples_independent = False
     block_dims = ("channel", "member_in", "member_out")
+    nodes = "(sample, position) nodes of a channel"
 
     @property
     def channels(self) -> int:
@@ -69,20 +71,6 @@ class ChannelCoupled(InputPartials):
     def block_shape(self, batch):
         members = batch * self.positions
         return (self.channels, members, members)
-
-    @property
-    def edge_shape(self):
-        raise ValueError("couples the samples: message statistics are per edge over "
-                         "independent samples; gather them in eval mode or keep that layer's "
-                         "block instead")
-
-    def sample_view(self, block, row):
-        raise ValueError("couples the samples: its messages run between (sample, position) "
-                         "nodes of a channel, not within one sample")
-
-    def row(self, n):
-        raise ValueError("couples the samples: its edges run between (sample, position) nodes, "
-                         "so its paths leave the sample they start in")
 
     def repeated(self, batch):
         raise ValueError("couples the samples: its partials of one sample cannot stand for a "

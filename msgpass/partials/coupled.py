@@ -8,11 +8,32 @@ import numpy as np
 
 from .base import InputPartials, Piece
 
-__all__ = ["Coupled"]
+__all__ = ["Coupled", "CouplesSamples"]
+
+
+class CouplesSamples:
+    """What a kind whose nodes are (sample, something) pairs refuses, and why: per-edge
+    statistics, a single sample's view, and paths (its ``nodes`` says which pairs)."""
+
+    nodes = "(sample, feature) nodes"
+
+    @property
+    def edge_shape(self):
+        raise ValueError("couples the samples: message statistics are per edge over "
+                         "independent samples; gather them in eval mode or keep that layer's "
+                         "block instead")
+
+    def sample_view(self, block, row):
+        raise ValueError(f"couples the samples: its messages run between {self.nodes}, not "
+                         f"within one sample")
+
+    def row(self, n):
+        raise ValueError(f"couples the samples: its edges run between {self.nodes}, so its "
+                         f"paths leave the sample they start in")
 
 
 @dataclass(frozen=True, eq=False)
-class Coupled(InputPartials):
+class Coupled(CouplesSamples, InputPartials):
     """A layer that couples the samples of a batch (BatchNorm in training mode): its nodes
     are (sample, feature) pairs, and node (b', j) of the output hears from every (b, j) of
     the input with the same feature: ``J_j[b, b'] = ∂y_{b',j}/∂x_{b,j}``.
@@ -52,20 +73,6 @@ class Coupled(InputPartials):
 
     def block_shape(self, batch):
         return (self.n_in, batch, batch)
-
-    @property
-    def edge_shape(self):
-        raise ValueError("couples the samples: message statistics are per edge over "
-                         "independent samples; gather them in eval mode or keep that layer's "
-                         "block instead")
-
-    def sample_view(self, block, row):
-        raise ValueError("couples the samples: its messages run between (sample, feature) "
-                         "nodes, not within one sample")
-
-    def row(self, n):
-        raise ValueError("couples the samples: its edges run between (sample, feature) nodes, "
-                         "so its paths leave the sample they start in")
 
     def smallest_piece_bytes(self, batch):
         # one feature: every sample hears from every sample

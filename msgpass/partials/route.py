@@ -102,13 +102,15 @@ class Route(InputPartials):
                           axis=-1)
         return out
 
-    def _add(self, messages: np.ndarray, piece_rows: slice, band: slice, sums: np.ndarray
-             ) -> None:
+    def receive_piece(self, messages, piece, sums, first=0):
+        # piece.rows index the taps (the whole batch's); sums start at sample ``first``
+        sums = sums[piece.rows.start - first:piece.rows.stop - first]
         rows = len(messages)
-        taps = self.taps[piece_rows, band]
+        taps = self.taps[piece.rows, piece.receivers]
         sent = np.take_along_axis(messages.reshape(taps.shape + (-1,)), taps[..., None],
                                   axis=-1)[..., 0].reshape(rows, -1)
-        winners = self.winners.reshape(self.taps.shape)[piece_rows, band].reshape(rows, -1)
+        winners = self.winners.reshape(self.taps.shape)[piece.rows, piece.receivers].reshape(
+            rows, -1)
         sample = np.arange(rows)[:, None]
         if all(s >= k for s, k in zip(self.stride, self.kernel, strict=True)):
             # windows do not overlap: one sender per input
@@ -117,17 +119,7 @@ class Route(InputPartials):
             np.add.at(sums, (np.broadcast_to(sample, winners.shape), winners), sent)
 
     def receive(self, messages, out=None):
-        sums = np.zeros((len(messages), self.n_in), dtype=messages.dtype)
-        self._add(messages, slice(0, len(messages)), slice(0, messages.shape[1]), sums)
-        if out is None:
-            return sums
-        np.copyto(out, sums)
-        return out
-
-    def receive_piece(self, messages, piece, sums, first=0):
-        # piece.rows index the taps (the whole batch's); sums start at sample ``first``
-        rows = sums[piece.rows.start - first:piece.rows.stop - first]
-        self._add(messages, piece.rows, piece.receivers, rows)
+        return self.receive_by_pieces(messages, out)
 
     # -- dense views, by code separate from send and receive ----------------------------------
     def dense(self):

@@ -62,24 +62,16 @@ class Selection(InputPartials):
         chosen = self.targets[piece.receivers]
         return np.take(incoming[piece.rows], chosen, axis=1, out=out)
 
-    def _add(self, messages: np.ndarray, band: slice, sums: np.ndarray) -> None:
-        sources = self.sources[band]
+    def receive_piece(self, messages, piece, sums, first=0):
+        sums = sums[piece.rows.start - first:piece.rows.stop - first]
+        sources = self.sources[piece.receivers]
         if len(np.unique(sources)) == len(sources):       # a slice, a concatenation: copies
             sums[:, sources] += messages
         else:                                             # an input sent to several outputs
             np.add.at(sums, (slice(None), sources), messages)
 
     def receive(self, messages, out=None):
-        sums = np.zeros((len(messages), self.n_in), dtype=messages.dtype)
-        self._add(messages, slice(0, messages.shape[1]), sums)
-        if out is None:
-            return sums
-        np.copyto(out, sums)
-        return out
-
-    def receive_piece(self, messages, piece, sums, first=0):
-        rows = sums[piece.rows.start - first:piece.rows.stop - first]
-        self._add(messages, piece.receivers, rows)
+        return self.receive_by_pieces(messages, out)
 
     # -- dense views, by code separate from send and receive ----------------------------------
     def dense(self):
