@@ -146,6 +146,11 @@ class BatchNorm2d(BatchNorm):
 
     takes_images = True
 
+    def __init__(self, channels: int, momentum: float = 0.9, eps: float = 1e-5,
+                 dtype=np.float64, unbiased_running_var: bool = False) -> None:
+        # the (and torch's) name for the width: channels
+        super().__init__(channels, momentum, eps, dtype, unbiased_running_var)
+
     def describe(self) -> str:
         return f"BatchNorm2d({self.n})"
 
