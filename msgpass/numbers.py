@@ -73,6 +73,10 @@ class NumberMode:
     def sqrt(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def function(self, name: str, x: np.ndarray) -> np.ndarray:
+        """Elementwise ``name`` (sin, cos, log1p, expm1, ...) in this mode."""
+        raise NotImplementedError
+
     def __repr__(self) -> str:
         return self.name
 
@@ -119,6 +123,9 @@ class Exact(NumberMode):
     def sqrt(self, x):
         self._refuse("sqrt")
 
+    def function(self, name, x):
+        self._refuse(name)
+
 
 class Multiprecision(NumberMode):
     """mpmath numbers at ``digits`` significant decimal digits, in a context of their own (the
@@ -142,6 +149,7 @@ class Multiprecision(NumberMode):
         self._log = np.frompyfunc(self.context.log, 1, 1)
         self._tanh = np.frompyfunc(self.context.tanh, 1, 1)
         self._sqrt = np.frompyfunc(self.context.sqrt, 1, 1)
+        self._functions: dict = {}
 
     def scalar(self, value, what="value"):
         if isinstance(value, Fraction):
@@ -171,6 +179,11 @@ class Multiprecision(NumberMode):
 
     def sqrt(self, x):
         return self._sqrt(x)
+
+    def function(self, name, x):
+        if name not in self._functions:     # made once per mode: mpmath's own, elementwise
+            self._functions[name] = np.frompyfunc(getattr(self.context, name), 1, 1)
+        return self._functions[name](x)
 
 
 EXACT = Exact()
@@ -262,3 +275,19 @@ exp = _elementwise("exp", np.exp)
 log = _elementwise("log", np.log)
 sqrt = _elementwise("sqrt", np.sqrt)
 tanh = _elementwise("tanh", np.tanh)
+
+
+def _by_name(name: str, on_floats):
+    """Like ``_elementwise`` for a function the modes know by name (``NumberMode.function``)."""
+    def apply(x: np.ndarray) -> np.ndarray:
+        mode = mode_of(x)
+        return on_floats(x) if mode is None else mode.function(name, x)
+    apply.__name__ = name
+    apply.__doc__ = f"Elementwise {name} for float arrays and mp object arrays (exact refuses)."
+    return apply
+
+
+sin = _by_name("sin", np.sin)
+cos = _by_name("cos", np.cos)
+log1p = _by_name("log1p", np.log1p)
+expm1 = _by_name("expm1", np.expm1)

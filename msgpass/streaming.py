@@ -196,7 +196,7 @@ def send_layer(J: InputPartials, incoming: np.ndarray, *, piece_bytes: int,
     largest = J.piece_shape(pieces[0])        # a kind yields its largest piece first
     scratch = None if whole else np.empty(largest, dtype=dtype)
     # S^t, for the samples ``rows``; zeros, for a kind whose pieces add into shared receivers
-    S = np.zeros((count, J.n_in), dtype=dtype)
+    S = np.zeros((J.receiver_rows(count), J.n_in), dtype=dtype)
     for piece in pieces:
         # where the piece sits in this call's arrays (rows counted from ``rows.start``)
         here = piece if rows.start == 0 else piece.shifted(-rows.start)

@@ -8,7 +8,34 @@ layered.py the same pass as a chain of levels.
 from .backward import GraphEdge, GraphTrace, graph_backward
 from .graph import Graph, GraphForward
 from .layered import LayeredView, layered_view, levels_of
-from .node import Node, concat, copy, exp, log, maximum, relu, sigmoid, take, tanh
+from .node import (
+    UFUNCS,
+    Condition,
+    Node,
+    abs,
+    concat,
+    copy,
+    cos,
+    elementwise,
+    exp,
+    expm1,
+    log,
+    log1p,
+    matmul,
+    maximum,
+    mean,
+    minimum,
+    relu,
+    sigmoid,
+    sin,
+    softplus,
+    sqrt,
+    square,
+    sum,
+    take,
+    tanh,
+    where,
+)
 from .ops import (
     Add,
     Div,
@@ -25,11 +52,15 @@ from .ops import (
     Scale,
     Sub,
 )
+from .unary import CustomElementwise, Unary
 
 __all__ = [
     "Graph", "GraphForward", "Node", "GraphTrace", "GraphEdge", "LayeredView", "graph_backward",
     "layered_view", "levels_of",
     "sigmoid", "tanh", "relu", "exp", "log", "maximum", "copy", "concat", "take",
+    "sin", "cos", "sqrt", "abs", "softplus", "log1p", "expm1", "square", "minimum", "where",
+    "sum", "mean", "matmul", "elementwise", "Condition", "UFUNCS", "Unary",
+    "CustomElementwise",
     "Op", "OpPartials", "Add", "Sub", "Mul", "Div", "Pow", "Exp", "Log", "Max", "Identity",
     "Scale", "Reciprocal", "LayerOp",
 ]

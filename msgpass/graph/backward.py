@@ -329,7 +329,7 @@ def graph_backward(graph, output: Node | str, seed=None, keep="all", *, record=N
         for slot, source in enumerate(graph.nodes[name].inputs):
             where[(name, slot)] = f"node {name!r} ({op.describe()}) → input {source!r}"
             edges.append(Edge((name, slot), source, forward.partials[name].inputs[slot],
-                              shared=values[source].shape[0] < values[name].shape[0]))
+                              shared=values[source].shape[0] == 1 < values[name].shape[0]))
         steps.append(Step(name, tuple(edges), forward.partials[name].params))
     wanted = _wanted(keep, graph, order)
 

@@ -391,6 +391,38 @@ class Graph:
                               per_sample=per_sample, chunk_bytes=chunk_bytes, backend=backend,
                               chunk_samples=chunk_samples, stats=stats, store=store)
 
+    # -- forward mode and second order (msgpass.graph.forward) --------------------------------
+    def jvp(self, output: Node | str, tangents: dict):
+        """Forward-mode messages: the directional derivative of ``output`` along ``tangents``.
+
+        tangents : dict of input name (or node) to an array of the input's shape
+            The direction; an input left out has tangent 0.
+
+        Each edge sends the tangent message J[n, n']·ṫ[n] up, each node sums what arrives.
+        Returns a TangentTrace: ``tr.output`` (f's shape), ``tr.tangent(node)``, ``tr.edges``.
+        """
+        from .forward import jvp
+        return jvp(self, output, tangents)
+
+    def jacobian(self, output: Node | str, wrt=None, mode: str = "auto"):
+        """∂output/∂wrt, of shape output's shape + wrt's shape (torch.func.jacrev's layout).
+
+        wrt : input name or node, or a list of them (a dict is returned), default every input
+        mode : "auto" (default), "reverse" or "forward"
+            Reverse passes, one per entry of the output, or forward passes, one per entry of
+            the inputs; "auto" takes whichever needs fewer.
+        """
+        from .forward import jacobian
+        return jacobian(self, output, wrt, mode)
+
+    def hvp(self, output: Node | str, vectors: dict, seed=None) -> dict:
+        """Hessian-vector products of F = Σ seed · output (the seed as ``backward``'s: default
+        ones): ``{input: H·v}`` for every input, by forward-over-reverse messages (the
+        tangents of the reverse messages, δ̇ = J̇·S + J·Ṡ). ``vectors``: dict of input name
+        (or node) to an array of the input's shape; an input left out has 0."""
+        from .forward import hvp
+        return hvp(self, output, vectors, seed)
+
     def natural_shape(self, order: list[str], value: np.ndarray, name: str,
                       features: tuple[int, ...] | None = None,
                       given: dict[str, tuple[int, ...]] | None = None) -> tuple[int, ...]:
@@ -405,7 +437,7 @@ class Graph:
                         if self.nodes[n].op is None and n in given)
         if value.shape[0] == 1 and unbatched:
             return () if value.shape[1] == 1 else (value.shape[1],)
-        return (value.shape[0],) + tuple(features or value.shape[1:])
+        return (value.shape[0],) + tuple(features if features is not None else value.shape[1:])
 
     # -- running on new inputs, and training --------------------------------------------
     @property

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import StateError
 from ..messages import MessageBlock, chain_steps, pass_messages
 from ..partials import Blocks, Diagonal, LocalPartials, Part
 from ..streaming import StreamingSender
@@ -98,6 +99,11 @@ def layered_view(trace) -> LayeredView:
         levels.append(members)
         offsets.append(spans)
     batch = max(v.shape[0] for v in trace.values.values())
+    odd = sorted(n for n, v in trace.values.items() if v.shape[0] not in (1, batch))
+    if odd:   # (a plain a @ b whose right factor's rows are its samples)
+        raise StateError(f"the layered view puts every node of a level side by side, sample "
+                         f"by sample; node(s) {odd} hold another number of samples than the "
+                         f"batch of {batch} (or 1)")
     shared = frozenset(n for n, v in trace.values.items() if v.shape[0] < batch)
     seed = np.broadcast_to(trace.seed, (batch, trace.seed.shape[1]))
     if top == 0:  # the output is an input: nothing to pass

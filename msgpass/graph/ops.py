@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 
 from .. import numbers
-from ..errors import DtypeError, InputValueError, ShapeError, StateError
+from ..errors import DtypeError, InputValueError, MsgpassError, ShapeError, StateError
 from ..layers.base import Layer
 from ..partials import Dense, Diagonal, InputPartials, ParamPartials, Selection
 from ..validate import positive_int
 
 __all__ = [
     "Op", "OpPartials", "Add", "Sub", "Mul", "Div", "Pow", "Exp", "Log", "Max", "Identity",
-    "Scale", "Reciprocal", "LayerOp", "Concat", "Slice",
+    "Scale", "Reciprocal", "LayerOp", "Concat", "Slice", "Min", "Where", "Power",
 ]
 
 
@@ -148,6 +148,16 @@ class Op:
     def backward(self, saved: Any, dout: np.ndarray):
         raise NotImplementedError
 
+    def tangent_partials(self, saved: Any, tangents: list[np.ndarray]) -> list:
+        """J̇: how each input edge's local partials move along the inputs' tangents
+        ``tangents`` ((B_i, N_i) each), as InputPartials of the edge's own kind, None for an
+        edge whose partials do not move (second-order messages, ``Graph.hvp``)."""
+        raise MsgpassError(f"{self.describe()} has no second derivatives, so second-order "
+                           f"messages (hvp) cannot pass through it")
+
+    def constant_partials(self) -> list:
+        return [None] * self.arity
+
     def nondifferentiable(self, saved: Any) -> np.ndarray | None:
         """Bool (B, N_out): outputs computed at a point without a derivative (ties in Max)."""
         return None
@@ -216,6 +226,9 @@ class Add(Op):
         return OpPartials([edge_partial(ones, saved.a.shape[1]),
                            edge_partial(ones, saved.b.shape[1])])
 
+    def tangent_partials(self, saved, tangents):
+        return self.constant_partials()       # J does not depend on the inputs
+
     def backward(self, saved, dout):
         da = dout * 1
         db = dout * 1
@@ -236,6 +249,9 @@ class Sub(Op):
         return OpPartials([edge_partial(ones, saved.a.shape[1]),
                            edge_partial(-ones, saved.b.shape[1])])
 
+    def tangent_partials(self, saved, tangents):
+        return self.constant_partials()       # J does not depend on the inputs
+
     def backward(self, saved, dout):
         return [unbroadcast(dout, saved.a.shape), unbroadcast(-dout, saved.b.shape)], {}
 
@@ -254,6 +270,10 @@ class Mul(Op):
         # ∂(ab)/∂a = b and ∂(ab)/∂b = a
         return OpPartials([edge_partial(np.array(b), saved.a.shape[1]),
                            edge_partial(np.array(a), saved.b.shape[1])])
+
+    def tangent_partials(self, saved, tangents):
+        da, db = (np.array(np.broadcast_to(t, saved.shape)) for t in tangents)
+        return [edge_partial(db, saved.a.shape[1]), edge_partial(da, saved.b.shape[1])]
 
     def backward(self, saved, dout):
         dx = dout * saved.b
@@ -279,6 +299,13 @@ class Div(Op):
         return OpPartials([edge_partial(np.array(1 / b), saved.a.shape[1]),
                            edge_partial(np.array(-a / (b * b)), saved.b.shape[1])])
 
+    def tangent_partials(self, saved, tangents):
+        a, b = saved.operands()
+        da, db = (np.broadcast_to(t, saved.shape) for t in tangents)
+        return [edge_partial(np.array(-db / (b * b)), saved.a.shape[1]),
+                edge_partial(np.array(-da / (b * b) + 2 * a * db / (b * b * b)),
+                             saved.b.shape[1])]
+
     def backward(self, saved, dout):
         da = dout / saved.b
         db = -dout * saved.a / saved.b**2
@@ -293,19 +320,26 @@ class Max(Op):
     """Elementwise ``max(a, b)``: the gradient is routed to the larger input.
 
     At a tie (a = b) there is no derivative; the convention is to split it, ½ to each input,
-    in the local partials and the classic backward alike, and verify lists the tie.
+    in the local partials and the classic backward alike (torch.maximum's too), and verify
+    lists the tie.
     """
 
     arity, label = 2, "max"
     kink_convention = "max at a tie sends half the gradient to each input"
 
+    @staticmethod
+    def wins(a, b):
+        """Where a is the one picked (strictly)."""
+        return a > b
+
     def forward(self, a, b):
         shape = _out_shape(self, (a, b))  # before computing, so numpy never sees a mismatch
-        return np.maximum(a, b), PairSaved(a, b, *shape)
+        a_, b_ = np.broadcast_arrays(a, b)
+        return np.where(self.wins(a_, b_) | (a_ == b_), a_, b_), PairSaved(a, b, *shape)
 
     def _routing(self, saved):
         a, b = saved.operands()
-        to_a = np.where(a > b, 1.0, np.where(a == b, 0.5, 0.0))
+        to_a = np.where(self.wins(a, b), 1.0, np.where(a == b, 0.5, 0.0))
         to_a = numbers.convert_like(a, to_a, "routing")   # ½ stays exact on Fractions
         return to_a, 1 - to_a
 
@@ -317,9 +351,12 @@ class Max(Op):
     def backward(self, saved, dout):
         shape = dout.shape
         a, b = np.broadcast_to(saved.a, shape), np.broadcast_to(saved.b, shape)
-        da = dout * (a > b) + dout * (a == b) / 2    # / 2, not 0.5 *: Fractions stay exact
-        db = dout * (b > a) + dout * (a == b) / 2
+        da = dout * self.wins(a, b) + dout * (a == b) / 2  # / 2, not 0.5 *: Fractions stay exact
+        db = dout * self.wins(b, a) + dout * (a == b) / 2
         return [unbroadcast(da, saved.a.shape), unbroadcast(db, saved.b.shape)], {}
+
+    def tangent_partials(self, saved, tangents):
+        return [None, None]       # the routing does not move away from a tie
 
     def nondifferentiable(self, saved):
         a, b = saved.operands()
@@ -328,6 +365,142 @@ class Max(Op):
     def branch(self, saved):
         a, b = saved.operands()
         return np.sign(a - b)
+
+
+class Min(Max):
+    """Elementwise ``min(a, b)``: the gradient is routed to the smaller input; a tie splits
+    it, ½ to each (torch.minimum's convention), and verify lists it."""
+
+    label = "min"
+    kink_convention = "min at a tie sends half the gradient to each input"
+
+    @staticmethod
+    def wins(a, b):
+        return a < b
+
+
+class Where(Op):
+    """``where(condition, a, b)``: a where the condition holds, b elsewhere. The gradient goes
+    to the input that was picked; the other gets an exact 0.
+
+    The condition is a constant boolean array, or a comparison of a node with a constant
+    (``mp.where(x > 0, a, b)``): then that node is a third input, held at its value (its edge
+    carries exact zeros: the condition is flat almost everywhere), verify lists the entries
+    on the switch (x exactly at the threshold), and the numerical witness leaves out stencils
+    that flip it.
+    """
+
+    arity, label = 2, "where"
+    kink_convention = "where's switch: the entry exactly at the threshold picks by the " \
+                      "comparison as written"
+
+    def __init__(self, condition=None, compare=None, threshold=None) -> None:
+        super().__init__()
+        self.compare, self.threshold = compare, threshold
+        if compare is not None:
+            self.arity = 3
+            self.condition = None
+            return
+        self.condition = np.asarray(condition)
+        if self.condition.dtype != bool:
+            raise DtypeError(f"where's condition must be booleans (or a node compared with a "
+                             f"constant, x > 0), got dtype {self.condition.dtype}")
+
+    def describe(self):
+        return "where" if self.compare is None else f"where({self.compare.__name__} " \
+            f"{float(np.max(self.threshold)):g})"
+
+    def _mask(self, shape, c=None) -> np.ndarray:
+        if self.compare is not None:
+            threshold = _like(c, _fitted(self, self.threshold, c))
+            return np.broadcast_to(self.compare(c, threshold), shape)
+        try:
+            return np.broadcast_to(_fitted(self, self.condition, np.empty(shape)), shape)
+        except ShapeError as err:
+            raise ShapeError(f"its condition: {str(err).replace('its constant', 'shape')}") \
+                from None
+
+    def forward(self, a, b, c=None):
+        shape = _out_shape(self, (a, b) if c is None else (a, b, c))
+        mask = self._mask(shape, c)
+        a_, b_ = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
+        return np.where(mask, a_, b_), WhereSaved(a, b, *shape, c)
+
+    def local_partials(self, saved):
+        mask = self._mask(saved.shape, saved.c)
+        one = _like(saved.a if saved.a.dtype == object else saved.b, np.ones(saved.shape))
+        zero = one * 0
+        edges = [edge_partial(np.where(mask, one, zero), saved.a.shape[1]),
+                 edge_partial(np.where(mask, zero, one), saved.b.shape[1])]
+        if saved.c is not None:
+            edges.append(edge_partial(zero, saved.c.shape[1]))
+        return OpPartials(edges)
+
+    def backward(self, saved, dout):
+        mask = self._mask(dout.shape, saved.c)
+        grads = [unbroadcast(np.where(mask, dout, dout * 0), saved.a.shape),
+                 unbroadcast(np.where(mask, dout * 0, dout), saved.b.shape)]
+        if saved.c is not None:
+            grads.append(unbroadcast(dout * 0, saved.c.shape))
+        return grads, {}
+
+    def tangent_partials(self, saved, tangents):
+        return self.constant_partials()
+
+    def nondifferentiable(self, saved):
+        if saved.c is None:
+            return None
+        threshold = _like(saved.c, _fitted(self, self.threshold, saved.c))
+        return np.broadcast_to(saved.c == threshold, saved.shape)
+
+    def branch(self, saved):
+        return None if saved.c is None else self._mask(saved.shape, saved.c).astype(np.int8)
+
+
+@dataclass(frozen=True)
+class WhereSaved(PairSaved):
+    c: np.ndarray | None = None      # the node the condition was read from
+
+
+class Power(Op):
+    """``a ** b`` with both nodes, for a > 0: a^b = e^(b·log a). Local partials
+    ∂/∂a = b·a^(b−1) and ∂/∂b = a^b·log a."""
+
+    arity, label = 2, "pow"
+
+    def forward(self, a, b):
+        shape = _out_shape(self, (a, b))
+        if np.any(a <= 0):
+            bad = np.argwhere(a <= 0)[0]
+            raise InputValueError(f"a ** b with a node exponent needs a > 0, got "
+                                  f"{a[bad[0], bad[1]]} at sample {bad[0]}, entry {bad[1]}")
+        mode = numbers.mode_of(a)
+        if mode is not None and mode.exact:
+            raise DtypeError("a ** b with a node exponent leaves the rational numbers, so it "
+                             "cannot run in exact mode; use 'mp:50'")
+        a_, b_ = np.broadcast_to(a, shape), np.broadcast_to(b, shape)
+        return numbers.exp(b_ * numbers.log(a_)), PairSaved(a, b, *shape)
+
+    def local_partials(self, saved):
+        a, b = saved.operands()
+        out = numbers.exp(b * numbers.log(a))
+        return OpPartials([edge_partial(b * out / a, saved.a.shape[1]),
+                           edge_partial(out * numbers.log(a), saved.b.shape[1])])
+
+    def backward(self, saved, dout):
+        a, b = saved.operands()
+        out = numbers.exp(b * numbers.log(a))
+        return [unbroadcast(dout * b * out / a, saved.a.shape),
+                unbroadcast(dout * out * numbers.log(a), saved.b.shape)], {}
+
+    def tangent_partials(self, saved, tangents):
+        a, b = saved.operands()
+        da, db = (np.broadcast_to(t, saved.shape) for t in tangents)
+        out, log_a = numbers.exp(b * numbers.log(a)), numbers.log(a)
+        dout = out * (b * da / a + db * log_a)           # the tangent of a^b
+        return [edge_partial(db * out / a + b * dout / a - b * out * da / (a * a),
+                             saved.a.shape[1]),
+                edge_partial(dout * log_a + out * da / a, saved.b.shape[1])]
 
 
 @dataclass(frozen=True)
@@ -376,6 +549,12 @@ class Pow(Op):
         p = self._power(saved.x)
         return OpPartials([Diagonal(p * saved.x ** (p - 1))])
 
+    def tangent_partials(self, saved, tangents):
+        p = self._power(saved.x)
+        if p in (0, 1):
+            return [None]           # a constant slope: nothing moves (and no 0^(−1) at x = 0)
+        return [Diagonal(p * (p - 1) * saved.x ** (p - 2) * tangents[0])]
+
     def backward(self, saved, dout):
         p = self._power(saved.x)
         return [dout * p * saved.x ** (p - 1)], {}
@@ -397,6 +576,9 @@ class Exp(Op):
     def local_partials(self, saved):
         return OpPartials([Diagonal(saved.out.copy())])
 
+    def tangent_partials(self, saved, tangents):
+        return [Diagonal(saved.out * tangents[0])]
+
     def backward(self, saved, dout):
         return [dout * saved.out], {}
 
@@ -416,6 +598,9 @@ class Log(Op):
     def local_partials(self, saved):
         return OpPartials([Diagonal(1 / saved.x)])
 
+    def tangent_partials(self, saved, tangents):
+        return [Diagonal(-tangents[0] / (saved.x * saved.x))]
+
     def backward(self, saved, dout):
         return [dout / saved.x], {}
 
@@ -430,6 +615,9 @@ class Identity(Op):
 
     def local_partials(self, saved):
         return OpPartials([Diagonal(np.ones_like(saved.x))])
+
+    def tangent_partials(self, saved, tangents):
+        return self.constant_partials()       # J does not depend on the inputs
 
     def backward(self, saved, dout):
         return [dout * 1], {}
@@ -472,6 +660,9 @@ class Scale(Op):
         slope = np.broadcast_to(factor / divisor, saved.x.shape)
         return OpPartials([Diagonal(slope.astype(saved.x.dtype))])
 
+    def tangent_partials(self, saved, tangents):
+        return self.constant_partials()       # J does not depend on the inputs
+
     def backward(self, saved, dout):
         factor, _, divisor = self._constants(dout)
         return [dout * factor / divisor], {}
@@ -497,6 +688,10 @@ class Reciprocal(Op):
     def local_partials(self, saved):
         numerator = _like(saved.x, _fitted(self, self.numerator, saved.x))
         return OpPartials([Diagonal(-numerator / saved.x**2)])
+
+    def tangent_partials(self, saved, tangents):
+        numerator = _like(saved.x, _fitted(self, self.numerator, saved.x))
+        return [Diagonal(2 * numerator * tangents[0] / (saved.x * saved.x * saved.x))]
 
     def backward(self, saved, dout):
         return [-dout * _like(dout, _fitted(self, self.numerator, dout)) / (saved.x * saved.x)],\
@@ -571,6 +766,12 @@ class LayerOp(Op):
         layer = self._layer_for(_saved_input(saved))
         local = layer.local_partials(saved)
         return OpPartials([local.inputs], local.params)
+
+    def tangent_partials(self, saved, tangents):
+        move = getattr(self.layer, "tangent_partials", None)
+        if move is None:
+            return super().tangent_partials(saved, tangents)
+        return [move(saved, tangents[0])]
 
     def backward(self, saved, dout):
         layer = self._layer_for(dout)
@@ -662,6 +863,9 @@ class Concat(Op):
             start += size
         return OpPartials(edges)
 
+    def tangent_partials(self, saved, tangents):
+        return self.constant_partials()       # J does not depend on the inputs
+
     def backward(self, saved, dout):
         natural = dout.reshape((len(dout), *saved.output))
         bounds = np.cumsum([s[self.axis] for s in saved.shapes])[:-1]
@@ -706,6 +910,9 @@ class Slice(Op):
         return OpPartials([Selection(sources, np.arange(sources.size),
                                      int(np.prod(saved.shapes[0])), sources.size,
                                      saved.dtype)])
+
+    def tangent_partials(self, saved, tangents):
+        return self.constant_partials()       # J does not depend on the inputs
 
     def backward(self, saved, dout):
         dx = np.zeros((len(dout), int(np.prod(saved.shapes[0]))), dtype=dout.dtype)

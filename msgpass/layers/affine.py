@@ -91,6 +91,10 @@ class Affine(Layer):
         out = x @ self.W
         return (out if self.b is None else out + self.b), AffineSaved(x=x)
 
+    def tangent_partials(self, saved, dx):
+        """J = W does not depend on the input: nothing moves along its tangent (None)."""
+        return None
+
     def local_partials(self, saved):
         params = {"W": Outer(saved.x)}
         if self.b is not None:

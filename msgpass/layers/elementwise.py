@@ -46,6 +46,11 @@ class ReLU(Layer):
     def local_partials(self, saved):
         return LocalPartials(Diagonal((saved.x > 0).astype(saved.x.dtype)))
 
+    def tangent_partials(self, saved, dx):
+        """J̇ along the input's tangent (second-order messages): ReLU's slope is piecewise
+        constant, so nothing moves (None)."""
+        return None
+
     def backward(self, saved, dout):
         # zero where x ≤ 0 (ReLU′(0) = 0), dout elsewhere, in one pass
         dx = np.zeros_like(dout) if dout.dtype != object else dout * 0
@@ -78,6 +83,11 @@ class Sigmoid(Layer):
         y = saved.out
         return LocalPartials(Diagonal(y * (1 - y), terms=y * (1 + y)))  # y − y² from y and y²
 
+    def tangent_partials(self, saved, dx):
+        """J̇ = σ″(x)·ẋ = y(1 − y)(1 − 2y)·ẋ (second-order messages)."""
+        y = saved.out
+        return Diagonal(y * (1 - y) * (1 - 2 * y) * dx)
+
     def backward(self, saved, dout):
         dx = dout * (1.0 - saved.out) * saved.out
         return dx, {}
@@ -95,6 +105,11 @@ class Tanh(Layer):
     def local_partials(self, saved):
         square = saved.out * saved.out
         return LocalPartials(Diagonal(1 - square, terms=1 + square))  # 1 − y² from 1 and y²
+
+    def tangent_partials(self, saved, dx):
+        """J̇ = tanh″(x)·ẋ = −2y(1 − y²)·ẋ (second-order messages)."""
+        y = saved.out
+        return Diagonal(-2 * y * (1 - y * y) * dx)
 
     def backward(self, saved, dout):
         dx = dout * (1.0 - saved.out**2)

@@ -14,6 +14,8 @@ dense      Softmax, LogSoftmax,        (B, N_{t-1}, N_t)       itself
            the losses, Function
 coupled    BatchNorm (training)        (N, B, B): nodes are    itself; cut by features,
                                        (sample, feature)       never by samples
+contracted the right factor of a plain   (M, K, B): node (l, j)  itself; cut by features
+           matrix product a @ b        to (i, j), every i
 window     Conv2d, AvgPool2d,          (B, C', H', W', C, kh,  J's taps placed at (c,i,j) ←
            GlobalAvgPool2d             kw): by sender and tap  (c',i',j'); no padding edges
 route      MaxPool2d                   (B, C, H', W', kh, kw): one 1 per output unit, at
@@ -69,6 +71,7 @@ and they are different quantities.
 from .base import STORAGES, InputPartials, LocalPartials, ParamPartials, Piece
 from .blocks import Blocks, Part
 from .channels import ChannelCoupled
+from .contracted import Contracted
 from .coupled import Coupled
 from .dense import Dense
 from .diagonal import Diagonal
@@ -81,5 +84,5 @@ from .window import Window
 __all__ = [
     "InputPartials", "Shared", "Diagonal", "Dense", "Coupled", "ParamPartials", "Outer",
     "Elementwise", "Full", "LocalPartials", "Piece", "STORAGES", "Blocks", "Part", "Window",
-    "Route", "ChannelCoupled", "Kernel", "PerChannel", "Selection",
+    "Route", "ChannelCoupled", "Kernel", "PerChannel", "Selection", "Contracted",
 ]

@@ -122,6 +122,11 @@ class InputPartials:
             for sample in range(rows.start, rows.stop):
                 yield Piece(slice(sample, sample + 1), slice(start, min(start + band, bands)))
 
+    def receiver_rows(self, batch: int) -> int:
+        """Rows of the receivers' sums S^t when ``batch`` samples send: the same samples,
+        except for a kind that contracts its input's samples (``Contracted``)."""
+        return batch
+
     def whole(self, batch: int) -> Piece:
         """The piece that is the whole block of ``batch`` samples."""
         return Piece(slice(0, batch), slice(0, self.block_shape(1)[1]))
@@ -178,6 +183,21 @@ class InputPartials:
             return sums
         np.copyto(out, sums)
         return out
+
+    # -- forward (tangent) messages ---------------------------------------------------------
+    def push(self, tangent: np.ndarray) -> np.ndarray:
+        """Forward-mode messages ``τ[b, n, n'] = J_b[n, n'] · ṫ[b, n]`` for the tangent ṫ
+        (B, N_{t-1}) arriving at the senders below, in the kind's forward layout (the dense
+        one by default, from ``dense()``). A tangent of one sample serves a batch of B."""
+        return self.dense() * tangent[:, :, None]
+
+    def push_receive(self, messages: np.ndarray) -> np.ndarray:
+        """What each node above sums of the tangent messages: ``Σ_n τ[n, n']``, (B, N_t)."""
+        return messages.sum(axis=1)
+
+    def push_dense(self, messages: np.ndarray) -> np.ndarray:
+        """Tangent messages in the dense layout (B, N_{t-1}, N_t)."""
+        return messages
 
     # -- dense views, by code separate from send and receive ------------------------------
     def dense(self) -> np.ndarray:

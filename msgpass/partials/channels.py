@@ -160,6 +160,10 @@ class ChannelCoupled(CouplesSamples, InputPartials):
         self._place(sums, channels, members, messages.sum(axis=2))
 
     # -- dense views, by code separate from send and receive ----------------------------------
+    def push(self, tangent):
+        raise ValueError("forward-mode (tangent) messages through a BatchNorm2d in training "
+                         "are not implemented; put it in eval mode")
+
     def dense(self):
         # channel by channel, each entry by the same formula as the pieces' (float32 would
         # round another arrangement of it differently; which entries are edges, and where,

@@ -107,6 +107,13 @@ class Coupled(CouplesSamples, InputPartials):
         np.add.reduce(messages, axis=2, out=out.T)
         return out
 
+    def push(self, tangent):
+        # node (b, j) below sends ṫ[b, j]·J_j[b, b'] to (b', j) above: (N, B, B') like the block
+        return self.values * tangent.T[:, :, None]
+
+    def push_receive(self, messages):
+        return messages.sum(axis=1).T
+
     def dense(self):
         return self.values.copy()
 

@@ -45,6 +45,9 @@ class Dense(InputPartials):
         return np.multiply(self.values[piece.rows, piece.receivers],
                            incoming[piece.rows, None, :], out=out)
 
+    def push(self, tangent):
+        return self.values * tangent[:, :, None]
+
     def dense(self):
         return self.values.copy()
 

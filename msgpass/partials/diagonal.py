@@ -68,6 +68,16 @@ class Diagonal(InputPartials):
         np.copyto(out, messages)
         return out
 
+    def push(self, tangent):
+        # one edge per node: τ_b[n → n] = g'(z_b[n]) · ṫ_b[n], stored (B, N) as the block is
+        return self.values * tangent
+
+    def push_receive(self, messages):
+        return np.array(messages)
+
+    def push_dense(self, messages):
+        return self.expand_stored(messages, {})
+
     def dense(self):
         # Built by different code from expand_stored, so the two can check each other.
         identity = np.eye(self.n_in, dtype=self.values.dtype)
