@@ -77,3 +77,11 @@ def test_the_conv_benchmark_runs_on_a_small_size():
     for spec in ("lenet5, B=8: 3.3 M messages", "3x32x32-conv64k3p1-relu-conv64k3p1-relu-gap"):
         assert spec in out
     assert out.count("messages / floor") == 2
+
+
+def test_the_verify_scaling_benchmark_runs_on_small_batches():
+    out = run("bench_verify_graph.py", "--quick")
+    rows = [line for line in out.splitlines() if line.startswith("| (")]
+    assert [row.split("|")[1].strip() for row in rows] == ["(30, 1)", "(300, 1)"]
+    assert all(row.rstrip(" |").endswith("VERIFIED") and "NOT" not in row for row in rows)
+    assert "verify at B = 300 ÷ verify at B = 30: " in out

@@ -289,3 +289,15 @@ def test_drawings_return_figures_and_draw_into_given_axes():
     host = Figure()
     ax = host.add_subplot()
     assert draw_network(trace, ax=ax) is host
+
+
+def test_every_witness_of_a_graph_verification_has_its_own_marker_in_the_legend():
+    # the forward witness once fell back to backprop's circle: two witnesses, one symbol
+    from msgpass.draw.verification import WITNESS_MARKERS
+    from msgpass.verification.witness import WITNESSES
+    assert set(WITNESSES) | {"partials"} <= set(WITNESS_MARKERS)
+    assert len(set(WITNESS_MARKERS.values())) == len(WITNESS_MARKERS)
+    graph, output = DEMOS["staged"].build()
+    fig = draw_verification(mp.verify(graph, output))
+    labels = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
+    assert {"partials", "backprop", "layered", "numeric", "pathsum", "forward"} <= labels

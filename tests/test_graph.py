@@ -69,7 +69,7 @@ def test_every_demo_verifies_with_all_witnesses(name):
     report = mp.verify(graph, output)
     assert report.ok, str(report)
     witnesses = {c.witness for c in report.checks}
-    assert witnesses == {"partials", "backprop", "layered", "numeric", "pathsum"}
+    assert witnesses == {"partials", "backprop", "layered", "numeric", "pathsum", "forward"}
     assert "the path sums" in report.verdict()
 
 

@@ -11,8 +11,9 @@ from .style import LABEL_SIZE, TEXT_SIZE
 __all__ = ["draw_verification", "EXACT_FLOOR"]
 
 EXACT_FLOOR = 1e-18  # where an error of exactly 0 is plotted (log scales have no 0)
+# one marker per witness, so a point says who checked it (the legend lists those present)
 WITNESS_MARKERS = {"partials": "s", "backprop": "o", "layered": "D", "numeric": "^",
-                   "pathsum": "v"}
+                   "pathsum": "v", "forward": "P", "torch": "*"}
 
 
 def draw_verification(report) -> Figure:

@@ -11,9 +11,10 @@ would be if nothing cancelled. Round-off in either summation order is a few u·M
 far below its own M is "near zero": it is the result of cancellation, and its relative error
 says nothing about correctness. (Where no M is given, the largest magnitude in the arrays
 stands in for it.) ``atol`` is a witness's own absolute round-off (for the numerical one,
-32·u·max(1, |ℓ|)/h, measured: see msgpass.witnesses.numeric.ROUNDOFF_FACTOR) and
-``atol / rtol`` its *noise level*: entries below it can be checked only to ``atol``, not to
-``rtol`` relative. It is 0 for the other witnesses.
+32·u·max(1, |ℓ|)/h, measured: see msgpass.witnesses.numeric.ROUNDOFF_FACTOR; one number, or
+one per entry when entries were differenced from totals of different sizes, as the graph
+witness's samples are) and ``atol / rtol`` its *noise level*: entries below it can be checked
+only to ``atol``, not to ``rtol`` relative. It is 0 for the other witnesses.
 
 A comparison in which no entry rises above the noise level, or in which every entry was left
 out, is *inconclusive*: it passes nothing and fails nothing, and says so. Any NaN or Inf in
@@ -38,15 +39,21 @@ __all__ = ["Tolerance", "Comparison", "compare", "compare_numbers", "tolerances_
 
 @dataclass(frozen=True)
 class Tolerance:
-    """``|a − b| ≤ rtol · max(|a|, |b|, floor · M, atol / rtol)``, with the reason for it."""
+    """``|a − b| ≤ rtol · max(|a|, |b|, floor · M, atol / rtol)``, with the reason for it.
+    ``atol`` is a number, or an array of the compared arrays' shape (one per entry)."""
 
     rtol: float
     floor: float
-    atol: float
+    atol: float | np.ndarray
     reason: str
 
-    def with_atol(self, atol: float) -> Tolerance:
+    def with_atol(self, atol: float | np.ndarray) -> Tolerance:
         return Tolerance(self.rtol, self.floor, atol, self.reason)
+
+    @property
+    def largest_atol(self) -> float:
+        """The largest round-off allowance (what a report prints)."""
+        return float(np.max(self.atol)) if np.size(self.atol) else 0.0
 
 
 # float64 (u = 1.1e-16) ----------------------------------------------------------------------
@@ -180,7 +187,8 @@ def compare(a, b, tol: Tolerance, include: np.ndarray | None = None,
         floor = tol.floor * float(size.max())
     else:
         floor = tol.floor * np.broadcast_to(np.asarray(magnitude, dtype=np.float64), a.shape)[mask]
-    noise = tol.atol / tol.rtol if tol.rtol > 0 else 0.0
+    noise = (np.broadcast_to(np.asarray(tol.atol, dtype=np.float64), a.shape)[mask] / tol.rtol
+             if tol.rtol > 0 else 0.0)
     denom = np.maximum(np.maximum(size, floor), noise)
     with np.errstate(invalid="ignore", divide="ignore"):
         rel = np.where(diff == 0, 0.0, diff / np.where(denom == 0, 1.0, denom))
@@ -188,7 +196,7 @@ def compare(a, b, tol: Tolerance, include: np.ndarray | None = None,
     k = int(np.argmax(rel))
     ok = bool(rel[k] <= tol.rtol)
     # Nothing above the witness's noise, and not simply equal: the witness could not tell.
-    inconclusive = bool(ok and noise > 0 and np.all(size <= noise) and np.any(diff > 0))
+    inconclusive = bool(ok and np.all((noise > 0) & (size <= noise)) and np.any(diff > 0))
     worst = tuple(int(i) for i in np.argwhere(mask)[k])
     return Comparison(float(diff.max()), float(rel[k]), ok, int(mask.sum()), excluded,
                       inconclusive, worst)

@@ -25,7 +25,8 @@ __all__ = ["walk_graph"]
 
 
 def walk_graph(graph, output, seed=None, *, witnesses: list[Witness],
-                 path_limit: int | None = None) -> Report:
+                 path_limit: int | None = None, numeric_entries: int | None = None,
+                 numeric_seed: int = 0, progress=None) -> Report:
     """Walk the induction on a Graph (see msgpass.verification.verify)."""
     name = getattr(output, "name", output)
     if seed is None:       # an imported model's loss: the batch mean's gradient, as torch's
@@ -50,7 +51,8 @@ def walk_graph(graph, output, seed=None, *, witnesses: list[Witness],
     for v in trace.order:
         report.suspects[v] = [w for w in trace.order if v in graph.nodes[w].inputs]
     tols = arithmetic.tolerances
-    subject = GraphSubject(graph, name, seed, trace, tols, path_limit)
+    subject = GraphSubject(graph, name, seed, trace, tols, path_limit, numeric_entries,
+                           numeric_seed, progress)
     evidence = [(w, w.graph(subject)) for w in witnesses]
     evidence = [(w, e) for w, e in evidence if e is not None]
     magnitude, grad_magnitude = (graph_path_magnitudes(trace) if arithmetic.uses_magnitudes

@@ -219,7 +219,7 @@ class Report:
         for witness in shown:
             tols = [c.tol for c in self.checks if c.witness == witness]
             if tols:
-                atol = max(t.atol for t in tols)
+                atol = max(t.largest_atol for t in tols)
                 extra = (f", round-off allowance up to {atol:.1e} (noise level "
                          f"{atol / tols[0].rtol:.1e})" if atol > 0 else "")
                 lines.append(f"  {witness}: rtol {tols[0].rtol:.0e}, floor {tols[0].floor:g}·M"
@@ -257,7 +257,7 @@ class Report:
                 "worst_index": [int(i) for i in c.result.worst] if c.result.worst else None,
                 # float32 tolerances are numpy scalars: plain floats for JSON
                 "rtol": float(c.tol.rtol), "floor": float(c.tol.floor),
-                "noise": float(c.tol.atol / c.tol.rtol) if c.tol.rtol else 0.0,
+                "noise": c.tol.largest_atol / float(c.tol.rtol) if c.tol.rtol else 0.0,
                 "tolerance_reason": c.tol.reason,
                 "note": c.note or None,
             } for c in self.checks],

@@ -25,6 +25,9 @@ layered    the graph's partials sent level by level through the chain recursion:
            order of the same sums (it shares the partials and the message code)
 pathsum    every path enumerated one by one and its partials multiplied: not the dynamic
            programme (it shares the partials)
+forward    tangent messages pushed from each node up to the output (msgpass.graph.forward):
+           not the reverse pass's sends, receives or order (it shares the partials)
+torch      PyTorch's autograd on the exported model (an imported model's)
 =========  ======================================================================
 """
 
@@ -32,9 +35,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
+from .. import numbers
+from ..errors import StateError
+from ..graph.forward import arithmetic_of, tangents_of
 from ..witnesses import backprop, numeric_witness
 from ..witnesses.graph import graph_backprop, graph_numeric
 from ..witnesses.pathsum import DEFAULT_PATH_LIMIT, PathSumRefused, path_sum
@@ -43,7 +50,7 @@ from .report import WitnessInfo
 
 __all__ = ["Witness", "Evidence", "Expected", "ChainSubject", "GraphSubject", "WITNESSES",
            "CHAIN_WITNESSES", "GRAPH_WITNESSES", "BackpropWitness", "NumericWitness",
-           "LayeredWitness", "PathSumWitness", "numeric_note"]
+           "LayeredWitness", "PathSumWitness", "ForwardWitness", "numeric_note"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,9 @@ class GraphSubject:
     trace: object
     tolerances: dict[str, Tolerance]
     path_limit: int | None = None
+    numeric_entries: int | None = None
+    numeric_seed: int = 0
+    progress: object = None     # None, a bool or callable(done, total): msgpass.witnesses.progress
 
 
 class Witness:
@@ -228,15 +238,20 @@ class NumericWitness(Witness):
                     for key in num.evaluated})
 
     def graph(self, s):
-        num = graph_numeric(s.graph, s.output, seed=s.seed)
-        tol = s.tolerances["numeric"].with_atol(num.roundoff)
+        num = graph_numeric(s.graph, s.output, seed=s.seed, max_entries=s.numeric_entries,
+                            sample_seed=s.numeric_seed, progress=s.progress)
+
+        def expected(claim, key, value):
+            # each entry against its own round-off: a sample's total, or F's (witnesses.graph)
+            tol = s.tolerances["numeric"].with_atol(num.roundoffs[key])
+            return Expected(claim, value, tol, num.evaluated[key] & ~num.straddles[key],
+                            numeric_note(num.straddles[key], num.evaluated[key], graph=True))
         return Evidence(
-            steps={v: Expected(f"S_{v} = ∂F/∂{v} (numeric tail)", value, tol,
-                               ~num.straddles[v], numeric_note(num.straddles[v], graph=True))
+            steps={v: expected(f"S_{v} = ∂F/∂{v} (numeric tail)", v, value)
                    for v, value in num.nodes.items()},
-            params={key: Expected(f"∂F/∂{key} (numeric)", value, tol, ~num.straddles[key],
-                                  numeric_note(num.straddles[key], graph=True))
-                    for key, value in num.params.items()})
+            params={key: expected(f"∂F/∂{key} (numeric)", key, value)
+                    for key, value in num.params.items()},
+            notes=num.notes)
 
 
 class LayeredWitness(Witness):
@@ -248,7 +263,11 @@ class LayeredWitness(Witness):
     subjects = ("graph",)
 
     def graph(self, s):
-        view, tol = s.trace.layered, s.tolerances["backprop"]
+        tol = s.tolerances["backprop"]
+        try:
+            view = s.trace.layered
+        except StateError as err:
+            return Evidence(notes=[f"the layered view was not run: {err}"])
         return Evidence(steps={v: Expected(f"S_{v} = layered view", view.node_sum(v), tol)
                                for v in s.trace.order})
 
@@ -362,10 +381,58 @@ class TorchWitness(Witness):
                     for key, grad in grads.items()})
 
 
+# The forward-mode witness (theory/07): reverse and forward accumulation sum the same paths in
+# opposite orders, so ⟨S_v, d⟩ for a random direction d at v equals the tangent that forward
+# messages push from v up to the output through the same partials, without the reverse pass.
+
+def _direction(value: np.ndarray, reference: np.ndarray | None,
+               rng: np.random.Generator) -> np.ndarray:
+    """A random direction shaped like ``value``: small integers in (−8, 8) divided by 8, so
+    it is exact in every arithmetic, in the graph's (``reference``, a value in its exact or
+    mp arithmetic, or None for floats; a float input of an exact graph gets a Fraction)."""
+    d = rng.integers(-8, 9, size=value.shape) / 8
+    if reference is None:
+        return d
+    return numbers.convert_like(reference, np.vectorize(lambda v: Fraction(v).limit_denominator(8),
+                                                    otypes=[object])(d), "direction")
+
+
+class ForwardWitness(Witness):
+    name, phrase = "forward", "the forward (tangent) messages'"
+    independent_of = ("the reverse pass (tangent messages pushed from each node up to the "
+                      "output; it shares the partials)")
+    noun, agreement = "the forward-mode witness", "the forward messages"
+    independent_of_partials = False
+    subjects = ("graph",)
+
+    def graph(self, s):
+        trace, graph = s.trace, s.graph
+        rng = np.random.default_rng(s.numeric_seed)
+        seed = np.asarray(trace.seed).reshape(trace.values[trace.output].shape)
+        tol = s.tolerances["backprop"]
+        steps = {}
+        reference = arithmetic_of(trace)
+        for v in trace.order:
+            if v == trace.output or graph.nodes[v].kind == "constant":
+                continue
+            d = _direction(trace.values[v], reference, rng)
+            tangent, _ = tangents_of(graph, trace, {v: d}, keep_edges=False)
+            along = np.sum(seed * tangent[trace.output])
+
+            def project(S, d=d):
+                return np.array([np.sum(np.asarray(S) * d)])
+            steps[v] = Expected(f"⟨S_{v}, d⟩ = forward tangent", np.array([along]), tol,
+                                project=project)
+        return Evidence(steps=steps, notes=["forward: one random direction d per node (entries "
+                                            "k/8), pushed up to the output by tangent "
+                                            "messages"])
+
+
 WITNESSES: dict[str, Witness] = {w.name: w for w in (
-    BackpropWitness(), NumericWitness(), LayeredWitness(), PathSumWitness(), TorchWitness())}
+    BackpropWitness(), NumericWitness(), LayeredWitness(), PathSumWitness(), TorchWitness(),
+    ForwardWitness())}
 CHAIN_WITNESSES = ("backprop", "numeric")                       # verify's defaults
-GRAPH_WITNESSES = ("backprop", "numeric", "layered", "pathsum")
+GRAPH_WITNESSES = ("backprop", "numeric", "layered", "pathsum", "forward")
 
 
 def chosen(witnesses, default: tuple[str, ...], numeric: bool, subject: str) -> list[Witness]:
