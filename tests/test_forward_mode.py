@@ -175,6 +175,24 @@ def test_exact_mode_gives_exact_jvp_jacobian_and_hvp():
     assert list(hv["y"].reshape(-1)) == hy
 
 
+def test_float_inputs_constants_and_tangents_in_an_exact_graph_stay_exact():
+    # a float input or constant joins an exact graph as floats; its zero tangent, a float
+    # tangent given for it, and the forward witness's directions must stay Fractions, or one
+    # 0.0 turns every Fraction it meets into a float
+    F = Fraction
+    g = mp.Graph()
+    x = g.input("x", np.array([F(1, 3), F(-2, 3)], dtype=object))
+    y = g.input("y", np.array([0.5, 0.25]))
+    f = mp.sum(x * g.constant(0.5) + y * x)
+    for tangents in ({"x": [1, 0]}, {"y": [0.5, 0.0]}, {"x": [1, 1], "y": [0.25, 1]}):
+        out = g.jvp(f, tangents).output
+        assert isinstance(out.reshape(-1)[0], F), tangents
+    assert g.jvp(f, {"y": [0.5, 0.0]}).output == F(1, 3) * F(1, 2)
+    assert all(isinstance(h, F) for h in g.hvp(f, {"y": [1.0, 0.0]})["x"])
+    report = mp.verify(g, f)
+    assert report.ok and report.verdict().startswith("VERIFIED EXACTLY"), str(report)
+
+
 def test_tangents_are_checked_and_unsupported_second_order_is_named():
     g = mp.Graph()
     x = g.input("x", np.ones((2, 3)))
@@ -188,3 +206,46 @@ def test_tangents_are_checked_and_unsupported_second_order_is_named():
     out = mp.sum(mp.elementwise(np.arcsinh)(z))
     with pytest.raises(MsgpassError, match="arcsinh.*second"):
         h.hvp(out, {"z": np.ones((2, 3))})
+
+
+def test_verify_has_the_forward_witness_and_it_catches_a_wrong_send(monkeypatch):
+    """⟨S_v, d⟩ against the tangent pushed up from v: a fault in the reverse message code
+    (every diagonal message scaled by 1 + 1e-6) makes those checks fail, while a correct pass
+    holds them."""
+    from msgpass.partials import Diagonal
+    rng = np.random.default_rng(3)
+    g = mp.Graph()
+    x = g.input("x", rng.normal(size=(3, 4)))
+    f = mp.sum(mp.sin(x) * mp.softplus(x))
+    report = mp.verify(g, f, numeric=False)
+    forward = [c for c in report.checks if c.witness == "forward"]
+    assert forward and all(c.ok for c in forward)
+    send = Diagonal.send
+
+    def wrong(self, incoming, piece, out=None):
+        return send(self, incoming, piece, out) * (1 + 1e-6)
+    monkeypatch.setattr(Diagonal, "send", wrong)
+    bad = mp.verify(g, f, numeric=False)
+    failed = {c.layer for c in bad.checks if c.witness == "forward" and not c.ok}
+    assert not bad.ok and "x" in failed
+
+
+def test_tangents_pass_through_a_training_batchnorm2d_that_couples_the_samples():
+    """A channel's (sample, position) members all hear from each other: the tangent at each
+    member is Σ_m J_c[m, m']·ṫ[m] over the whole channel, as torch.func.jvp of the same batch
+    statistics gives."""
+    rng = np.random.default_rng(12)
+    X, V = rng.standard_normal((3, 2, 4, 4)), rng.standard_normal((3, 2, 4, 4))
+    g = mp.Graph()
+    h = mp.sin(mp.BatchNorm2d(2)(g.input("x", X)))
+    trace = g.jvp(h, {"x": V})
+
+    def reference(t):
+        mean = t.mean(dim=(0, 2, 3), keepdim=True)
+        var = t.var(dim=(0, 2, 3), unbiased=False, keepdim=True)
+        return torch.sin((t - mean) / torch.sqrt(var + 1e-5))
+    _, expected = jvp(reference, (torch.tensor(X),), (torch.tensor(V),))
+    assert rel(trace.output, expected.numpy()) <= RTOL
+    assert trace.edges[0].dense().shape == (2, 48, 48)     # (C, B·P, B·P), one block a channel
+    report = mp.verify(g, mp.sum(h), numeric=False)
+    assert report.ok and any(c.witness == "forward" for c in report.checks)

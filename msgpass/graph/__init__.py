@@ -1,8 +1,11 @@
 """Graphs beyond chains: multi-input nodes, fan-out, expression graphs (issue 4).
 
 graph.py builds and evaluates a Graph; node.py has its nodes and the expressions written with
-them; ops.py the operations; backward.py the message pass (DAG view) and its GraphTrace;
-layered.py the same pass as a chain of levels.
+them (and numpy's ufuncs on them); ops.py the operations of one or two inputs, unary.py the
+elementwise functions (sin, softplus, ... and custom ones), reductions.py sum, mean and the
+matrix product; backward.py the message pass (DAG view) and its GraphTrace; layered.py the
+same pass as a chain of levels; forward.py forward-mode and second-order messages (jvp,
+jacobian, hvp).
 """
 
 from .backward import GraphEdge, GraphTrace, graph_backward

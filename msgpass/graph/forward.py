@@ -131,13 +131,24 @@ def _directions(graph, forward, given: dict, what: str) -> dict[str, np.ndarray]
             raise ShapeError(f"the {what} of {name!r} has shape {a.shape}; the input's value "
                              f"has shape {forward.given.get(name, value.shape)}")
         a = a.reshape(value.shape)
-        out[name] = numbers.convert_like(value, a, f"the {what} of {name!r}") \
-            if value.dtype == object else a.astype(np.float64)
+        reference = arithmetic_of(forward)
+        out[name] = a.astype(np.float64) if reference is None else \
+            numbers.convert_like(reference, a, f"the {what} of {name!r}")
     return out
 
 
-def _zeros_like(value: np.ndarray) -> np.ndarray:
-    return value * 0 if value.dtype == object else np.zeros_like(value, dtype=np.float64)
+def arithmetic_of(forward) -> np.ndarray | None:
+    """A value in the graph's exact or mp arithmetic, or None for a float graph. A float input
+    or constant joins an exact graph as floats, but its tangents (and zeros) must be in the
+    graph's arithmetic: a float 0.0 would turn every Fraction it meets into a float."""
+    return next((v for v in forward.values.values() if v.dtype == object), None)
+
+
+def _zeros_like(value: np.ndarray, reference: np.ndarray | None) -> np.ndarray:
+    """Zeros shaped like ``value`` in the arithmetic of ``reference`` (``arithmetic_of``)."""
+    if reference is None:
+        return np.zeros_like(value, dtype=np.float64)
+    return np.zeros(value.shape, dtype=object)      # Python int 0: exact in every arithmetic
 
 
 def tangents_of(graph, forward, start: dict[str, np.ndarray], keep_edges: bool = True):
@@ -145,6 +156,7 @@ def tangents_of(graph, forward, start: dict[str, np.ndarray], keep_edges: bool =
     returns (tangent at every node, the edges' tangent messages)."""
     tangent: dict[str, np.ndarray] = {}
     edges: list[TangentEdge] = []
+    reference = arithmetic_of(forward)
     for name in forward.order:
         node = graph.nodes[name]
         value = forward.values[name]
@@ -152,9 +164,9 @@ def tangents_of(graph, forward, start: dict[str, np.ndarray], keep_edges: bool =
             tangent[name] = start[name]
             continue
         if node.op is None:
-            tangent[name] = _zeros_like(value)
+            tangent[name] = _zeros_like(value, reference)
             continue
-        arrived = _zeros_like(value)
+        arrived = _zeros_like(value, reference)
         for slot, source in enumerate(node.inputs):
             J = forward.partials[name].inputs[slot]
             messages = J.push(tangent[source])          # τ = J[n, n'] · ṫ_source[n]
@@ -201,12 +213,14 @@ def hvp(graph, output, vectors: dict, seed=None) -> dict[str, np.ndarray]:
     tangent, _ = tangents_of(graph, forward, start, keep_edges=False)
     reverse = graph_backward(graph, out, seed=seed, keep="sums", record=forward)
     S = reverse.incoming
-    Sdot: dict[str, np.ndarray] = {out: _zeros_like(forward.values[out])}   # the seed is fixed
+    reference = arithmetic_of(forward)
+    # the seed is fixed: nothing moves at the output
+    Sdot: dict[str, np.ndarray] = {out: _zeros_like(forward.values[out], reference)}
     for name in reversed(forward.order):
         node = graph.nodes[name]
         if node.op is None:
             continue
-        here = Sdot.get(name, _zeros_like(forward.values[name]))
+        here = Sdot.get(name, _zeros_like(forward.values[name], reference))
         try:
             moved = node.op.tangent_partials(forward.saved[name],
                                              [tangent[s] for s in node.inputs])
@@ -225,7 +239,7 @@ def hvp(graph, output, vectors: dict, seed=None) -> dict[str, np.ndarray]:
         if name not in forward.values:
             result[name] = np.zeros(graph.input_shape(name))
             continue
-        value = Sdot.get(name, _zeros_like(forward.values[name]))
+        value = Sdot.get(name, _zeros_like(forward.values[name], reference))
         shape = graph.natural_shape(forward.order, forward.values[name], name,
                                     forward.shapes.get(name), forward.given)
         result[name] = np.asarray(value).reshape(shape)

@@ -161,8 +161,12 @@ class ChannelCoupled(CouplesSamples, InputPartials):
 
     # -- dense views, by code separate from send and receive ----------------------------------
     def push(self, tangent):
-        raise ValueError("forward-mode (tangent) messages through a BatchNorm2d in training "
-                         "are not implemented; put it in eval mode")
+        # member m of channel c below sends ṫ[m]·J_c[m, m'] to every member m' above:
+        # (C, M, M) like the dense view: senders on axis 1, receivers on axis 2
+        return self.dense() * self._senders(tangent, slice(0, self.channels))[:, :, None]
+
+    def push_receive(self, messages):
+        return self.dense_receive(messages.transpose(0, 2, 1))
 
     def dense(self):
         # channel by channel, each entry by the same formula as the pieces' (float32 would
