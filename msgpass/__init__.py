@@ -111,7 +111,7 @@ from .verification import Report, Tolerance, verify
 from .verification.compare import compare
 from .witnesses import backprop, numeric_gradients, numeric_witness
 
-__version__ = "0.12.0"
+__version__ = "0.13.0"
 
 _moved.install()   # old module paths keep importing (last: it aliases what was imported)
 

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import numpy as np
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -126,3 +128,20 @@ def test_pytorch_example_runs_as_written(capsys):
     exec(compile(block, "README", "exec"), {})
     out = capsys.readouterr().out
     assert "VERIFIED" in out and "PyTorch autograd's" in out
+
+
+def test_composite_functions_example_prints_the_numbers_it_states(capsys):
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Composite functions.*?```python\n(.*?)```", text, re.S).group(1)
+    namespace = {}
+    exec(compile("import numpy as np\nimport msgpass as mp\n" + block, "README", "exec"),
+         namespace)
+    assert "VERIFIED" in capsys.readouterr().out
+    g, f = namespace["g"], namespace["f"]
+    stated = dict(re.findall(r"^(\S.*?)\s+# (-?[0-9.]+)", block, re.M))
+    ones = {"x": np.ones(5)}
+    actual = {'trace.grad("x")[0]': namespace["trace"].grad("x")[0],
+              "tangent.output[0]": namespace["tangent"].output[0],
+              'g.hvp(f, {"x": np.ones(5)})["x"][0]': g.hvp(f, ones)["x"][0]}
+    for expression, value in actual.items():
+        assert repr(float(value)) == stated[expression], expression
