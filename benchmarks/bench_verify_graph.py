@@ -8,7 +8,7 @@ Run from the repository root (options: --batches 30,300,3000, --repeat 5, --quic
 
 The graph is f = log(1 + exp(x·y)) / (x² + y² + 1) + tanh(x)·y with x and y of shape (B, 1): a
 batch of B samples of one entry each (14 nodes). ``mp.verify(g, f)`` runs every graph witness
-(backprop, numeric, layered, path sum); each time is the median of --repeat runs,
+(backprop, numeric, layered, path sum, forward); each time is the median of --repeat runs,
 interleaved across the batch sizes so that a noisy machine moves every size alike; each ratio
 is to the smallest batch, measured in this one run. "evaluations" is the numerical witness's
 count of forward evaluations (from verify's ``progress=`` callable), "no numeric" the same

@@ -237,7 +237,7 @@ def hvp(graph, output, vectors: dict, seed=None) -> dict[str, np.ndarray]:
     result = {}
     for name in graph.inputs():     # an input that does not reach the output: H·v is 0 there
         if name not in forward.values:
-            result[name] = np.zeros(graph.input_shape(name))
+            result[name] = _zeros_like(np.empty(graph.input_shape(name)), reference)
             continue
         value = Sdot.get(name, _zeros_like(forward.values[name], reference))
         shape = graph.natural_shape(forward.order, forward.values[name], name,

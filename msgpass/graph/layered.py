@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import StateError
 from ..messages import MessageBlock, chain_steps, pass_messages
-from ..partials import Blocks, Diagonal, LocalPartials, Part
+from ..partials import Blocks, Contracted, Diagonal, LocalPartials, Part
 from ..streaming import StreamingSender
 
 __all__ = ["LayeredView", "layered_view", "levels_of"]
@@ -99,8 +99,17 @@ def layered_view(trace) -> LayeredView:
         levels.append(members)
         offsets.append(spans)
     batch = max(v.shape[0] for v in trace.values.values())
+    # a plain a @ b's right factor: its rows feed every sample of the product (Contracted
+    # partials), so it is neither per-sample nor shared, whatever its number of rows (a 1-row
+    # b must not pass for a node shared by the batch)
+    contracted = sorted(n for n, p in trace.partials.items() if p is not None and any(
+        isinstance(J, Contracted) for J in p.inputs))
+    if contracted:
+        raise StateError(f"the layered view puts every node of a level side by side, sample "
+                         f"by sample; node(s) {contracted} contract over the samples of a "
+                         f"factor (a plain a @ b)")
     odd = sorted(n for n, v in trace.values.items() if v.shape[0] not in (1, batch))
-    if odd:   # (a plain a @ b whose right factor's rows are its samples)
+    if odd:
         raise StateError(f"the layered view puts every node of a level side by side, sample "
                          f"by sample; node(s) {odd} hold another number of samples than the "
                          f"batch of {batch} (or 1)")

@@ -97,7 +97,8 @@ class MatMul(Op):
 
     arity, label = 2, "matmul"
     keeps_shape = False
-    couples_samples = True     # in the plain case b's rows feed every sample of the output
+    couples_samples = False    # set by each forward: True in the plain case only, where b's
+                               # rows feed every sample of the output
 
     @staticmethod
     def is_plain(sa, sb, batch_b: int) -> bool:
@@ -137,6 +138,7 @@ class MatMul(Op):
         sa, sb = tuple(shapes[0]), tuple(shapes[1])
         plain, out_shape = self._shapes(a, b, sa, sb)
         self._out = out_shape
+        self.couples_samples = plain
         if plain:
             out = a @ b
         else:

@@ -4,10 +4,13 @@ node n of the input and the local partials are diagonal (B, N): linear memory wh
 Each function is one class with the three faces side by side, written from the scalar
 calculus:
 
-``value(x)``          f, in x's arithmetic (float, or exact / mp object arrays)
-``slope(x, y)``       f′(x), given y = f(x) (the local partial, and the classic backward's)
-``curvature(x, y)``   f″(x): the tangent of the local partial, J̇ = f″(x)·ẋ (second-order
-                      messages, ``Graph.hvp``)
+``value(x)``             f, in x's arithmetic (float, or exact / mp object arrays)
+``slope(x, y)``          f′(x), given y = f(x): the local partial
+``pullback(x, y, dout)`` dout·f′(x): the classic backward, written by its own code (not by
+                         calling ``slope``), so that the standard-backprop witness checks the
+                         local partial against a second writing of the derivative
+``curvature(x, y)``      f″(x): the tangent of the local partial, J̇ = f″(x)·ẋ (second-order
+                         messages, ``Graph.hvp``)
 
 A function with a kink (abs at 0) says which entries sit on it (``at_kink``), the derivative
 it uses there (``kink_convention``), and which smooth piece each entry is on (``piece``), so
@@ -48,6 +51,9 @@ class Unary(Op):
     def slope(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
+    def pullback(self, x: np.ndarray, y: np.ndarray, dout: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def curvature(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -72,7 +78,7 @@ class Unary(Op):
         return OpPartials([Diagonal(self.slope(saved.x, saved.out))])
 
     def backward(self, saved, dout):
-        return [dout * self.slope(saved.x, saved.out)], {}
+        return [self.pullback(saved.x, saved.out, dout)], {}
 
     def tangent_partials(self, saved, tangents):
         """J̇ of each input edge along the inputs' tangents: f″(x)·ẋ on the diagonal."""
@@ -101,6 +107,9 @@ class Sin(Unary):
     def slope(self, x, y):
         return numbers.cos(x)
 
+    def pullback(self, x, y, dout):
+        return numbers.cos(x) * dout
+
     def curvature(self, x, y):
         return -y
 
@@ -115,6 +124,9 @@ class Cos(Unary):
 
     def slope(self, x, y):
         return -numbers.sin(x)
+
+    def pullback(self, x, y, dout):
+        return -(dout * numbers.sin(x))
 
     def curvature(self, x, y):
         return -y
@@ -137,6 +149,9 @@ class Sqrt(Unary):
     def slope(self, x, y):
         return 1 / (2 * y)       # an Inf at x = 0 is caught by the pass, naming the node
 
+    def pullback(self, x, y, dout):
+        return dout / (y + y)
+
     def curvature(self, x, y):
         return -1 / (4 * y * x)  # −¼ x^(−3/2)
 
@@ -154,6 +169,10 @@ class Abs(Unary):
     def slope(self, x, y):
         s = np.sign(x)
         return numbers.convert_like(x, s, "sign") if x.dtype == object else s
+
+    def pullback(self, x, y, dout):
+        # dout where x > 0, −dout where x < 0, nothing at the kink (x·0 keeps x's arithmetic)
+        return np.where(x > 0, dout, np.where(x < 0, -dout, x * 0))
 
     def curvature(self, x, y):
         return x * 0            # zero away from the kink, in x's arithmetic
@@ -175,6 +194,9 @@ class Square(Unary):
 
     def slope(self, x, y):
         return 2 * x
+
+    def pullback(self, x, y, dout):
+        return dout * (x + x)
 
     def curvature(self, x, y):
         return x * 0 + 2
@@ -198,9 +220,16 @@ class Softplus(Unary):
         small = np.exp(-np.abs(x))                   # ≤ 1: never overflows
         return np.where(x >= 0, 1 / (1 + small), small / (1 + small))
 
+    def pullback(self, x, y, dout):
+        # σ(x) = e^(x − softplus(x)), from the forward value: another formula than slope's,
+        # accurate on both sides (x − y ≤ 0 always, so the exponential never overflows)
+        return dout * numbers.exp(x - y)
+
     def curvature(self, x, y):
-        s = self.slope(x, y)
-        return s * (1 - s)
+        # σ′ = e^(−|x|)/(1 + e^(−|x|))², symmetric in x; σ(1 − σ) would round 1 − σ to 0
+        # for x ≳ 37 where σ′ is e^(−x), not 0
+        e = numbers.exp(-abs(x))
+        return e / ((1 + e) * (1 + e))
 
 
 class Log1p(Unary):
@@ -219,6 +248,9 @@ class Log1p(Unary):
     def slope(self, x, y):
         return 1 / (1 + x)
 
+    def pullback(self, x, y, dout):
+        return dout / (x + 1)
+
     def curvature(self, x, y):
         return -1 / ((1 + x) * (1 + x))
 
@@ -234,6 +266,9 @@ class Expm1(Unary):
     def slope(self, x, y):
         return y + 1
 
+    def pullback(self, x, y, dout):
+        return dout * numbers.exp(x)
+
     def curvature(self, x, y):
         return y + 1
 
@@ -244,9 +279,11 @@ class CustomElementwise(Unary):
     Parameters
     ----------
     f : callable
-        A numpy function applied entrywise (any shape in, the same shape out). Written with
-        numpy ufuncs it takes complex input, and its derivative comes from the complex step:
-        ``f′(x) = Im f(x + ih)/h`` at h = 1e-20, accurate to f's own round-off.
+        A function of one number (``math.erf``, one with an ``if``), applied entry by entry,
+        or a numpy function applied to the whole array (any shape in, the same shape out:
+        faster). Written with numpy ufuncs or ``cmath`` it takes complex input, and its
+        derivative comes from the complex step: ``f′(x) = Im f(x + ih)/h`` at h = 1e-20,
+        accurate to f's own round-off.
     derivative : callable, optional
         f′, entrywise; used instead of the complex step, and checked against it by verify
         (``check(x)``), as a ``Function``'s Jacobian is.
@@ -283,11 +320,33 @@ class CustomElementwise(Unary):
 
     def _call(self, x, what="f"):
         fn = self.f if what == "f" else self.derivative
-        y = np.asarray(fn(x))
+        try:
+            y = np.asarray(fn(x))
+        except (TypeError, ValueError):
+            y = None     # a scalar function (math.erf, an `if` on the value): entry by entry
+        if y is None or (y.ndim == 0 and x.ndim > 0):
+            y = self._entrywise(fn, x, what)
         if y.shape != x.shape:
             raise MsgpassError(f"{self.describe()}: {what} returned shape {y.shape} for input "
                                f"of shape {x.shape}; an elementwise function keeps the shape")
         return y
+
+    def _entrywise(self, fn, x, what):
+        """``fn`` applied to each entry of x (a function of one number). Results are kept as
+        objects first: a fixed output type would truncate a float to an int or, for the
+        complex step, make a real result complex with a silent zero derivative."""
+        try:
+            out = np.vectorize(fn, otypes=[object])(x)
+        except (TypeError, ValueError) as err:
+            if np.iscomplexobj(x):
+                raise       # the complex step's caller says what to do instead
+            raise MsgpassError(f"{self.describe()}: {what} failed on one number as well as on "
+                               f"an array: {err}") from None
+        if np.iscomplexobj(x):
+            if not any(isinstance(v, (complex, np.complexfloating)) for v in out.flat):
+                raise TypeError("f returned real numbers for complex input")
+            return out.astype(complex)
+        return out.astype(float)
 
     def value(self, x):
         if x.dtype == object:
@@ -310,6 +369,17 @@ class CustomElementwise(Unary):
         except (TypeError, ValueError) as err:
             raise MsgpassError(f"{self.describe()}: f does not take complex input ({err}); give "
                                f"its derivative: mp.elementwise(f, derivative=df)") from None
+
+    def pullback(self, x, y, dout):
+        # The classic backward takes the complex step where a derivative was given, so the
+        # standard-backprop witness checks the given one (local partial) against it; with no
+        # derivative, or an f that refuses complex input, it has only the one derivative.
+        if self.derivative is not None:
+            try:
+                return dout * self.complex_step(x).astype(x.dtype, copy=False)
+            except (TypeError, ValueError):
+                pass
+        return dout * self.slope(x, y)
 
     def curvature(self, x, y):
         raise MsgpassError(f"{self.describe()} has no second derivative, so second-order "
