@@ -113,6 +113,15 @@ from .witnesses import backprop, numeric_gradients, numeric_witness
 
 __version__ = "0.13.0"
 
+
+def __getattr__(name):
+    # mp.draw without importing matplotlib at `import msgpass`: loaded on first use
+    if name == "draw":
+        import importlib
+        return importlib.import_module(".draw", __name__)
+    raise AttributeError(f"module 'msgpass' has no attribute {name!r}")
+
+
 _moved.install()   # old module paths keep importing (last: it aliases what was imported)
 
 

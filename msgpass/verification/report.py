@@ -98,6 +98,11 @@ class Report:
     def ok(self) -> bool:
         return not self.error and bool(self.checks) and all(c.ok for c in self.checks)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's display: the induction table, failing checks highlighted."""
+        from ..view.notebook import report_html
+        return report_html(self)
+
     @property
     def first_failure(self) -> Check | None:
         return next((c for c in self.checks if not c.ok), None)
