@@ -29,6 +29,7 @@ import (msgpass._moved).
 
 from . import _moved
 from . import scale as _scale  # noqa: F401  (plugs trace.save, to_xarray, the dask backend in)
+from . import view as _view  # noqa: F401  (plugs to_html, to_dot, the notebook display in)
 from .errors import (
     DataError,
     DtypeError,

@@ -25,7 +25,7 @@ RANKS = {
     "spec": 9, "graph": 9,
     "testing": 10, "verification": 10, "demos": 10, "pytorch": 10,
     "draw": 11, "scale": 11, "training": 11,
-    "gallery": 12,
+    "gallery": 12, "view": 12,
     "_moved": 13,
     "__init__": 14,            # the public API: everything but the command line
     "cli": 15,

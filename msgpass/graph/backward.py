@@ -165,24 +165,21 @@ class GraphTrace:
         with ``mp.load_trace``."""
         return EXTENSIONS["save"](self, path, chunk_samples)
 
-    # -- seeing it (msgpass.view: no matplotlib until a diagram is drawn) ----------------------
+    # -- seeing it (msgpass.view plugs these in; no matplotlib until a diagram is drawn) -----
     def to_html(self, path, **options):
         """Write an interactive, self-contained HTML explorer of this trace to ``path`` (no
         network access): step through the backward pass, click an edge for δ = J · S, a node
         for its incoming messages and their sum. Options: msgpass.view.html.write_html."""
-        from ..view.html import write_html
-        return write_html(self, path, **options)
+        return EXTENSIONS["to_html"](self, path, **options)
 
     def to_dot(self, **options) -> str:
         """This trace as Graphviz DOT text: messages as edge labels, sums at the nodes (no
         Graphviz needed; rendering it is up to you). Options: msgpass.view.dot.to_dot."""
-        from ..view.dot import to_dot
-        return to_dot(self, **options)
+        return EXTENSIONS["to_dot"](self, **options)
 
     def _repr_html_(self) -> str:
         """Jupyter's display: a summary and the diagram."""
-        from ..view.notebook import trace_html
-        return trace_html(self)
+        return EXTENSIONS["trace_html"](self)
 
     def as_floats(self) -> GraphTrace:
         """The same trace with exact or mp numbers rounded to float64."""

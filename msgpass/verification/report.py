@@ -100,8 +100,8 @@ class Report:
 
     def _repr_html_(self) -> str:
         """Jupyter's display: the induction table, failing checks highlighted."""
-        from ..view.notebook import report_html
-        return report_html(self)
+        from ..trace import EXTENSIONS    # msgpass.view plugs it in
+        return EXTENSIONS["report_html"](self)
 
     @property
     def first_failure(self) -> Check | None:
