@@ -85,3 +85,14 @@ def test_the_verify_scaling_benchmark_runs_on_small_batches():
     assert [row.split("|")[1].strip() for row in rows] == ["(30, 1)", "(300, 1)"]
     assert all(row.rstrip(" |").endswith("VERIFIED") and "NOT" not in row for row in rows)
     assert "verify at B = 300 ÷ verify at B = 30: " in out
+
+
+def test_the_html_benchmark_measures_size_and_open_time():
+    from msgpass.view.browser import unavailable
+    out = run("bench_html.py", "--quick")
+    assert out.startswith("64-32-relu-10-sce, B = 4, top_k = 200: file ")
+    assert "under 10 MB: yes" in out
+    if unavailable() is None:
+        assert "open time: ready " in out      # (timed, not judged: CI machines vary)
+    else:
+        assert "open time: n/a (" in out
