@@ -119,6 +119,7 @@ def make_figures(out: str | Path = "figures", mnist=None) -> list[Path]:
 
     net, x, target, trace = _chain(FIGURE_SPEC, batch=4)
     keep(draw_network(trace, 0, values=True), "network.png")
+    keep(draw_network(trace, "mean"), "network-mean.png")
     keep(draw_message_panels(trace, 0), "message-panels.png")
     keep(draw_message_panels(trace, "mean"), "message-panels-mean.png")
     keep(draw_verification(verify(net, x, target)), "verification.png")

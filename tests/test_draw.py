@@ -2,11 +2,16 @@
 follow the message signs, no text overlaps at the default sizes, and figures regenerate the
 same bytes."""
 
+import functools
+
 import numpy as np
 import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import PathCollection
+from matplotlib.path import Path
 from matplotlib.testing.decorators import check_figures_equal
 from matplotlib.text import Text
+from matplotlib.transforms import Bbox
 from PIL import Image
 
 import msgpass as mp
@@ -30,28 +35,70 @@ def chain(spec=FIGURE_SPEC, batch=4, seed=0):
     return net, x, target, net.backward()
 
 
-def overlapping_texts(fig):
-    """Pairs of visible, non-empty texts whose rendered boxes overlap (by more than a pixel)."""
+def _rendered(fig):
+    """The figure drawn once on Agg, and its renderer: extents are those of the saved file."""
     FigureCanvasAgg(fig)
     fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()
-    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-    boxes = [t.get_window_extent(renderer).expanded(1.0, 1.0).padded(-1.0) for t in texts]
-    return [(texts[i].get_text(), texts[j].get_text())
-            for i in range(len(texts)) for j in range(i + 1, len(texts))
-            if boxes[i].overlaps(boxes[j])]
+    return fig.canvas.get_renderer()
+
+
+def _texts(fig):
+    return [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+
+
+def _label_box(text, renderer):
+    """What a reader sees of a text: its box where it draws one (a graph's node), else its
+    glyphs, shrunk by a pixel on each side so touching is not overlapping."""
+    patch = text.get_bbox_patch()
+    box = patch.get_window_extent(renderer) if patch is not None and \
+        patch.get_edgecolor()[3] > 0 else text.get_window_extent(renderer)
+    return box.expanded(1.0, 1.0).padded(-1.0)
+
+
+def _marker_boxes(fig):
+    """The square around every node marker of a scatter (its diameter is sqrt(s) points)."""
+    boxes = []
+    for collection in fig.findobj(PathCollection):
+        if not collection.get_visible() or not len(collection.get_offsets()):
+            continue
+        centres = collection.get_offset_transform().transform(collection.get_offsets())
+        sizes = np.broadcast_to(collection.get_sizes(), (len(centres),))
+        for (x, y), s in zip(centres, sizes, strict=True):
+            r = np.sqrt(s) / 2 * fig.dpi / 72
+            boxes.append(Bbox.from_extents(x - r, y - r, x + r, y + r).padded(-1.0))
+    return boxes
+
+
+def overlapping_texts(fig):
+    """Pairs of visible, non-empty texts whose rendered boxes overlap (by more than a pixel),
+    and texts that cover a node marker (named by the text and "marker")."""
+    renderer = _rendered(fig)
+    texts = _texts(fig)
+    boxes = [_label_box(t, renderer) for t in texts]
+    pairs = [(texts[i].get_text(), texts[j].get_text())
+             for i in range(len(texts)) for j in range(i + 1, len(texts))
+             if boxes[i].overlaps(boxes[j])]
+    markers = _marker_boxes(fig)
+    return pairs + [(t.get_text(), "marker") for t, box in zip(texts, boxes, strict=True)
+                    if any(box.overlaps(m) for m in markers)]
 
 
 def _chain_figure(kind):
     net, x, target, trace = chain()
     if kind == "network":
         return draw_network(trace, 0, values=True)
+    if kind == "network-mean":
+        return draw_network(trace, "mean")
+    if kind == "network-mean-layer":
+        return draw_network(trace, "mean", scale="layer")
     if kind == "network-wide":
         return draw_network(chain(WIDE_SPEC, batch=2)[3], 0)
     if kind == "panels":
         return draw_message_panels(trace, 0)
     if kind == "panels-mean":
         return draw_message_panels(trace, "mean")
+    if kind == "panels-layer":
+        return draw_message_panels(trace, "mean", scale="layer")
     return draw_verification(mp.verify(net, x, target))
 
 
@@ -62,15 +109,218 @@ def _graph_figure(kind, name):
     return draw_verification(mp.verify(graph, output))
 
 
+@functools.cache
+def _lenet():
+    """The gallery's trained LeNet-5 (a few seconds, once per test session)."""
+    from msgpass.gallery import find_mnist, lenet_trace
+    directory = find_mnist()
+    if directory is None:
+        pytest.skip("the LeNet-5 figures need MNIST ($MSGPASS_MNIST or ../shared/data/mnist)")
+    return lenet_trace(directory)
+
+
+def _lenet_figure(kind):
+    from msgpass.draw.feature_maps import draw_conv_fan, draw_feature_maps, draw_saliency
+    _, trace, labels = _lenet()
+    if kind == "feature-maps":
+        return draw_feature_maps(trace, 0)
+    if kind == "saliency":
+        return draw_saliency(trace, range(4), labels)
+    return draw_conv_fan(trace, 4, None, 0)
+
+
+# every figure `msgpass figures` draws (the GIFs' last frames are network and feature-maps),
+# and the other scales of the network and panels drawings
 FIGURE_MAKERS = {kind: (lambda kind=kind: _chain_figure(kind)) for kind in
-                 ("network", "network-wide", "panels", "panels-mean", "verification")}
+                 ("network", "network-mean", "network-mean-layer", "network-wide", "panels",
+                  "panels-mean", "panels-layer", "verification")}
 FIGURE_MAKERS.update({f"{kind}-{name}": (lambda kind=kind, name=name: _graph_figure(kind, name))
                       for kind in ("graph", "verification") for name in DEMOS})
+FIGURE_MAKERS.update({f"lenet5-{kind}": (lambda kind=kind: _lenet_figure(kind))
+                      for kind in ("feature-maps", "saliency", "conv-fan")})
 
 
 @pytest.mark.parametrize("name", list(FIGURE_MAKERS))
 def test_no_text_overlaps_at_the_default_sizes(name):
+    """No label's box overlaps another label or a node (a node marker, or a graph node's
+    box): the graph drawing once wrote message labels over node names."""
     assert overlapping_texts(FIGURE_MAKERS[name]()) == [], name
+
+
+# A figure is read in a notebook cell or a README column about 900 px wide (msgpass.view
+# sizes its display for the same cell); a wider PNG is shrunk to fit.
+DISPLAY_WIDTH_PX = 900
+# 7 px glyphs (the em size; about 5 pt on a 96-dpi screen) are the smallest we read without
+# zooming: the graph drawings once printed their node names at 4.2 px after that shrinking.
+MIN_TEXT_PX = 7.0
+
+
+@pytest.mark.parametrize("name", list(FIGURE_MAKERS))
+def test_every_text_is_legible_when_shown_a_cell_wide(name):
+    fig = FIGURE_MAKERS[name]()
+    _rendered(fig)
+    shrink = min(1.0, DISPLAY_WIDTH_PX / (fig.get_figwidth() * fig.dpi))
+    small = {(t.get_text(), round(t.get_fontsize() * fig.dpi / 72 * shrink, 1))
+             for t in _texts(fig) if t.get_fontsize() * fig.dpi / 72 * shrink < MIN_TEXT_PX}
+    assert small == set(), name
+
+
+def _content_box(fig):
+    """The union of what is drawn: every visible text, line, patch, collection and image of
+    an axes without axis lines (not the axes' empty rectangle), the whole tight box of an
+    axes with them (frame, ticks, colour bars), the figure's own texts and legends."""
+    from matplotlib.axis import Axis
+    from matplotlib.spines import Spine
+    renderer = _rendered(fig)
+    boxes = [t.get_window_extent(renderer) for t in fig.texts + fig.legends
+             if t.get_visible() and (not isinstance(t, Text) or t.get_text().strip())]
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        if ax.axison:
+            boxes.append(ax.get_tightbbox(renderer))
+            continue
+        for artist in ax.get_children():
+            if artist is ax.patch or isinstance(artist, (Spine, Axis)) \
+                    or not artist.get_visible() \
+                    or (isinstance(artist, Text) and not artist.get_text().strip()):
+                continue
+            box = artist.get_window_extent(renderer)
+            if np.all(np.isfinite(box.get_points())) and (box.width > 0 or box.height > 0):
+                boxes.append(box)
+    return Bbox.union(boxes)
+
+
+# The drawing should fill its canvas: a fifth left empty across the width or the height is
+# already wasted space in a page-wide figure (the graph drawings once left 40 % of the width
+# empty). Margins of a few pixels round the content are what a tight layout leaves.
+MIN_CONTENT_SHARE = 0.8
+
+
+@pytest.mark.parametrize("name", list(FIGURE_MAKERS))
+def test_the_drawing_fills_its_canvas(name):
+    fig = FIGURE_MAKERS[name]()
+    box = _content_box(fig)
+    width, height = fig.bbox.width, fig.bbox.height
+    share = ((min(box.x1, width) - max(box.x0, 0)) / width,
+             (min(box.y1, height) - max(box.y0, 0)) / height)
+    assert min(share) >= MIN_CONTENT_SHARE, (name, share)
+
+
+@pytest.mark.parametrize("name", list(FIGURE_MAKERS))
+def test_legends_and_colour_bars_lie_inside_the_canvas(name):
+    """The network drawing's width legend was once cut off at the left edge."""
+    fig = FIGURE_MAKERS[name]()
+    renderer = _rendered(fig)
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    canvas = fig.bbox.padded(1.0)    # a pixel of anti-aliasing past the edge is not cut off
+    for legend in legends:
+        box = legend.get_window_extent(renderer)
+        assert canvas.containsx(box.x0) and canvas.containsx(box.x1) and \
+            canvas.containsy(box.y0) and canvas.containsy(box.y1), (name, box, fig.bbox)
+    for ax in fig.axes:
+        box = ax.get_tightbbox(renderer)
+        assert canvas.containsx(box.x0) and canvas.containsx(box.x1) and \
+            canvas.containsy(box.y0) and canvas.containsy(box.y1), (name, box, fig.bbox)
+
+
+def _outside_math(text):
+    """A text without its $…$ mathtext parts: what matplotlib prints as plain characters."""
+    parts = text.split("$")
+    return "".join(parts[0::2]) if len(parts) % 2 else text
+
+
+@pytest.mark.parametrize("name", list(FIGURE_MAKERS))
+def test_no_text_prints_raw_math_markup(name):
+    """A panel title once printed `δ^t_(n←n')` as typed, carets and all."""
+    fig = FIGURE_MAKERS[name]()
+    raw = [t.get_text() for t in _texts(fig)
+           if "^" in _outside_math(t.get_text()) or "_(" in _outside_math(t.get_text())
+           or "_{" in _outside_math(t.get_text())]
+    assert raw == [], name
+
+
+def _graph_arrows(fig):
+    from matplotlib.patches import FancyArrowPatch
+    renderer = _rendered(fig)
+    ax = fig.axes[0]
+    arrows = [p for p in ax.patches if isinstance(p, FancyArrowPatch)]
+    # each arrow (its curve and its head) as polylines: to_polygons flattens the Béziers
+    paths = [[Path(line) for line in a.get_transform().transform_path(a.get_path())
+              .to_polygons(closed_only=False)] for a in arrows]
+    points = [np.concatenate([line.interpolated(10).vertices for line in lines])
+              for lines in paths]
+    return renderer, paths, points
+
+
+@pytest.mark.parametrize("name", list(DEMOS))
+def test_graph_labels_sit_clear_of_other_edges(name):
+    """A value or message label lies on its own edge, never on another edge or a crossing
+    (the staged graph once printed −4 where two edges cross)."""
+    from matplotlib.text import Annotation
+    fig = _graph_figure("graph", name)
+    renderer, paths, points = _graph_arrows(fig)
+    crossed = []
+    for label in (t for t in fig.axes[0].texts if isinstance(t, Annotation)):
+        anchor = fig.axes[0].transData.transform(label.xy)
+        distance = [np.min(np.hypot(*(p - anchor).T)) for p in points]
+        own = int(np.argmin(distance))   # the edge the label is anchored on
+        box = label.get_window_extent(renderer)
+        crossed += [(label.get_text(), k) for k, lines in enumerate(paths) if k != own
+                    and any(line.intersects_bbox(box, filled=False) for line in lines)]
+    assert crossed == [], name
+
+
+@pytest.mark.parametrize("name", list(DEMOS))
+def test_graph_drawings_explain_their_labels_in_a_legend(name):
+    fig = _graph_figure("graph", name)
+    legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    entries = " ".join(t.get_text() for legend in legends for t in legend.get_texts())
+    for meaning in ("forward value", "message", "sum of"):
+        assert meaning in entries, (name, entries)
+
+
+def _edge_norms(fig):
+    """The colour scale of each layer's edges, t = 1..T."""
+    layers = sorted((c for c in fig.axes[0].collections
+                     if (c.get_gid() or "").startswith("messages-")),
+                    key=lambda c: int(c.get_gid().split("-")[1]))
+    return [c.norm for c in layers]
+
+
+def test_the_mean_drawing_takes_its_colour_scale_from_the_mean_messages():
+    """The batch-mean drawing was blank: its scale was pinned at the loss's seed 1/B while
+    mean messages are a few thousandths. Now the edges' scale is ±max |mean message|."""
+    _, _, _, trace = chain()
+    fig = draw_network(trace, "mean")
+    means = np.concatenate([trace.message(t).mean(axis=0).ravel()
+                            for t in range(1, trace.T + 1)])
+    for norm in _edge_norms(fig):
+        assert (norm.vmin, norm.vmax) == (-np.abs(means).max(), np.abs(means).max())
+    assert np.abs(means).max() < 1 / trace.batch    # else this test could not tell them apart
+
+
+# a sigmoid stack: each sigmoid passes back at most a quarter of what reaches it, so the
+# layers' mean messages differ by orders of magnitude
+VANISHING_SPEC = "6-6-sigmoid-6-sigmoid-6-sigmoid-6-sigmoid-3-sce"
+
+
+def test_the_layer_scale_gives_every_layer_its_own_colour_range():
+    """Layers whose messages differ by orders of magnitude: under one global scale the small
+    ones are white, under scale="layer" each layer's strongest message reaches the end of
+    the colour map, in the network drawing and in the panels."""
+    _, _, _, trace = chain(VANISHING_SPEC, batch=8)
+    tops = [np.abs(trace.message(t).mean(axis=0)).max() for t in range(1, trace.T + 1)]
+    assert max(tops) / min(tops) > 100    # the layers do differ: the option has work to do
+    network = draw_network(trace, "mean", scale="layer")
+    assert [n.vmax for n in _edge_norms(network)] == tops
+    assert all(n.vmin == -n.vmax for n in _edge_norms(network))
+    panels = draw_message_panels(trace, "mean", scale="layer")
+    assert [im.norm.vmax for ax in panels.axes for im in ax.images] == tops
+    assert {n.vmax for n in _edge_norms(draw_network(trace, "mean"))} == {max(tops)}
+    for draw in (draw_network, draw_message_panels):
+        with pytest.raises(ValueError, match="scale must be 'global' or 'layer'"):
+            draw(trace, 0, scale="log")
 
 
 def test_edge_colours_follow_the_message_signs():
@@ -107,9 +357,9 @@ def test_wide_layers_draw_exactly_the_strongest_edges_and_say_so(limit):
     assert drawn == limit
     assert f"{limit:,} of {total:,} edges drawn (the strongest; {total - limit:,} left out)" \
         in fig.axes[0].get_title()
-    # the widths of the drawn edges are 0.4 + 3|δ|/max: recover |δ| and compare with the top-k
-    scale = max(np.abs(everything).max(),
-                max(np.abs(wide.incoming(t + 1)[0]).max() for t in range(wide.T + 1)))
+    # the widths of the drawn edges are 0.4 + 3|δ|/max|δ|: recover |δ| and compare with the
+    # top-k (the scale is the messages' own, node sums take no part in it)
+    scale = np.abs(everything).max()
     shown = np.sort(np.concatenate([(np.asarray(c.get_linewidths()) - 0.4) / 3.0 * scale
                                     for c in layers]))
     expected = np.sort(np.abs(everything))[-limit:]
@@ -238,7 +488,8 @@ def test_committed_figures_match_a_fresh_run(tmp_path):
         rendering_stack,
     )
     made = make_figures(tmp_path)
-    assert {p.name for p in made} >= {"network.png", "message-panels.png", "graph-apple.png",
+    assert {p.name for p in made} >= {"network.png", "network-mean.png", "message-panels.png",
+                                      "graph-apple.png",
                                       "graph-staged.png", "backward.gif", "verification.png"}
     if find_mnist() is not None:     # the LeNet-5 figures are drawn where MNIST is at hand
         assert {p.name for p in made} >= set(LENET_FIGURES)

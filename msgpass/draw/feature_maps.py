@@ -67,7 +67,8 @@ def draw_feature_maps(trace, sample: int = 0, *, hidden: set[int] | None = None)
     trace = trace.as_floats()
     steps = image_steps(trace)
     columns = max(trace.shapes[t][0] for t in steps)
-    fig = Figure(figsize=(1.0 + 0.95 * columns, 0.55 + 1.25 * len(steps)), dpi=100,
+    # 0.62 in per map keeps sixteen channels within a 900-px notebook cell at legible sizes
+    fig = Figure(figsize=(1.0 + 0.62 * columns, 0.55 + 1.0 * len(steps)), dpi=100,
                  layout="constrained")
     grid = fig.subplots(len(steps), columns + 1, squeeze=False,
                         gridspec_kw={"width_ratios": [1] * columns + [0.12]})
@@ -85,9 +86,9 @@ def draw_feature_maps(trace, sample: int = 0, *, hidden: set[int] | None = None)
                               norm=norm, interpolation="nearest")
             if c == 0:
                 ax.set_ylabel(f"$z^{{{t}}}$" if t else "$x$", fontsize=LABEL_SIZE)
-            ax.set_title(f"ch {c}", fontsize=LABEL_SIZE - 1, pad=2)
+            ax.set_title(f"ch {c}", fontsize=LABEL_SIZE, pad=2)
         colorbar = fig.colorbar(image, cax=row[-1])
-        colorbar.ax.tick_params(labelsize=LABEL_SIZE - 1)
+        _few_ticks(colorbar)
         note = row[0].annotate(_row_title(trace, t) + ("" if shown else ": not yet arrived"),
                                (0, 1), xycoords="axes fraction", xytext=(0, 11),
                                textcoords="offset points", fontsize=LABEL_SIZE, ha="left",
@@ -96,6 +97,16 @@ def draw_feature_maps(trace, sample: int = 0, *, hidden: set[int] | None = None)
     fig.suptitle(f"backward pass as feature maps, sample {sample}: what arrives at each "
                  f"channel (∂L/∂z)", fontsize=TEXT_SIZE)
     return fig
+
+
+def _few_ticks(colorbar) -> None:
+    """Three ticks, −t, 0 and t with t = 0.8·max in one significant digit: a short colour bar
+    beside a row of maps has no room for more, and labels kept off its ends stay clear of
+    the next row's."""
+    top = 0.8 * colorbar.norm.vmax
+    tick = float(f"{top:.1g}")
+    colorbar.set_ticks([-tick, 0.0, tick], labels=[f"{-tick:g}", "0", f"{tick:g}"])
+    colorbar.ax.tick_params(labelsize=LABEL_SIZE)
 
 
 def draw_saliency(trace, samples=(0, 1, 2, 3), labels=None) -> Figure:
@@ -159,7 +170,7 @@ def draw_conv_fan(trace, t: int, unit: tuple[int, int, int] | None = None,
     top = J.stride[0] * i_out - J.padding[0]
     left = J.stride[1] * j_out - J.padding[1]
     values = np.asarray(trace.value(t - 1)[sample], dtype=float)
-    fig = Figure(figsize=(max(6.5, 0.6 + 2.0 * C), 2.9), dpi=100, layout="constrained")
+    fig = Figure(figsize=(max(6.5, 0.6 + 1.7 * C), 2.7), dpi=100, layout="constrained")
     axes = fig.subplots(1, C, squeeze=False)[0]
     norm = symmetric_norm(messages)
     arrived = float(arriving[c_out, i_out, j_out])
@@ -177,7 +188,7 @@ def draw_conv_fan(trace, t: int, unit: tuple[int, int, int] | None = None,
         ax.set_xticks([])
         ax.set_yticks([])
     colorbar = fig.colorbar(image, ax=axes.tolist(), shrink=0.85)
-    colorbar.ax.tick_params(labelsize=LABEL_SIZE - 1)
+    _few_ticks(colorbar)
     fig.suptitle(f"layer {t}, {trace.labels[t - 1]}: output unit (channel {c_out}, row "
                  f"{i_out}, col {j_out}) holds S = {arrived:.3g}\nand sends W·S to its "
                  f"{kh}×{kw} receptive field in every input channel", fontsize=TEXT_SIZE)

@@ -8,6 +8,7 @@ every time.
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.cm import ScalarMappable
 from matplotlib.collections import LineCollection
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
@@ -16,10 +17,16 @@ from matplotlib.lines import Line2D
 from ..validate import positive_int
 from .style import CMAP, LABEL_SIZE, TEXT_SIZE, fmt, new_axes, symmetric_norm
 
-__all__ = ["draw_network", "network_edges", "MAX_EDGES", "MAX_LABELLED_NODES"]
+__all__ = ["draw_network", "network_edges", "layer_norms", "check_scale", "MAX_EDGES",
+           "MAX_LABELLED_NODES", "SCALES"]
 
 MAX_EDGES = 2000          # beyond this many edges only the strongest are drawn (the figure says so)
 MAX_LABELLED_NODES = 12   # node sums are written at the nodes of columns up to this tall
+# "global": one colour scale for every layer, so layers compare; "layer": each layer on its
+# own, for networks whose layers' messages differ by orders of magnitude
+SCALES = ("global", "layer")
+WIDTH_MIN, WIDTH_GAIN = 0.4, 3.0   # edge width in points: WIDTH_MIN + WIDTH_GAIN·|δ|/max|δ|
+LONG_LABEL = 22   # characters of a layer name that fit between two columns at LABEL_SIZE
 
 
 def _column_y(width: int) -> np.ndarray:
@@ -59,6 +66,23 @@ def check_sample(trace, sample) -> None:
                          f"got {sample!r}")
 
 
+def check_scale(scale) -> None:
+    """``scale`` must be one of SCALES."""
+    if not isinstance(scale, str) or scale not in SCALES:
+        raise ValueError(f"scale must be 'global' or 'layer', got {scale!r}")
+
+
+def layer_norms(blocks, scale: str = "global") -> list[Normalize]:
+    """One symmetric colour scale per layer, from that layer's messages (``scale="layer"``)
+    or all layers' (``"global"``, the same scale repeated). Messages only: a node's sum or
+    the loss's seed 1/B would pin the scale above every message of a batch mean."""
+    check_scale(scale)
+    if scale == "layer":
+        return [symmetric_norm(np.ravel(block)) for block in blocks]
+    shared = symmetric_norm(np.concatenate([np.ravel(block) for block in blocks]))
+    return [shared] * len(blocks)
+
+
 def strongest(messages: np.ndarray, limit: int | None) -> np.ndarray:
     """Boolean mask of the ``limit`` largest |messages| over all layers at once (ties broken
     by position, so the choice is reproducible); all True when there are fewer."""
@@ -70,7 +94,7 @@ def strongest(messages: np.ndarray, limit: int | None) -> np.ndarray:
 
 
 def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_EDGES,
-                 values: bool = False, ax=None) -> Figure:
+                 values: bool = False, scale: str = "global", ax=None) -> Figure:
     """Draw the messages of one sample flowing through a network.
 
     Parameters
@@ -85,6 +109,11 @@ def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_ED
     values : bool
         Also write each node's forward value z^t (above the node, in grey). Node sums and
         values are written for columns of at most MAX_LABELLED_NODES nodes.
+    scale : "global" or "layer"
+        One colour (and width) scale for all layers, ±max |δ| over the drawn messages, so
+        layers compare; or each layer on its own ±max |δ|, written above the layer, for
+        networks whose layers differ by orders of magnitude. Node sums share the scale of
+        the messages that arrive at them and saturate beyond it.
     ax : matplotlib Axes, optional
         Draw here instead of on a new Figure.
 
@@ -93,59 +122,98 @@ def draw_network(trace, sample: int | str = 0, *, max_edges: int | None = MAX_ED
     matplotlib.figure.Figure
         Edge colour: the message's sign and size on a diverging scale (colour bar); edge
         width: |δ| (legend); node colour and the number beside it: the sum S^t arriving there.
-        Each layer's edges are one LineCollection with gid ``"messages-t"``; each column's
-        nodes a scatter with gid ``"nodes-t"`` and its sums texts with gid ``"sums-t"``.
+        Each layer's edges are one LineCollection with gid ``"messages-t"`` (its ``norm`` is
+        the layer's colour scale); each column's nodes a scatter with gid ``"nodes-t"`` and
+        its sums texts with gid ``"sums-t"``.
     """
     trace = trace.as_floats()   # exact or mp numbers are drawn as floats
     check_sample(trace, sample)
+    check_scale(scale)
     if max_edges is not None:
         positive_int(max_edges, "max_edges", noun="integer or None")
     per_layer = network_edges(trace, sample)
+    norms = layer_norms([layer[4] for layer in per_layer], scale)
     everything = np.concatenate([layer[4] for layer in per_layer])
-    total = everything.size
     keep = strongest(everything, max_edges)
     incoming = [_pick(trace.incoming[t + 1], sample) for t in range(trace.T + 1)]
-    norm = symmetric_norm(np.concatenate([everything, *incoming]))
     columns = trace.T + 1
-    fig, ax = new_axes(ax, figsize=(max(6.0, 1.7 * columns), 5.2))
+    fig, ax = new_axes(ax, figsize=(max(6.0, 1.45 * columns), 5.0))
     start = 0
-    for t, (x0, y0, x1, y1, message) in enumerate(per_layer, 1):
-        chosen = keep[start:start + message.size]
-        start += message.size
-        order = np.argsort(np.abs(message[chosen]), kind="stable")  # strongest on top
-        segments = np.stack([np.stack([x0, y0], 1), np.stack([x1, y1], 1)], 1)[chosen][order]
-        strength = np.abs(message[chosen][order]) / norm.vmax
-        ax.add_collection(LineCollection(
-            segments, colors=CMAP(norm(message[chosen][order])),
-            linewidths=0.4 + 3.0 * strength, zorder=1, gid=f"messages-{t}"))
-    drawn = int(keep.sum())
-    _draw_nodes(ax, trace, sample, incoming, norm, values)
-    for t in range(1, trace.T + 1):
-        ax.text(t - 0.5, 1.22, trace.labels[t - 1], ha="center", va="bottom",
-                fontsize=LABEL_SIZE, rotation=0 if len(trace.labels[t - 1]) < 14 else 12)
-    for t in range(columns):
-        width = trace.values[t].shape[1]
-        ax.text(t, -1.25, f"$z^{{{t}}}$  ({width})", ha="center", va="top", fontsize=LABEL_SIZE)
-    ax.set_xlim(-0.4, columns - 0.6)
-    ax.set_ylim(-1.45, 1.45)
+    for t, (layer, norm) in enumerate(zip(per_layer, norms, strict=True), 1):
+        chosen = keep[start:start + layer[4].size]
+        start += layer[4].size
+        _draw_edges(ax, t, layer, chosen, norm)
+    # column t holds z^t and the sums of layer t+1's messages: their scale; the loss's seed
+    # takes the last layer's
+    _draw_nodes(ax, trace, sample, incoming, norms + norms[-1:], values)
+    _label_layers(ax, trace, norms if scale == "layer" else None)
+    ax.set_xlim(-0.3, columns - 0.55)
+    ax.set_ylim(-1.32, 1.42)
     ax.axis("off")
+    drawn, total = int(keep.sum()), everything.size
     which = "mean over the batch" if sample == "mean" else f"sample {sample}"
     title = f"backward messages $\\delta^t$, {which}: {drawn:,} of {total:,} edges drawn"
     if drawn < total:
         title += f" (the strongest; {total - drawn:,} left out)"
     ax.set_title(title, fontsize=TEXT_SIZE + 1)
-    colorbar = fig.colorbar(_mappable(norm), ax=ax, fraction=0.03, pad=0.01)
-    colorbar.set_label("message δ and node sum S (colour: sign and size)", fontsize=LABEL_SIZE)
-    colorbar.ax.tick_params(labelsize=LABEL_SIZE)
-    if np.any(everything != 0):
-        legend = [Line2D([], [], color="0.3", linewidth=0.4 + 3.0 * f,
-                         label=f"|δ| = {fmt(f * norm.vmax)}") for f in (1.0, 0.5, 0.1)]
-        ax.legend(handles=legend, loc="lower left", fontsize=LABEL_SIZE, frameon=False,
-                  bbox_to_anchor=(0.0, -0.12), ncol=3, title="edge width",
-                  title_fontsize=LABEL_SIZE)
-    else:
-        ax.text(0.0, -1.42, "every message is 0", fontsize=LABEL_SIZE, va="bottom")
+    _colour_bar(fig, ax, norms, scale, incoming)
+    _width_legend(ax, norms[0].vmax if scale == "global" else None,
+                  bool(np.any(everything != 0)))
     return fig
+
+
+def _draw_edges(ax, t: int, layer, chosen: np.ndarray, norm: Normalize) -> None:
+    """Layer t's chosen edges, strongest on top: colour by ``norm``, width by |δ|."""
+    x0, y0, x1, y1, message = layer
+    order = np.argsort(np.abs(message[chosen]), kind="stable")
+    segments = np.stack([np.stack([x0, y0], 1), np.stack([x1, y1], 1)], 1)[chosen][order]
+    shown = message[chosen][order]
+    edges = LineCollection(segments, array=shown, cmap=CMAP, norm=norm,
+                           linewidths=WIDTH_MIN + WIDTH_GAIN * np.abs(shown) / norm.vmax,
+                           zorder=1, gid=f"messages-{t}")
+    edges.update_scalarmappable()   # colours now, so they can be read before drawing
+    ax.add_collection(edges)
+
+
+def _label_layers(ax, trace, norms: list[Normalize] | None) -> None:
+    """Each layer's name above it (with its own scale, when it has one), each column's z^t
+    and width below it."""
+    for t in range(1, trace.T + 1):
+        label = trace.labels[t - 1]
+        if norms is not None:
+            label += f"\n|δ| ≤ {fmt(norms[t - 1].vmax)}"
+        ax.text(t - 0.5, 1.13, label, ha="center", va="bottom", fontsize=LABEL_SIZE,
+                rotation=0 if len(trace.labels[t - 1]) <= LONG_LABEL else 12, linespacing=1.3)
+    for t in range(trace.T + 1):
+        width = trace.values[t].shape[1]
+        ax.text(t, -1.14, f"$z^{{{t}}}$  ({width})", ha="center", va="top", fontsize=LABEL_SIZE)
+
+
+def _colour_bar(fig, ax, norms, scale: str, incoming) -> None:
+    """One colour bar: the messages' scale, or under scale="layer" the fraction of each
+    layer's own max |δ|; arrows at its ends where node sums go beyond it."""
+    beyond = any(np.max(np.abs(s), initial=0.0) > norm.vmax
+                 for s, norm in zip(incoming, norms + norms[-1:], strict=True))
+    shown = norms[0] if scale == "global" else Normalize(-1.0, 1.0)
+    bar = fig.colorbar(ScalarMappable(norm=shown, cmap=CMAP), ax=ax, fraction=0.03, pad=0.01,
+                       extend="both" if beyond else "neither")
+    bar.set_label("message δ and node sum S" if scale == "global"
+                  else "δ and S as a fraction of their layer's max |δ|", fontsize=LABEL_SIZE)
+    bar.ax.tick_params(labelsize=LABEL_SIZE)
+
+
+def _width_legend(ax, top: float | None, any_message: bool) -> None:
+    """Edge widths for |δ| at 1, ½ and 0.1 of the scale (``top``, or each layer's own max),
+    below the drawing, inside the figure."""
+    if not any_message:
+        ax.text(0.0, -1.3, "every message is 0", fontsize=LABEL_SIZE, va="bottom")
+        return
+    handles = [Line2D([], [], color="0.3", linewidth=WIDTH_MIN + WIDTH_GAIN * f,
+                      label=f"|δ| = {fmt(f * top)}" if top is not None else
+                      f"|δ| = {f:g} × its layer's max") for f in (1.0, 0.5, 0.1)]
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
+              fontsize=LABEL_SIZE, frameon=False, title="edge width", title_fontsize=LABEL_SIZE,
+              borderaxespad=0.2)
 
 
 def _pick(array: np.ndarray, sample) -> np.ndarray:
@@ -155,8 +223,8 @@ def _pick(array: np.ndarray, sample) -> np.ndarray:
 LABEL_BOX = dict(boxstyle="square,pad=0.1", facecolor="white", edgecolor="none", alpha=0.75)
 
 
-def _draw_nodes(ax, trace, sample, incoming, norm: Normalize, values: bool) -> None:
-    for t in range(trace.T + 1):
+def _draw_nodes(ax, trace, sample, incoming, norms: list[Normalize], values: bool) -> None:
+    for t, norm in enumerate(norms):
         here = incoming[t]
         y = _column_y(here.size)
         ax.scatter(np.full(here.size, float(t)), y, s=60 if here.size <= 40 else 12,
@@ -170,8 +238,3 @@ def _draw_nodes(ax, trace, sample, incoming, norm: Normalize, values: bool) -> N
             for yy, v in zip(y, _pick(trace.values[t], sample), strict=True):
                 ax.text(t - 0.06, yy + 0.03, fmt(v), fontsize=TEXT_SIZE - 1, va="bottom",
                         ha="right", color="0.45", zorder=4, bbox=LABEL_BOX)
-
-
-def _mappable(norm):
-    from matplotlib.cm import ScalarMappable
-    return ScalarMappable(norm=norm, cmap=CMAP)

@@ -100,7 +100,7 @@ class Report:
 
     def _repr_html_(self) -> str:
         """Jupyter's display: the induction table, failing checks highlighted."""
-        from ..trace import EXTENSIONS    # msgpass.view plugs it in
+        from ..trace import EXTENSIONS  # msgpass.view plugs it in
         return EXTENSIONS["report_html"](self)
 
     @property
