@@ -145,3 +145,19 @@ def test_composite_functions_example_prints_the_numbers_it_states(capsys):
               'g.hvp(f, {"x": np.ones(5)})["x"][0]': g.hvp(f, ones)["x"][0]}
     for expression, value in actual.items():
         assert repr(float(value)) == stated[expression], expression
+
+
+def test_html_explorer_example_writes_a_self_contained_page(tmp_path, monkeypatch):
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Seeing the messages.*?```python\n(.*?)```", text, re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README", "exec"), {})
+    page = (tmp_path / "trace.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<script src=" not in page
+    assert (tmp_path / "trace.html").stat().st_size < 10 * 2**20   # the bound
+
+
+def test_readme_links_every_example_notebook():
+    text = README.read_text(encoding="utf-8")
+    notebooks = sorted(p.name for p in (README.parent / "examples").glob("*.ipynb"))
+    assert notebooks and all(f"(examples/{name})" in text for name in notebooks)
