@@ -11,18 +11,21 @@ from msgpass.demos import DEMOS
 from msgpass.testing import random_batch
 
 QUOTED = r'"((?:[^"\\]|\\.)*)"'
-EDGE = re.compile(rf"^\s*{QUOTED} -> {QUOTED} \[(.*)\];$")
-NODE = re.compile(rf"^\s*{QUOTED} \[label={QUOTED}\];$")
+ID = r"(g\d+_\d+)"          # node ids are positions (group, entry); names are in the labels
+EDGE = re.compile(rf"^\s*{ID} -> {ID} \[(.*)\];$")
+NODE = re.compile(rf"^\s*{ID} \[label={QUOTED}\];$")
 
 
 def unquote(text: str) -> str:
     return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), text)
 
 
-def parse(dot: str) -> tuple[dict, list]:
+def parse(dot: str, by_id: bool = False) -> tuple[dict, list]:
     """The nodes ({name: label lines}) and edges ([(tail, head, {attr: value})]) of DOT text
-    as to_dot writes it; AssertionError for braces that do not balance outside the quoted
-    strings, a statement that is not one of ours, or an edge to an undeclared node."""
+    as to_dot writes it, named by the first line of each node's label (before " · "), or by
+    their DOT ids with ``by_id``; AssertionError for braces that do not balance outside the
+    quoted strings, a statement that is not one of ours, an edge to an undeclared node, or
+    two nodes of one name."""
     lines = dot.strip().splitlines()
     assert lines[0] == "digraph msgpass {" and lines[-1] == "}"
     depth = 0
@@ -37,15 +40,20 @@ def parse(dot: str) -> tuple[dict, list]:
         stripped = line.strip()
         if m := EDGE.match(line):
             attrs = dict((k, unquote(v)) for k, v in re.findall(rf"(\w+)={QUOTED}", m.group(3)))
-            edges.append((unquote(m.group(1)), unquote(m.group(2)), attrs))
+            edges.append((m.group(1), m.group(2), attrs))
         elif m := NODE.match(line):
-            nodes[unquote(m.group(1))] = unquote(m.group(2)).split("\n")
+            nodes[m.group(1)] = unquote(m.group(2)).split("\n")
         else:
             assert (stripped.startswith(("//", "graph [", "node [", "edge [", "label=",
                                          "subgraph ")) or stripped == "}"), line
     for tail, head, _ in edges:
         assert tail in nodes and head in nodes, (tail, head)
-    return nodes, edges
+    if by_id:
+        return nodes, edges
+    name = {i: label[0].split(" · ")[0] for i, label in nodes.items()}
+    assert len(set(name.values())) == len(name), "two nodes of one name"
+    return ({name[i]: label for i, label in nodes.items()},
+            [(name[t], name[h], attrs) for t, h, attrs in edges])
 
 
 def equal_to_digits(text: str, value: float, digits: int = 4) -> bool:
@@ -170,8 +178,50 @@ def test_the_checker_catches_broken_dot(mlp):
     assert not equal_to_digits(attrs["label"], 1.001 * mlp.message(t)[0, n, n_])
 
 
-def test_the_text_is_deterministic(mlp):
-    assert mlp.to_dot(sample="mean") == mlp.to_dot(sample="mean")
+def test_the_text_is_the_same_in_another_process(mlp):
+    # nothing in it may depend on the process: set order, ids of objects, hash seeds
+    import subprocess
+    import sys
+    code = ("import numpy as np, msgpass as mp\n"
+            "from msgpass.testing import random_batch\n"
+            "net = mp.build_network('20-12-relu-6-sce', seed=0)\n"
+            "x, target = random_batch(net, 5, np.random.default_rng(0))\n"
+            "net.forward(x, target)\n"
+            "print(net.backward().to_dot(sample='mean'), end='')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**__import__("os").environ, "PYTHONHASHSEED": "123"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == mlp.to_dot(sample="mean")
+
+
+def test_names_that_collide_or_break_lines_stay_apart():
+    # graph node "a[0]" and entry 0 of the vector node "a" print alike: ids keep them two
+    # nodes; a newline in a name stays inside its quoted label and out of the comments
+    g = mp.Graph()
+    a = g.input("a", np.array([1.0, 2.0]))
+    a0 = g.input("a[0]", np.array([5.0]))
+    f = mp.sum(a * 3.0) + a0 * 7.0
+    f = f.named("out\nline")
+    dot = g.backward(f).to_dot(top_k=None, all_nodes=True)
+    nodes, edges = parse(dot, by_id=True)
+    labels = [label[0].split(" · ")[0] for label in nodes.values()]
+    assert labels.count("a[0]") == 2
+    sums = sorted(sum_of(label) for label in nodes.values()
+                  if label[0].split(" · ")[0] == "a[0]")
+    assert sums == [3.0, 7.0]          # ∂f/∂a[0] = 3 and ∂f/∂(node a[0]) = 7
+
+
+def test_a_trace_that_kept_only_sums_shows_its_nodes(mlp):
+    net = mp.build_network("20-12-relu-6-sce", seed=0)
+    x, target = random_batch(net, 5, np.random.default_rng(0))
+    net.forward(x, target)
+    trace = net.backward(keep="sums")
+    nodes, edges = parse(trace.to_dot(top_k=3))
+    assert edges == []
+    assert len(nodes) > 1 + 3        # the output and the largest sums of the other layers
+    for name, label in nodes.items():
+        t, n = chain_index(name)
+        assert equal_to_digits(str(sum_of(label)), trace.incoming(t + 1)[0, n]), name
 
 
 @pytest.mark.parametrize("options, error, match", [

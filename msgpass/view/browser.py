@@ -20,7 +20,8 @@ __all__ = ["CHROMIUM_ARGS", "chromium", "unavailable", "open_page", "Opened"]
 
 # headless, and nothing the browser would fetch by itself: a request the test sees is the page's
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-dev-shm-usage"]    # containers with a 64 MB /dev/shm
 VIEWPORT = (1400, 820)
 READY_TIMEOUT_MS = 30_000     # far above the 2 s target: a slow CI machine fails the time check,
                               # not the load
@@ -91,7 +92,10 @@ def open_page(path, viewport: tuple[int, int] = VIEWPORT) -> Iterator[Opened]:
             page.on("request", lambda r: log.requests.append(r.url))
             start = time.perf_counter()
             page.goto(url)
-            page.wait_for_function("window.msgpassReady !== undefined",
+            # a selector, not wait_for_function: the page's CSP forbids the eval that
+            # polling a function needs, which would turn a page that never gets ready into
+            # a misleading "unsafe-eval" error instead of a timeout
+            page.wait_for_selector("html[data-ready=true]", state="attached",
                                    timeout=READY_TIMEOUT_MS)
             wall = time.perf_counter() - start
             ready = page.evaluate("window.msgpassReady")

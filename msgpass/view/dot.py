@@ -22,14 +22,16 @@ DIGITS = 4
 POSITIVE, NEGATIVE = "#c0392b", "#1f5fbf"    # the explorer's colours for δ > 0 and δ < 0
 
 
-def to_dot(trace, *, sample: int | str = 0, top_k: int | None = TOP_K, digits: int = DIGITS,
-           all_nodes: bool = False, values: bool = False, rankdir: str = "LR") -> str:
+def to_dot(trace, *, sample: int | str | None = None, top_k: int | None = TOP_K,
+           digits: int = DIGITS, all_nodes: bool = False, values: bool = False,
+           rankdir: str = "LR") -> str:
     """The DOT text of a Trace or GraphTrace.
 
     Parameters
     ----------
-    sample : int or "mean"
-        The batch sample whose messages are written, or the batch mean.
+    sample : int, "mean" or None
+        The batch sample whose messages are written, or the batch mean; None (default) is
+        the first sample the trace kept (0 unless it kept only some).
     top_k : int or None
         Edges per block, the strongest by |δ| (ties in C order); None writes every edge.
     digits : int
@@ -61,14 +63,24 @@ def to_dot(trace, *, sample: int | str = 0, top_k: int | None = TOP_K, digits: i
         return f"{x:.{digits}g}"
 
     groups = {g.key: g for g in ex.groups}
+    number = {g.key: i for i, g in enumerate(ex.groups)}
+
+    def node_id(key: str, n: int) -> str:
+        # ids are positions, never names: graph node "a[0]" and entry 0 of a vector node "a"
+        # share a display name, and must stay two nodes; names go in the labels only
+        return f"g{number[key]}_{n}"
+
     shown: dict[str, set[int]] = {g.key: set() for g in ex.groups}
     edge_lines, notes = [], []
     for link in ex.links:
         if link.note:
-            notes.append(f"  // {link.title} ({link.label}): {link.note}")
+            notes.append(f"  // {_comment(f'{link.title} ({link.label}): {link.note}')}")
+            # no messages to show, but the sums at both ends were kept: show the nodes that
+            # received the most, as a shown edge would
+            for key in (link.source, link.destination):
+                shown[key].update(_largest_sums(ex, groups[key], view, top_k))
             continue
         e = ex.strongest(link, [view], top_k)[view]
-        source, destination = groups[link.source], groups[link.destination]
         for i in range(len(e.message)):
             n, n_ = int(e.source[i]), int(e.destination[i])
             shown[link.source].add(n)
@@ -78,9 +90,9 @@ def to_dot(trace, *, sample: int | str = 0, top_k: int | None = TOP_K, digits: i
             tip = (f"{link.title}: δ = J · S = {product}" if view != MEAN else
                    f"{link.title}: batch means: δ = {num(e.message[i])}, J = {J}, "
                    f"S = {num(e.arriving[i])}")
-            receiver, sender = entry_name(source, n, graph), entry_name(destination, n_, graph)
             edge_lines.append(
-                f"  {_id(receiver)} -> {_id(sender)} [label={_id(num(e.message[i]))}, "
+                f"  {node_id(link.source, n)} -> {node_id(link.destination, n_)} "
+                f"[label={_id(num(e.message[i]))}, "
                 f"tooltip={_id(tip)}, "
                 f"color={_id(POSITIVE if e.message[i] >= 0 else NEGATIVE)}];")
     output = ex.output
@@ -88,8 +100,8 @@ def to_dot(trace, *, sample: int | str = 0, top_k: int | None = TOP_K, digits: i
     what = "the batch mean" if view == MEAN else f"sample {view}"
     kept = "every edge" if top_k is None else f"the strongest {top_k} edges per block"
     lines = ["digraph msgpass {",
-             f"  // msgpass messages of {ex.title}: {what}, {kept}; δ on the edges, the sum S "
-             f"each node received at the nodes",
+             f"  // {_comment(f'msgpass messages of {ex.title}: {what}, {kept}')}; δ on the "
+             f"edges, the sum S each node received at the nodes",
              f"  graph [rankdir={rankdir}, label={_id(f'{ex.title} · {what}')}, labelloc=t, "
              f"fontname=Helvetica, nodesep=0.08, ranksep=1.2];",
              "  node [shape=box, style=\"rounded,filled\", fillcolor=\"#f8f9fb\", "
@@ -112,13 +124,31 @@ def to_dot(trace, *, sample: int | str = 0, top_k: int | None = TOP_K, digits: i
                 label.append(f"S = {num(sums[n])}")
             if values:
                 label.append(f"z = {num(zs[n])}")
-            lines.append(f"  {'' if alone else '  '}{_id(name)} [label={_id(*label)}];")
+            lines.append(f"  {'' if alone else '  '}{node_id(g.key, n)} "
+                         f"[label={_id(*label)}];")
         if not alone:
             lines.append("  }")
     return "\n".join([*lines, *notes, *edge_lines, "}"]) + "\n"
 
 
 def _id(*lines: str) -> str:
-    """A DOT quoted string of one or more lines (joined by DOT's ``\\n``)."""
-    return '"' + "\\n".join(line.replace("\\", "\\\\").replace('"', '\\"')
-                             for line in lines) + '"'
+    """A DOT quoted string of one or more lines (joined by DOT's ``\\n``; a line break inside
+    a name is one too, so that it never ends the string's line)."""
+    text = "\n".join(lines).replace("\r\n", "\n").replace("\r", "\n")
+    return '"' + "\\n".join(part.replace("\\", "\\\\").replace('"', '\\"')
+                             for part in text.split("\n")) + '"'
+
+
+def _comment(text: str) -> str:
+    """Text for a ``//`` comment: on one line, or the rest would be read as DOT."""
+    return " ".join(text.splitlines())
+
+
+def _largest_sums(ex, group, view, top_k) -> list[int]:
+    """The nodes of ``group`` whose sums are largest in size (all of them for top_k None, or
+    none when the group received no sums)."""
+    sums = ex.row(group, view)
+    if sums is None:
+        return []
+    order = np.argsort(-np.abs(np.asarray(sums, dtype=float)), kind="stable")
+    return [int(n) for n in (order if top_k is None else order[:top_k])]

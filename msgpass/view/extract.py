@@ -254,8 +254,10 @@ def _top(delta, J, S, flat, n_out, top_k, total, in_degree) -> EdgeView:
 
 
 def check_view(view, ex: Extract) -> int | str:
-    """``view`` as a batch index among the kept samples, or ``"mean"``; a clear error for
-    anything else."""
+    """``view`` as a batch index among the kept samples, or ``"mean"``; None is the first
+    kept sample (0 unless the trace kept only some); a clear error for anything else."""
+    if view is None:
+        return int(ex.samples[0])
     if isinstance(view, str):
         if view != MEAN:
             raise ValueError(f"sample must be a batch index or 'mean', got {view!r}")

@@ -30,7 +30,7 @@ MAX_SAMPLES = 32     # samples embedded by default (each costs top_k messages pe
 DIGITS = 4           # significant digits printed; the embedded numbers keep all of theirs
 
 
-def write_html(trace, path, *, sample: int | str = 0, top_k: int | None = TOP_K,
+def write_html(trace, path, *, sample: int | str | None = None, top_k: int | None = TOP_K,
                samples=None, digits: int = DIGITS, title: str | None = None) -> Path:
     """Write the explorer of ``trace`` (a Trace or a GraphTrace) to ``path``.
 
@@ -41,8 +41,9 @@ def write_html(trace, path, *, sample: int | str = 0, top_k: int | None = TOP_K,
         couples the samples (BatchNorm in training), is shown without edges, saying why.
     path : str or Path
         The file to write (UTF-8 HTML).
-    sample : int or "mean"
-        The view shown first: a batch index, or the batch mean.
+    sample : int, "mean" or None
+        The view shown first: a batch index, or the batch mean; None (default) is the first
+        sample the trace kept (0 unless it kept only some).
     top_k : int or None
         Edges embedded per block, the strongest by |δ| in each view (ties in C order); None
         embeds every edge. The page can show fewer.
@@ -73,8 +74,8 @@ def write_html(trace, path, *, sample: int | str = 0, top_k: int | None = TOP_K,
     return path
 
 
-def explorer_data(trace, *, sample: int | str = 0, top_k: int | None = TOP_K, samples=None,
-                  digits: int = DIGITS, title: str | None = None) -> dict:
+def explorer_data(trace, *, sample: int | str | None = None, top_k: int | None = TOP_K,
+                  samples=None, digits: int = DIGITS, title: str | None = None) -> dict:
     """The JSON document the page draws (write_html's options).
 
     Fields: ``kind`` ("chain" or "graph"), ``title``, ``batch``, ``digits``, ``topK`` (edges
@@ -129,7 +130,10 @@ def explorer_data(trace, *, sample: int | str = 0, top_k: int | None = TOP_K, sa
 def page(data: dict) -> str:
     """The HTML document for ``explorer_data``'s dictionary."""
     payload = json.dumps(data, allow_nan=False, separators=(",", ":"))
-    payload = payload.replace("</", "<\\/")        # no "</script>" inside the script element
+    # no "<" at all inside the script element: "</script>" would end it, and "<!--" followed
+    # by "<script" would leave the tokenizer in its double-escaped state and swallow the page's
+    # own script. JSON reads "\\u003c" back as "<".
+    payload = payload.replace("<", "\\u003c")
     title = html.escape(data["title"])
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
