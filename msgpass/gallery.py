@@ -74,10 +74,13 @@ LENET_TRAIN_IMAGES = 3000
 
 def find_mnist(path=None) -> Path | None:
     """The MNIST directory for the LeNet-5 figures: ``path``, else $MSGPASS_MNIST, else the
-    data beside a checkout (``../shared/data/mnist``); None if there is none."""
+    data beside a checkout (``../shared/data/mnist``, from the package's checkout or from the
+    working directory: an installed package lives in site-packages, not in the checkout);
+    None if there is none."""
     import os
     candidates = [path, os.environ.get("MSGPASS_MNIST"),
-                  Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"]
+                  Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
+                  Path.cwd().parent / "shared" / "data" / "mnist"]
     for candidate in candidates:
         if candidate is not None and (Path(candidate) / "t10k-images-idx3-ubyte.gz").exists():
             return Path(candidate)

@@ -552,3 +552,21 @@ def test_every_witness_of_a_graph_verification_has_its_own_marker_in_the_legend(
     fig = draw_verification(mp.verify(graph, output))
     labels = {t.get_text() for legend in fig.legends for t in legend.get_texts()}
     assert {"partials", "backprop", "layered", "numeric", "pathsum", "forward"} <= labels
+
+
+def test_mnist_beside_the_working_directory_is_found_by_an_installed_package(tmp_path,
+                                                                               monkeypatch):
+    # CI installs msgpass into a venv (site-packages, away from the checkout) and runs pytest
+    # in the checkout: ../shared/data/mnist must be found from the working directory too
+    import msgpass.gallery as gallery
+    from msgpass.gallery import find_mnist
+    monkeypatch.setattr(gallery, "__file__",   # as installed: nothing beside the package
+                        str(tmp_path / "venv" / "site-packages" / "msgpass" / "gallery.py"))
+    data = tmp_path / "shared" / "data" / "mnist"
+    data.mkdir(parents=True)
+    (data / "t10k-images-idx3-ubyte.gz").write_bytes(b"")
+    checkout = tmp_path / "main"
+    checkout.mkdir()
+    monkeypatch.chdir(checkout)
+    monkeypatch.delenv("MSGPASS_MNIST", raising=False)
+    assert find_mnist() == data
