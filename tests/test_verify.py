@@ -217,8 +217,29 @@ def test_a_numeric_witness_swamped_by_round_off_is_inconclusive_not_passed():
     # dW ~ x·S ~ 1e200 rises above the noise (~3e194) and is resolved; the rest is not.
     assert not numeric["1.W"].inconclusive and numeric["1.W"].ok
     assert all(numeric[k].inconclusive for k in (1, 2, "1.b"))
-    assert "inconclusive at step t=2, step t=1, 1.b" in report.verdict()
+    # the verdict names as confirming only the witnesses that confirmed every step: it once
+    # said "... equal standard backprop's and the numerical ones" and then, in the same
+    # sentence, that the numerical witness was inconclusive at three steps
+    verdict = report.verdict()
+    confirmed = verdict.split(";")[0]
+    assert confirmed.startswith("VERIFIED: ") and "numerical" not in confirmed
+    assert ("the numerical witness was inconclusive in 3 of its 4 checks, at step t=2, "
+            "step t=1, 1.b") in verdict
     assert "inconclusive" in str(report)
+
+
+def test_without_the_backprop_witness_a_report_is_never_ok():
+    # report.ok: no conclusive check failed and standard backprop confirmed every step, the
+    # same rule for every witness set
+    net = mp.build_network("4-5-tanh-3-sce", seed=0)
+    x = np.random.default_rng(3).standard_normal((4, 4))
+    numeric_only = mp.verify(net, x, [0, 1, 2, 0], witnesses=("numeric",))
+    assert all(c.ok for c in numeric_only.checks) and not numeric_only.ok
+    assert numeric_only.verdict().startswith("NOT VERIFIED: no check failed, but the "
+                                             "standard-backprop witness")
+    both = mp.verify(net, x, [0, 1, 2, 0])
+    assert both.ok and both.verdict().startswith("VERIFIED: at every step the message sums "
+                                                 "equal standard backprop's and the numerical")
 
 
 def test_a_check_that_compared_nothing_is_inconclusive():
@@ -416,3 +437,30 @@ def test_each_check_reports_holds_fails_or_inconclusive():
     assert "fails" in statuses and "holds" in statuses
     assert all(c.status == ("fails" if not c.ok else "inconclusive" if c.result.inconclusive
                             else "holds") for c in report.checks)
+
+
+def test_after_a_weight_edit_the_witnesses_and_verify_say_which_weights_they_used():
+    # a trace is the backward of the last forward pass, at the weights it saw; the witnesses
+    # and verify recompute at today's weights: a user comparing the two after an edit must be
+    # told why they differ
+    net = mp.build_network("4-5-tanh-3-sce", seed=0)
+    x = np.random.default_rng(4).standard_normal((3, 4))
+    target = [0, 2, 1]
+    net.forward(x, target)
+    trace = net.backward()
+    assert net.changed_since_forward() == []
+    assert mp.backprop(net, x, target).notes == []
+    assert not any("weights" in n for n in mp.verify(net, x, target).notes)
+    net.params["1.W"][0, 0] += 0.5
+    assert net.changed_since_forward() == ["1.W"]
+    after = mp.backprop(net, x, target)
+    assert not np.allclose(after.grads["1.W"], trace.grads["1.W"])      # they do differ
+    assert after.notes and "1.W changed since its last forward pass" in after.notes[0]
+    numeric = mp.witnesses.numeric_witness(net, x, target, tails=False)
+    assert numeric.notes and "the numerical witness used" in numeric.notes[0]
+    report = mp.verify(net, x, target)
+    assert report.ok and any("verify used the network's weights as they are now; 1.W"
+                             in n for n in report.notes)
+    assert "1.W changed" in str(report)
+    net.forward(x, target)                 # a new forward sees the new weights: all agree
+    assert net.changed_since_forward() == [] and mp.backprop(net, x, target).notes == []

@@ -96,7 +96,18 @@ class Report:
 
     @property
     def ok(self) -> bool:
-        return not self.error and bool(self.checks) and all(c.ok for c in self.checks)
+        """True when no conclusive check failed and the standard-backprop witness confirmed
+        every step it checks (none of its checks inconclusive). The same rule whatever
+        witnesses ran: a report without the backprop witness is never ok, since the other
+        witnesses either share code with what they check (path sum, layered view, forward
+        messages) or can be inconclusive where round-off hides a gap (numerical)."""
+        if self.error or not self.checks or not all(c.ok for c in self.checks):
+            return False
+        # (a graph whose output is an input has no step for backprop to check: ran is enough)
+        ran = any(w.name == "backprop" for w in self.witnesses) or any(
+            c.witness == "backprop" for c in self.checks)
+        return ran and not any(c.result.inconclusive for c in self.checks
+                               if c.witness == "backprop")
 
     def _repr_html_(self) -> str:
         """Jupyter's display: the induction table, failing checks highlighted."""
@@ -113,39 +124,58 @@ class Report:
         return [c for c in self.checks if c.result.inconclusive]
 
     def verdict(self) -> str:
+        """One sentence of what was proven: VERIFIED names only the witnesses that confirmed
+        every step they check; a witness that could not resolve some steps is named as
+        inconclusive there, never among those that confirmed. Without a backprop
+        confirmation of every step (``ok`` False) the verdict is NOT VERIFIED."""
         if self.error:
             return f"FAILED: {self.error}"
         bad = self.first_failure
         if bad is not None:
             return f"FAILED at {bad.where}: {bad.claim} does not hold{self._diagnosis(bad)}"
-        # a witness is named when some check of its own resolved its values
-        names = [w.phrase for w in self.witnesses
-                 if any(c.witness == w.name and not c.result.inconclusive for c in self.checks)]
-        numeric = [c for c in self.checks if c.witness == "numeric"]
-        if not names:
-            return ("VERIFIED: at every step the stored messages follow the recursion; no "
-                    "witness compared the sums")
-        witnesses = ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else names[0]
-        text = f"VERIFIED: at every step the message sums equal {witnesses}"
-        if self.dtype == "exact":
-            text = (f"VERIFIED EXACTLY: at every step the message sums equal {witnesses}, "
-                    f"compared with == on Fractions")
-        if any(c.part == "conclusion" for c in self.checks):
-            text += ", and so do the parameter gradients"
-        if not numeric:
+        ran = [w for w in self.witnesses if any(c.witness == w.name for c in self.checks)]
+        confirmed = [w for w in ran if not any(
+            c.witness == w.name and c.result.inconclusive for c in self.checks)]
+        if confirmed:
+            names = [w.phrase for w in confirmed]
+            witnesses = (", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1
+                         else names[0])
+            claim = f"at every step the message sums equal {witnesses}"
+            if self.dtype == "exact":
+                claim += ", compared with == on Fractions"
+            if any(c.part == "conclusion" for c in self.checks):
+                claim += ", and so do the parameter gradients"
+        else:
+            claim = "at every step the stored messages follow the recursion"
+        if self.ok:
+            text = ("VERIFIED EXACTLY: " if self.dtype == "exact" else "VERIFIED: ") + claim
+        elif not any(w.name == "backprop" for w in self.witnesses) and not any(
+                c.witness == "backprop" for c in self.checks):
+            text = (f"NOT VERIFIED: no check failed, but the standard-backprop witness, on "
+                    f"which a verdict rests, was not run; {claim}")
+        else:
+            text = (f"NOT VERIFIED: no check failed, but the standard-backprop witness could "
+                    f"not confirm every step; {claim}")
+        if not any(c.witness == "numeric" for c in self.checks):
             text += " (numerical witness not run)"
-        for w in self.witnesses:
+        for w in ran:
             unresolved = [c for c in self.checks if c.witness == w.name and c.result.inconclusive]
+            if not unresolved:
+                continue
+            checks = sum(c.witness == w.name for c in self.checks)
             # why: nothing left to compare (every entry straddled a kink), or values below
             # the round-off the witness allows
+            reasons = []
             for empty, why in ((True, "every entry was left out, its stencil straddling a "
                                       "kink"),
                                (False, "its round-off allowance exceeds rtol times the values "
                                        "there")):
                 these = [c for c in unresolved if (c.result.compared == 0) == empty]
                 if these:
-                    text += (f"; {w.noun or 'the ' + w.name + ' witness'} was inconclusive at "
-                             f"{', '.join(_where(c) for c in these)} ({why})")
+                    reasons.append(f"at {', '.join(_where(c) for c in these)} ({why})")
+            noun = w.noun or f"the {w.name} witness"
+            text += (f"; {noun} was inconclusive in {len(unresolved)} of its {checks} checks, "
+                     f"{' and '.join(reasons)}, and confirmed the rest")
         return text
 
     def _diagnosis(self, bad: Check) -> str:
