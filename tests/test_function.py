@@ -1,5 +1,6 @@
 """Custom function layers: complex-step partials, the fallback, and checking a user Jacobian."""
 
+import re
 import warnings
 
 import numpy as np
@@ -155,3 +156,24 @@ def test_a_user_jacobian_for_an_f_without_complex_input_is_reported_not_crashed(
         report = mp.verify(net, np.ones((2, 2)), np.zeros((2, 2)))
     assert report.ok, str(report)         # the parameter partials fell back, and hold
     assert any("user Jacobian was not checked" in n for n in report.notes)
+
+
+def test_a_float32_jacobian_is_judged_at_its_precision_and_a_wrong_one_prints_distinct_digits():
+    # a right Jacobian given in float32 was "wrong ... given 0.608787, complex step 0.608787":
+    # its rounding alone (≈ 3e-8) exceeded the float64 tolerance, and six digits hid the gap
+    x = np.array([[0.3, 0.9, 2.2], [-1.0, 0.5, 0.1]])
+
+    def diagonal(values):
+        return np.stack([np.diag(v) for v in values])
+    right32 = mp.Function(np.sin, 3, 3, jacobian=lambda x: diagonal(np.cos(x)).astype(np.float32))
+    check = right32.check(x)
+    assert check.ok and check.precision == "float32" and check.rtol == pytest.approx(16 * 2**-23)
+    assert "given in float32" in str(check)
+    slightly_off = mp.Function(np.sin, 3, 3, jacobian=lambda x: diagonal(np.cos(x)) * (1 + 3e-8))
+    check = slightly_off.check(x)
+    assert not check.ok and check.precision == "float64"
+    for part in str(check).split(": ", 2)[2].split("; "):
+        given, reference = re.search(r"given (\S+), complex step (\S+)", part).groups()
+        assert given != reference, part     # printed with the digits that tell them apart
+    wrong32 = mp.Function(np.sin, 3, 3, jacobian=lambda x: diagonal(-np.cos(x)).astype(np.float32))
+    assert not wrong32.check(x).ok                     # a wrong formula still fails in float32

@@ -32,6 +32,10 @@ COMPLEX_STEP = 1e-20     # far below √u: the O(h²) truncation is under round-
 # same derivative (~1e-15 relative); 1e-8 (relative to the largest entry of the sample's
 # Jacobian) leaves a wide margin while a wrong formula is typically off by O(1).
 JACOBIAN_RTOL = 1e-8
+# A Jacobian the user computes in float32 (or float16) is judged at its own precision: 16 ulps
+# (1.9e-6 in float32) leaves room for a few roundings of its formula, while a wrong formula
+# is still off by O(1).
+_LOW_PRECISION_ULPS = 16
 # Central differences at h = u^(1/3)·max(1, |x|): error ~u^(2/3) ≈ 4e-11 relative; used as
 # the sanity check of the complex step with a loose 1e-5.
 _CENTRAL_AGREEMENT = 1e-5
@@ -69,16 +73,32 @@ class JacobianCheck:
     max_rel: float
     wrong: list[tuple[int, int, int, float, float]]
     compared: int = 0     # how many entries (samples × n × n') were compared
+    rtol: float = JACOBIAN_RTOL   # what max_rel was held to (wider for a float32 Jacobian)
+    precision: str = "float64"    # the precision the user's Jacobian came in
 
     def __str__(self) -> str:
+        held = (f"{self.rtol:.1e} of each sample's largest entry"
+                + ("" if self.precision == "float64" else
+                   f", the Jacobian being given in {self.precision}"))
         if self.ok:
             return (f"{self.name}: the Jacobian agrees with the complex step (max rel "
-                    f"{self.max_rel:.1e} <= {JACOBIAN_RTOL:g})")
+                    f"{self.max_rel:.1e} <= {held})")
         pairs = sorted({(n, m) for _, n, m, _, _ in self.wrong})
-        shown = "; ".join(f"∂y[{m}]/∂x[{n}] given {g:.6g}, complex step {c:.6g} (sample {b})"
-                          for b, n, m, g, c in self.wrong[:5])
+        shown = "; ".join(f"∂y[{m}]/∂x[{n}] given {a}, complex step {b_} (sample {b})"
+                          for b, n, m, g, c in self.wrong[:5] for a, b_ in [_distinct(g, c)])
         return (f"{self.name}: the Jacobian is wrong at (n, n') = "
-                f"{', '.join(map(str, pairs))}: {shown}")
+                f"{', '.join(map(str, pairs))} (max rel {self.max_rel:.1e}, allowed "
+                f"{held}): {shown}")
+
+
+def _distinct(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` printed with the fewest digits (6 at least) that tell them apart: a
+    wrong entry printed as its reference, to six digits, would say nothing."""
+    for digits in range(6, 18):
+        x, y = f"{a:.{digits}g}", f"{b:.{digits}g}"
+        if x != y:
+            return x, y
+    return repr(a), repr(b)
 
 
 class Function(Layer):
@@ -151,13 +171,19 @@ class Function(Layer):
         return y.astype(x.dtype, copy=False), FunctionSaved(x, jac.astype(x.dtype, copy=False),
                                                             param_jacs)
 
-    def _user_jacobian(self, x):
-        jac = np.asarray(self.jacobian(x, **self.params), dtype=np.float64)
+    def _user_jacobian(self, x, with_precision: bool = False):
+        """The user's J as float64 (B, n_in, n_out); with ``with_precision``, also the
+        precision it came in ("float64", or "float32"/"float16" when given so)."""
+        raw = np.asarray(self.jacobian(x, **self.params))
+        jac = np.asarray(raw, dtype=np.float64)
         expected = (x.shape[0], self.n_in, self.n_out)
         if jac.shape != expected:
             raise ShapeError(f"{self.describe()}: jacobian returned shape {jac.shape}; expected "
                              f"{expected} (sample, input n, output n')")
-        return jac
+        if not with_precision:
+            return jac
+        low = raw.dtype.kind == "f" and raw.dtype.itemsize < 8
+        return jac, (raw.dtype.name if low else "float64")
 
     # -- derivatives -----------------------------------------------------------------------
     def _call_complex(self, x: np.ndarray, params=None) -> np.ndarray:
@@ -287,7 +313,7 @@ class Function(Layer):
             raise MsgpassError(f"{self.describe()} has no user jacobian to check")
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         self._check_width(x, self.n_in)
-        given = self._user_jacobian(x)
+        given, precision = self._user_jacobian(x, with_precision=True)
         try:
             reference = self.complex_step(x)
         except (TypeError, ValueError, MsgpassError) as err:
@@ -295,6 +321,11 @@ class Function(Layer):
                                f"its Jacobian cannot be checked by the complex step") from None
         scale = np.maximum(np.abs(reference).max(axis=(1, 2), keepdims=True), np.finfo(float).tiny)
         rel = np.abs(given - reference) / scale
+        # a Jacobian given in a lower precision is right to its own round-off: its entries
+        # alone are off by half an ulp, and a few operations in that precision by a few ulps
+        rtol = max(JACOBIAN_RTOL, _LOW_PRECISION_ULPS * float(np.finfo(precision).eps)) \
+            if precision != "float64" else JACOBIAN_RTOL
         wrong = [(int(b), int(n), int(m), float(given[b, n, m]), float(reference[b, n, m]))
-                 for b, n, m in np.argwhere(rel > JACOBIAN_RTOL)]
-        return JacobianCheck(self.describe(), not wrong, float(rel.max()), wrong, int(given.size))
+                 for b, n, m in np.argwhere(rel > rtol)]
+        return JacobianCheck(self.describe(), not wrong, float(rel.max()), wrong,
+                             int(given.size), rtol, precision)
