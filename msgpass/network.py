@@ -3,6 +3,7 @@ message pass. It knows nothing of drawing, verification or training."""
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -103,6 +104,9 @@ class ForwardRecord:
         (B, N_t), in C order).
     owner : object
         The network that made it (its identity token): ``restore`` takes back only its own.
+    weights : dict of str to tuple
+        A fingerprint (shape, dtype, CRC-32 of the bytes) of every parameter as this pass
+        saw it: ``Sequential.changed_since_forward`` compares today's weights with it.
     """
 
     values: tuple[np.ndarray, ...]
@@ -112,6 +116,7 @@ class ForwardRecord:
     loss: float
     owner: object = field(default=None, repr=False, compare=False)
     shapes: tuple = ()
+    weights: Mapping[str, tuple] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
         for name in ("values", "partials", "saved", "shapes"):
@@ -119,6 +124,20 @@ class ForwardRecord:
         for array in (*self.values, *self.kinks.values()):
             array.flags.writeable = False   # a record of this pass: nothing changes it
         object.__setattr__(self, "kinks", MappingProxyType(dict(self.kinks)))
+
+
+def _fingerprints(params) -> dict[str, tuple]:
+    """(shape, dtype, checksum) of every parameter: a forward's record of the weights it saw
+    (O(parameters), against the forward's O(batch × parameters))."""
+    out = {}
+    for key, array in params.items():
+        a = np.ascontiguousarray(array)
+        if a.dtype == object:     # exact or mp numbers: their values, not their addresses
+            check = hash(tuple(a.ravel().tolist()))
+        else:
+            check = zlib.crc32(a.view(np.uint8).ravel())
+        out[key] = (a.shape, a.dtype.str, check)
+    return out
 
 
 def _first_width(layers: Sequence[Layer]) -> int | None:
@@ -369,8 +388,20 @@ class Sequential:
         loss = float(np.mean(values[-1])) if self.numbers is None else \
             self.numbers.mean(values[-1])
         self._record = ForwardRecord(values=values, partials=partials, saved=saved, kinks=kinks,
-                                     loss=loss, owner=self._identity, shapes=shapes)
+                                     loss=loss, owner=self._identity, shapes=shapes,
+                                     weights=_fingerprints(self.params))
         return loss
+
+    def changed_since_forward(self) -> list[str]:
+        """The parameters (keys as ``params`` shows them) whose values differ from those the
+        last forward pass saw, [] when none did or there was no forward. A trace is the
+        backward of that pass, at its weights; ``mp.backprop``, ``mp.numeric_gradients`` and
+        ``mp.verify`` compute at today's weights, and say so when this is not empty."""
+        record = self._record
+        if record is None or not record.weights:
+            return []
+        now = _fingerprints(self.params)
+        return [k for k in now if record.weights.get(k) != now[k]]
 
     def prepare_input(self, x, dtype=None, copy: bool = True) -> np.ndarray:
         """``x`` checked and converted as ``forward`` takes it: (B, N_0), or (B, C, H, W) for

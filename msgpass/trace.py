@@ -43,7 +43,11 @@ class Incoming(dict):
 
 @dataclass(frozen=True)
 class Trace:
-    """A finished message pass.
+    """A finished message pass: the backward of the network's last forward pass, at the
+    weights that pass saw. Editing the weights afterwards changes nothing in it (it is a
+    record); ``mp.backprop``, ``mp.numeric_gradients`` and ``mp.verify`` compute at the
+    weights as they are when called, and say so when those differ
+    (``Sequential.changed_since_forward``).
 
     Attributes
     ----------

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import MsgpassError, NonFiniteError
 from ..layers.function import JACOBIAN_RTOL
+from ..witnesses.weights import changed_weights_note
 from .compare import Arithmetic, Comparison, Tolerance, arithmetic_of
 from .report import Check, KinkReport, Report
 from .roundoff import path_magnitudes
@@ -33,10 +34,15 @@ def walk_chain(net, x, target, witnesses: list[Witness], numeric_entries: int | 
     """Walk the induction on one batch of a Sequential (see msgpass.verification.verify). The
     network's last forward record is left as it was."""
     previous = net.record   # verify must not leave its batch behind in the caller's network
+    # asked before verify's own forward replaces the record: which weights verify uses
+    note = changed_weights_note(net, "verify")
     try:
-        return _walk(net, x, target, witnesses, numeric_entries, numeric_seed)
+        report = _walk(net, x, target, witnesses, numeric_entries, numeric_seed)
     finally:
         net.restore(previous)
+    if note:
+        report.notes.append(note)
+    return report
 
 
 def _walk(net, x, target, witnesses, numeric_entries, numeric_seed) -> Report:

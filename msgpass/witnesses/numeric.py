@@ -31,6 +31,7 @@ import numpy as np
 
 from ..layers.base import run_layer
 from ..naming import shown
+from .weights import changed_weights_note
 
 __all__ = ["numeric_gradients", "numeric_witness", "NumericResult", "EPS_STEP", "ROUNDOFF_FACTOR"]
 
@@ -76,6 +77,7 @@ class NumericResult:
     roundoff_tails: float
     step: float
     tail_evaluated: dict = None   # type: ignore[assignment]
+    notes: list = None            # type: ignore[assignment]  (which weights, as BackpropResult)
 
 
 def _run_tail(layers, t: int, z: np.ndarray, target) -> tuple[np.ndarray, list]:
@@ -177,10 +179,11 @@ def numeric_witness(net, x, target, *, step: float = EPS_STEP, tails: bool = Tru
     straddles["x"] = straddles[1].reshape(z.shape)
     if not tails:
         tail_grads = {}
+    note = changed_weights_note(net, "the numerical witness")
     return NumericResult(loss=loss, grads=grads, tails=tail_grads, evaluated=evaluated,
                          straddles=straddles, roundoff_params=roundoff,
                          roundoff_tails=roundoff / batch, step=step,
-                         tail_evaluated=tail_evaluated)
+                         tail_evaluated=tail_evaluated, notes=[note] if note else [])
 
 
 def _tail_gradient(layers, t, start, target, step, coupled, columns):

@@ -13,6 +13,7 @@ import numpy as np
 from ..errors import StateError
 from ..layers.base import run_layer
 from ..naming import shown_all
+from .weights import changed_weights_note
 
 __all__ = ["backprop", "BackpropResult"]
 
@@ -33,12 +34,16 @@ class BackpropResult:
     saved : list
         What each layer's forward returned (``saved[t-1]`` for layer t): a training step
         whose gradients come from here passes it to ``net.next_step(saved)``.
+    notes : list of str
+        Which weights were used, when they differ from those of the network's last forward
+        pass (whose trace reflects the old ones).
     """
 
     loss: float
     grads: dict[str, np.ndarray]
     dz: list[np.ndarray]
     saved: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
     def incoming(self, t: int) -> np.ndarray:
         """∂L/∂z^{t-1} in z^{t-1}'s shape, the quantity the message sum S^t must equal
@@ -67,6 +72,8 @@ def backprop(net, x, target, *, input_grad: bool = True) -> BackpropResult:
     Returns
     -------
     BackpropResult
+        At the network's weights as they are now, whatever its last forward pass saw (a
+        trace is of that pass: ``notes`` says when the two differ).
     """
     layers = net.layers
     numbers = getattr(net, "numbers", None)   # exact or mp arithmetic, or None for floats
@@ -93,4 +100,6 @@ def backprop(net, x, target, *, input_grad: bool = True) -> BackpropResult:
     ordered = shown_all(getattr(net, "param_names", None), {
         f"{t}.{name}": grads[f"{t}.{name}"]
         for t, layer in enumerate(layers, 1) for name in layer.params})
-    return BackpropResult(loss=loss, grads=ordered, dz=dz, saved=saved)
+    note = changed_weights_note(net, "standard backprop")
+    return BackpropResult(loss=loss, grads=ordered, dz=dz, saved=saved,
+                          notes=[note] if note else [])
