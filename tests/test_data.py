@@ -103,3 +103,66 @@ def test_standardizer_split_and_minibatches():
     batches = list(minibatches(10, 4, np.random.default_rng(0)))
     assert [len(b) for b in batches] == [4, 4, 2]
     assert sorted(np.concatenate(batches)) == list(range(10))
+
+
+def test_a_file_that_is_not_gzip_says_what_it_looks_like_and_what_was_expected(tmp_path):
+    """Issue 22: an HTML page saved under an MNIST name gave "magic number 1751477356"."""
+    page = tmp_path / "train-images-idx3-ubyte.gz"
+    page.write_bytes(b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>")
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: not a gzip IDX file: it "
+                                        r"looks like an HTML page.*expected a gzip-compressed "
+                                        r"IDX images file") as caught:
+        read_idx(page, IDX_IMAGES)
+    assert "magic number" not in str(caught.value)
+    text = tmp_path / "notes.gz"
+    text.write_bytes(b"hello, this is not MNIST\n")
+    with pytest.raises(DataError, match=r"notes.gz: not a gzip IDX file: it begins with "
+                                        r"b'hello, this is not M'.*expected a gzip-compressed IDX "
+                                        r"labels file"):
+        read_idx(text, IDX_LABELS)
+    plain = tmp_path / "labels-plain.gz"                   # an uncompressed IDX labels file
+    plain.write_bytes(idx_bytes(IDX_LABELS, [3], bytes(3)))
+    with pytest.raises(DataError, match=r"labels-plain.gz: magic number 2049, expected 2051 for "
+                                        r"IDX images: this is a plain \(uncompressed\) IDX "
+                                        r"labels file"):
+        read_idx(plain, IDX_IMAGES)
+    np.testing.assert_array_equal(read_idx(plain, IDX_LABELS), np.zeros(3, np.uint8))
+    zipped_page = write_gz(tmp_path / "page.gz", b"<html><body>moved</body></html>")
+    with pytest.raises(DataError, match=r"page.gz: not an IDX file: its decompressed data begin "
+                                        r"with b'<html><b' \(magic number \d+\), expected magic "
+                                        r"number 2051 for IDX images"):
+        read_idx(zipped_page, IDX_IMAGES)
+    (tmp_path / "empty.gz").write_bytes(b"")
+    with pytest.raises(DataError, match="empty.gz: an empty file, expected a gzip-compressed"):
+        read_idx(tmp_path / "empty.gz", IDX_IMAGES)
+
+
+@needs_mnist
+def test_every_bit_flip_or_cut_of_a_gzip_idx_file_is_caught_or_harmless(tmp_path):
+    """A flipped bit anywhere in a gzip IDX file either leaves the data unchanged (gzip's
+    header has a timestamp and flags it never checks) or is a DataError naming the file: gzip's
+    CRC-32 covers the payload. A cut at any length is a DataError."""
+    source = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    source.write_bytes((MNIST / source.name).read_bytes())     # never touch the shared copy
+    raw = source.read_bytes()
+    good = read_idx(source, IDX_LABELS)
+    rng = np.random.default_rng(22)
+    header = raw.index(b"\0", 10) + 1 if raw[3] & 8 else 10   # fixed fields and file name
+    payload_bits = rng.choice(np.arange(8 * header, 8 * len(raw)), 600, replace=False)
+    target = tmp_path / "flipped.gz"
+    for bit in [*range(8 * header), *payload_bits.tolist(), *range(8 * len(raw) - 64,
+                                                                   8 * len(raw))]:
+        flipped = bytearray(raw)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        target.write_bytes(bytes(flipped))
+        try:
+            labels = read_idx(target, IDX_LABELS)
+        except DataError as err:
+            assert str(err).startswith(f"{target}: "), err
+            continue
+        assert bit < 8 * header, f"bit {bit} of the compressed data flipped, no error"
+        assert np.array_equal(labels, good), f"bit {bit}: different labels, no error"
+    for cut in sorted(rng.choice(len(raw), 40, replace=False).tolist()):
+        target.write_bytes(raw[:cut])
+        with pytest.raises(DataError, match="flipped.gz: "):
+            read_idx(target, IDX_LABELS)

@@ -512,3 +512,69 @@ def test_a_coupled_layers_block_is_saved_with_its_own_axes(tmp_path):
     assert back["message2"].dims == ("feature2", "sample_in2", "sample_out2")
     assert np.array_equal(back["message2"].values, trace.block(2).values)
     assert np.array_equal(back.msgpass.dense(2).values, trace.block(2).values)
+
+
+def chunk_file(store, name: str, index: tuple[int, ...]):
+    return store.joinpath(name, "c", *map(str, index))
+
+
+def test_a_corrupt_chunk_is_a_data_error_naming_the_store_array_and_chunk(tmp_path):
+    """Issue 22: a damaged chunk raised a bare "RuntimeError: Zstd decompression error" from
+    inside dask when read. Garbage, a cut and (thanks to zstd's content checksum, which
+    stores are now written with) a single flipped bit each name the store, the array and
+    the chunk; the other chunks still read."""
+    _, trace = make_trace(batch=11)
+    trace.save(tmp_path / "t.zarr", chunk_samples=4)
+    good = chunk_file(tmp_path / "t.zarr", "message1", (1, 0, 0))
+    raw = good.read_bytes()
+    rng = np.random.default_rng(22)
+    damages = {"garbage": b"not a zstd frame" * 4, "cut": raw[:len(raw) // 2]}
+    for bit in rng.choice(8 * len(raw), 12, replace=False).tolist():
+        flipped = bytearray(raw)
+        flipped[bit // 8] ^= 1 << (bit % 8)
+        damages[f"bit {bit}"] = bytes(flipped)
+    for what, content in damages.items():
+        good.write_bytes(content)
+        ds = mp.load_trace(tmp_path / "t.zarr")             # lazy: found when read
+        with pytest.raises(DataError, match=rf"^{tmp_path / 't.zarr'}: array message1, chunk "
+                                            rf"\(1, 0, 0\) \(sample 4:8\) is corrupt"):
+            ds["message1"].compute()
+        assert bitwise(ds["message1"][:4].values, trace.message(1)[:4]), what
+        assert bitwise(ds["incoming1"].values, trace.incoming(1)), what
+    good.write_bytes(raw)
+    assert bitwise(mp.load_trace(tmp_path / "t.zarr")["message1"].values, trace.message(1))
+
+
+def test_a_corrupt_chunk_of_a_streamed_store_or_an_appended_step_is_named(tmp_path):
+    pytest.importorskip("dask")
+    net = random_case(2)
+    net.backward(backend="dask", chunk_samples=2, keep=[1], store=tmp_path / "run.zarr")
+    chunk = chunk_file(tmp_path / "run.zarr", "message1", (0, 0, 0))
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 4
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"run.zarr: array message1, chunk \(0, 0, 0\) "
+                                        r"\(sample 0:2\) is corrupt"):
+        mp.load_trace(tmp_path / "run.zarr")["message1"].compute()
+    net, trace = make_trace()
+    for step in (0, 5):
+        mp.append_trace(trace, tmp_path / "steps.zarr", step, chunk_samples=4)
+    chunk = chunk_file(tmp_path / "steps.zarr", "incoming2", (1, 1, 0))
+    raw = bytearray(chunk.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    chunk.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"steps.zarr: array incoming2, chunk \(1, 1, 0\) "
+                                        r"\(step 5, sample 4:7\) is corrupt"):
+        mp.load_trace(tmp_path / "steps.zarr")["incoming2"].compute()
+
+
+def test_a_store_written_without_the_chunk_checksum_still_loads(tmp_path, monkeypatch):
+    import zarr
+    _, trace = make_trace()
+    monkeypatch.setattr(scale.store, "compressors",      # zarr's default, as before issue 22
+                        lambda: (zarr.codecs.ZstdCodec(level=0, checksum=False),))
+    trace.save(tmp_path / "old.zarr", chunk_samples=4)
+    monkeypatch.undo()
+    ds = mp.load_trace(tmp_path / "old.zarr")
+    assert not ds["message1"].encoding["compressors"][0].checksum
+    assert bitwise(ds["message1"].values, trace.message(1))

@@ -43,7 +43,7 @@ from ..streaming import (
 from ..validate import positive_int
 from .labels import to_xarray
 from .optional import require
-from .store import COMPLETE, mark
+from .store import COMPLETE, compressors, mark
 
 __all__ = ["dask_backward", "finish_store"]
 
@@ -226,7 +226,7 @@ def _start_store(store, edges, store_names, batch, chunk_samples, budget_bytes) 
         shape = J.block_shape(rows)     # the pass's batch, or 1 for a shared node's edge
         group.create_array(name, shape=shape, dtype=J.dtype,
                            chunks=(_store_chunk(J, rows, chunk_samples, budget_bytes),)
-                           + shape[1:], fill_value=np.nan,
+                           + shape[1:], fill_value=np.nan, compressors=compressors(),
                            dimension_names=(row_dim,) + dims,
                            config={"write_empty_chunks": True},
                            attributes=J.storage_attrs())
@@ -238,5 +238,6 @@ def finish_store(result: MessagePass, trace_of, target: str) -> None:
     the store complete last, so a run that died half-way leaves a store load_trace refuses."""
     rest = to_xarray(trace_of(replace(result, blocks={})))
     rest.attrs[COMPLETE] = False       # xarray rewrites the attributes: still incomplete
-    rest.to_zarr(target, mode="a", consolidated=False, write_empty_chunks=True)
+    rest.to_zarr(target, mode="a", consolidated=False, write_empty_chunks=True,
+                 encoding={name: {"compressors": compressors()} for name in rest.variables})
     mark(Path(target), True, rest.attrs)

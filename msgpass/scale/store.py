@@ -6,11 +6,17 @@ array's shape and chunk count, so that ``load_trace`` refuses a store whose writ
 half-way or that lost an array or a chunk since. ``append_trace`` adds traces along a
 ``step`` dimension, refusing any trace kept another way before a byte is written, and rolls
 back an append that fails or is interrupted (``roll_back`` for one whose process was killed).
+
+Every chunk is compressed with zstd and its content checksum, so that a chunk damaged after it
+was written (garbage, a cut, one flipped bit) is a DataError naming the store, the array and
+the chunk when it is read. (Stores written before msgpass wrote the checksum still load; a
+flipped bit in one of their chunks is found only if zstd cannot decode it.)
 """
 
 from __future__ import annotations
 
 import shutil
+import uuid
 import warnings
 from pathlib import Path
 
@@ -22,7 +28,7 @@ from .labels import graph_label, register_accessor, to_xarray
 from .optional import require
 
 __all__ = ["save_trace", "load_trace", "append_trace", "roll_back", "write_new", "mark",
-           "COMPLETE", "MANIFEST", "APPENDING", "WHOLE"]
+           "compressors", "COMPLETE", "MANIFEST", "APPENDING", "WHOLE"]
 
 # A store's attribute that is true only once everything in it was written: set last, so a
 # store whose writer died half-way is refused rather than read (zarr reads an unwritten chunk
@@ -36,6 +42,13 @@ MANIFEST = "msgpass_manifest"
 APPENDING = "msgpass_appending"
 WHOLE = "msgpass_whole_steps"
 
+
+def compressors() -> tuple:
+    """The codecs of every chunk msgpass writes: zstd (zarr's default, level 0) with its
+    content checksum, which zarr's default leaves off: without it most flipped bits in a
+    chunk decode, silently, to other numbers."""
+    zarr = require("zarr")
+    return (zarr.codecs.ZstdCodec(level=0, checksum=True),)
 
 
 def save_trace(trace, path, chunk_samples: int = 256) -> Path:
@@ -66,8 +79,9 @@ def write_new(ds, path: Path, chunk_samples: int) -> None:
     """Write a new store; on failure remove what was written, so a retry finds no debris."""
     ds = _chunked(ds, chunk_samples)
     ds.attrs[COMPLETE] = False
-    encoding = {name: {"chunks": tuple(c[0] for c in ds[name].chunks)} if ds[name].chunks
-                else {} for name in ds.data_vars}
+    encoding = {name: {"compressors": compressors()}
+                | ({"chunks": tuple(c[0] for c in ds[name].chunks)} if ds[name].chunks else {})
+                for name in ds.variables}
     try:
         # every chunk is written, even all-zero ones, so a missing one means truncation;
         # consolidated metadata is not part of zarr format 3: off, so no store depends on it
@@ -99,7 +113,8 @@ def load_trace(path, network=None):
     """A saved trace (or a store of traces appended by step) as a lazy xarray Dataset: the
     arrays are dask arrays read chunk by chunk on demand. A store that is incomplete or has
     arrays or chunks missing is refused; with ``network``, so is one of another
-    architecture. (A chunk that is present but corrupt is found when it is read.)"""
+    architecture. A chunk that is present but corrupt is found when it is read: a DataError
+    naming the store, the array and the chunk."""
     xr = require("xarray")
     require("zarr")
     require("dask")
@@ -107,16 +122,66 @@ def load_trace(path, network=None):
     if not path.exists():
         raise DataError(f"{path}: no such trace store")
     _check_complete(path)
-    try:
-        ds = xr.open_zarr(path, consolidated=False)
+    try:                       # not yet dask arrays: _checked makes them, chunk by chunk
+        ds = xr.open_zarr(path, consolidated=False, chunks=None)
     except Exception as err:   # zarr and xarray raise many kinds for a broken store
         raise DataError(f"{path}: not a readable msgpass trace store ({err})") from None
+    checked = {name: _checked(var, path, name, ds) for name, var in ds.variables.items()
+               if name not in ds.indexes}
+    ds = ds.assign_coords({k: v for k, v in checked.items() if k in ds.coords}) \
+        .assign({k: v for k, v in checked.items() if k not in ds.coords})
     for key in (COMPLETE, MANIFEST, APPENDING, WHOLE):
         ds.attrs.pop(key, None)
     register_accessor()
     if network is not None:
         _check_network(ds, network, path)
     return ds
+
+
+class _CheckedReads:
+    """One stored array read a chunk at a time (dask asks for a chunk's slices): a chunk that
+    cannot be decoded (garbage, a cut, a checksum that does not match) is a DataError naming
+    the store, the array and the chunk, not zarr's bare RuntimeError from inside dask."""
+
+    def __init__(self, variable, path: Path, name: str, chunks: tuple[int, ...], steps):
+        self.variable, self.path, self.name, self.chunks = variable, path, name, chunks
+        self.steps = steps                       # the step coordinate's values, or None
+        self.shape, self.dtype, self.ndim = variable.shape, variable.dtype, variable.ndim
+
+    def __getitem__(self, key) -> np.ndarray:
+        try:
+            return np.asarray(self.variable[key].values)
+        except Exception as err:
+            raise DataError(f"{self.path}: array {self.name}, chunk {self._where(key)} is "
+                            f"corrupt ({type(err).__name__}: {err}); it was damaged after it "
+                            f"was written: write it again (the other chunks still read)") \
+                from None
+
+    def _where(self, key) -> str:
+        key = key if isinstance(key, tuple) else (key,)
+        index, parts = [], []
+        for dim, size, chunk, part in zip(self.variable.dims, self.shape, self.chunks, key,
+                                           strict=False):
+            start = (part.start or 0) if isinstance(part, slice) else int(part)
+            stop = part.stop if isinstance(part, slice) and part.stop is not None else size
+            index.append(start // chunk)
+            if dim == "step" and self.steps is not None and stop - start == 1:
+                parts.append(f"step {self.steps[start]}")
+            elif chunk < size:
+                parts.append(f"{dim} {start}:{stop}")
+        return str(tuple(index)) + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _checked(var, path: Path, name: str, ds):
+    """The variable ``var`` (lazy, read through xarray's decoding) on a dask array of the
+    store's chunks whose reads name the store, the array and the chunk when one is corrupt."""
+    da = require("dask.array")
+    chunks = tuple(var.encoding.get("chunks") or var.shape)
+    steps = ds["step"].values.tolist() if "step" in ds.indexes else None
+    reads = _CheckedReads(var, path, name, chunks, steps)
+    data = da.from_array(reads, chunks=chunks, name=f"msgpass-load-{name}-{uuid.uuid4().hex}",
+                         meta=np.empty((0,) * var.ndim, var.dtype), lock=False)
+    return var.copy(data=data)
 
 
 def _check_complete(path: Path) -> None:

@@ -30,6 +30,7 @@ MNIST_FILES = {
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000),
 }
 IDX_IMAGES, IDX_LABELS = 2051, 2049   # magic numbers: 0x0803 (ubyte, 3 dims), 0x0801 (1 dim)
+IDX_KINDS = {IDX_IMAGES: "images", IDX_LABELS: "labels"}
 
 
 @dataclass(frozen=True)
@@ -48,31 +49,55 @@ class Dataset:
         return Dataset(self.x[index], self.y[index], name or self.name, self.classes)
 
 
-def _read_bytes(path: Path) -> bytes:
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _read_bytes(path: Path, magic: int) -> bytes:
+    """The IDX bytes of ``path``: decompressed if it is gzip, as they are if it is a plain IDX
+    file; anything else is a DataError saying what the file looks like."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
+    what = IDX_KINDS.get(magic, "data")
+    expected = f"expected a gzip-compressed IDX {what} file (as MNIST is distributed)"
     try:
         raw = path.read_bytes()
-        return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
+        if raw[:2] == GZIP_MAGIC:
+            return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as err:
         raise DataError(f"{path}: not a readable gzip file ({err}); the download may be "
                         f"corrupt or truncated") from None
+    if int.from_bytes(raw[:4], "big") in IDX_KINDS:
+        return raw                                     # a plain IDX file: read_idx checks it
+    if not raw:
+        raise DataError(f"{path}: an empty file, {expected}")
+    start = raw[:512].lstrip().lower()
+    if start.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        looks = "it looks like an HTML page (a download that saved an error or sign-in page?)"
+    else:
+        looks = f"it begins with {raw[:20]!r}"
+    raise DataError(f"{path}: not a gzip IDX file: {looks}; {expected}")
 
 
 def read_idx(path, magic: int) -> np.ndarray:
-    """An IDX file (gzip or raw) of unsigned bytes: images (magic 2051, N × rows × cols) or
+    """An IDX file (gzip or plain) of unsigned bytes: images (magic 2051, N × rows × cols) or
     labels (magic 2049, N). Checks the magic number and that the payload is exactly the size
-    the header promises."""
+    the header promises; gzip's CRC-32 catches a flipped bit in a compressed file (a plain
+    file has no checksum). Anything else is a DataError naming the file and what is wrong."""
     path = Path(path)
-    data = _read_bytes(path)
-    what = "images" if magic == IDX_IMAGES else "labels"
+    data = _read_bytes(path, magic)
+    what = IDX_KINDS.get(magic, "data")
     ndim = 3 if magic == IDX_IMAGES else 1
     header = 4 * (1 + ndim)
     found = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
     if found is not None and found != magic:
-        kinds = {IDX_IMAGES: "images", IDX_LABELS: "labels"}
-        hint = f" (that is an IDX {kinds[found]} file)" if found in kinds else ""
-        raise DataError(f"{path}: magic number {found}, expected {magic} for IDX {what}{hint}")
+        compressed = path.read_bytes()[:2] == GZIP_MAGIC
+        if found in IDX_KINDS:
+            kind = "an IDX" if compressed else "a plain (uncompressed) IDX"
+            raise DataError(f"{path}: magic number {found}, expected {magic} for IDX {what}: "
+                            f"this is {kind} {IDX_KINDS[found]} file")
+        raise DataError(f"{path}: not an IDX file: its decompressed data begin with "
+                        f"{data[:8]!r} (magic number {found}), expected magic number {magic} "
+                        f"for IDX {what}")
     if len(data) < header:
         raise DataError(f"{path}: {len(data)} bytes, too short for an IDX {what} header "
                         f"({header} bytes)")
