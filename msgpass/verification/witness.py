@@ -59,8 +59,10 @@ class Expected:
     after ``project``), the ``claim`` as the report prints it, the tolerance it is held to,
     the entries it could estimate (``include``, None for all) and a note. ``project``, if
     given, maps the message side first (e.g. S^t to a directional derivative ⟨S^t, v⟩, what
-    forward messages compute); errors are then judged against the largest projected value, as
-    path magnitudes do not project."""
+    forward messages compute); ``project_magnitude`` then maps the path magnitudes the same
+    way (⟨M, |v|⟩: the size the projection's round-off scales with, so that a projection that
+    cancels to 0 is judged by its terms, not by its own tiny value); without it, errors are
+    judged against the largest projected value."""
 
     claim: str
     values: np.ndarray
@@ -68,14 +70,20 @@ class Expected:
     include: np.ndarray | None = None
     note: str = ""
     project: Callable[[np.ndarray], np.ndarray] | None = None
+    project_magnitude: Callable[[np.ndarray], np.ndarray] | None = None
 
     def seen(self, found: np.ndarray) -> np.ndarray:
         """The message side as this expectation compares it."""
         return found if self.project is None else self.project(found)
 
     def scale(self, magnitude):
-        """The path magnitudes to judge errors by (None with a projection)."""
-        return magnitude if self.project is None else None
+        """The path magnitudes to judge errors by (projected with the values, or None for a
+        projection that cannot project them)."""
+        if self.project is None:
+            return magnitude
+        if self.project_magnitude is None or magnitude is None:
+            return None
+        return self.project_magnitude(magnitude)
 
 
 @dataclass
@@ -421,8 +429,14 @@ class ForwardWitness(Witness):
 
             def project(S, d=d):
                 return np.array([np.sum(np.asarray(S) * d)])
+
+            def project_magnitude(M, d=d):
+                # ⟨S, d⟩ sums terms S_n·d_n, each with round-off ~u·M_n·|d_n|: a sum that
+                # cancels to ~0 (a softmax's, x/x's) is judged by Σ M_n·|d_n|, not by itself
+                return np.array([np.sum(np.asarray(M, dtype=np.float64) *
+                                        np.abs(np.asarray(d, dtype=np.float64)))])
             steps[v] = Expected(f"⟨S_{v}, d⟩ = forward tangent", np.array([along]), tol,
-                                project=project)
+                                project=project, project_magnitude=project_magnitude)
         return Evidence(steps=steps, notes=["forward: one random direction d per node (entries "
                                             "k/8), pushed up to the output by tangent "
                                             "messages"])
