@@ -87,9 +87,16 @@ def as_batch(x, dtype: np.dtype, what: str = "input x", copy: bool = True,
         return numbers.array(a, what)   # a new array; NaN, Inf and non-numbers refused
     if a.dtype.kind not in "iuf":
         raise DtypeError(f"{what} must hold real numbers (integer or float), got dtype {a.dtype}")
-    a = a.astype(dtype, copy=copy)
+    given = a
+    with np.errstate(over="ignore"):   # a finite value too large for dtype is refused below
+        a = a.astype(dtype, copy=copy)
     where = first_nonfinite(a.reshape(len(a), -1))
     if where is not None:
+        was = given.reshape(len(given), -1)[where]
+        if np.isfinite(was):
+            raise InputValueError(
+                f"{what} holds {was} at sample {where[0]}, feature {where[1]}, too large for "
+                f"{np.dtype(dtype).name} (at most {np.finfo(dtype).max:.4g})")
         raise InputValueError(
             f"{what} contains {a.reshape(len(a), -1)[where]} at sample {where[0]}, feature "
             f"{where[1]}; inputs must be finite")

@@ -9,6 +9,10 @@ from hypothesis import HealthCheck, settings
 settings.register_profile(
     "msgpass", derandomize=True, deadline=None, print_blob=True,
     suppress_health_check=[HealthCheck.too_slow])
+# MSGPASS_HYPOTHESIS=long: 20× the default's examples for a test that scales with the profile
+# (settings.default.max_examples; test_every_error_is_ours.py runs 2× it: 200, or 4,000 long)
+settings.register_profile(
+    "long", parent=settings.get_profile("msgpass"), max_examples=2000)
 settings.load_profile(os.environ.get("MSGPASS_HYPOTHESIS", "msgpass"))
 
 

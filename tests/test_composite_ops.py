@@ -420,3 +420,16 @@ def test_softplus_curvature_keeps_its_tail():
     tx = torch.tensor([[40.0, -40.0, 0.5]], dtype=torch.float64)
     expected = torch.sigmoid(tx) * torch.sigmoid(-tx)
     assert np.allclose(hv, expected.numpy(), rtol=1e-14, atol=0)
+
+
+def test_a_product_with_a_scalar_per_sample_is_refused_naming_the_node():
+    """This once failed with a bare IndexError from inside MatMul: x @ x of two vectors is a
+    scalar per sample, and a product with it, as in numpy, is not a matrix product (found by
+    tests/test_every_error_is_ours.py)."""
+    g = mp.Graph()
+    x = g.input("x", np.ones((1, 3)))
+    dot = x @ x
+    assert g.backward(dot).value(dot).shape == (1,)
+    with pytest.raises(mp.ShapeError, match=r"node 'matmul2' \(a @ b\).*matrices or vectors, "
+                                            r"got per-sample shapes \(3,\) and \(\)"):
+        g.backward(x @ dot)

@@ -105,3 +105,14 @@ def test_a_layer_checks_its_own_input_width_too():
     """Inside a network whose layers were changed after construction, Affine still says so."""
     with pytest.raises(mp.ShapeError, match=r"expected input of shape \(B, 4\), got \(2, 3\)"):
         mp.Affine(4, 5).forward(np.zeros((2, 3)))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_an_input_too_large_for_float32_is_named_not_called_inf():
+    """This once failed with numpy's RuntimeWarning "overflow encountered in cast", then said
+    the input "contains inf" although the user gave 1e300 (found by
+    tests/test_every_error_is_ours.py)."""
+    net32 = net().astype(np.float32)
+    with pytest.raises(mp.InputValueError, match=r"input x holds 1e\+300 at sample 0, feature 1, "
+                                                 r"too large for float32 \(at most 3\.403e\+38\)"):
+        net32.forward(np.array([[1.0, 1e300, 0, 0]]), [0])

@@ -404,3 +404,19 @@ def test_the_graph_module_docstring_example_runs():
     import msgpass.graph.graph as module
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("value", ["abc", np.array([1 + 1j]), np.array([1.0, np.nan]),
+                                   np.zeros((0, 3)), np.ones((1, 3)).astype(object)])
+def test_a_refused_value_leaves_no_node_behind(value):
+    """This once failed because g.input and g.constant added the node before checking its
+    value: after the error the graph held a node with no value, and the name was taken. And
+    an object array of floats was refused without naming the node (found by
+    tests/test_every_error_is_ours.py)."""
+    g = mp.Graph()
+    with pytest.raises(mp.MsgpassError, match="value of 'x'"):
+        g.input("x", value)
+    with pytest.raises(mp.MsgpassError, match="value of 'c'"):
+        g.constant(value, name="c")
+    assert g.nodes == {}
+    assert g.input("x", 1.0).name == "x"

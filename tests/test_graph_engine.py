@@ -454,6 +454,28 @@ def test_training_refuses_a_graph_without_a_loss_output():
         mp.train(object(), None, train_set)
 
 
+def test_training_says_what_a_graph_needs_whatever_it_lacks():
+    """This once failed with advice meant for backward ("name the one you mean: output=") for
+    a graph of no op node or of several outputs, and with "give their values as a dict" after
+    the first step for a graph of two inputs (found by tests/test_every_error_is_ours.py)."""
+    train_set, _ = digits()
+    needed = r"training needs a graph whose output is a loss layer node, such as mp\."
+    for build, what in ((lambda g, x: None, r"this graph has no op node \(nodes \['x'\]\)"),
+                        (lambda g, x: (mp.tanh(x), mp.sigmoid(x)),
+                         r"this graph has 2 outputs \['tanh1', 'sigmoid1'\] and none is a "
+                         r"loss layer node")):
+        g = mp.Graph()
+        build(g, g.input("x", np.ones((2, 64))))
+        with pytest.raises(mp.StateError, match=f"{needed}.*; {what}"):
+            mp.train(g, mp.optim.SGD(g.params, lr=0.1), train_set)
+    g = mp.Graph()
+    x, s = g.input("x", train_set.x[:2]), g.input("s", 1.0)
+    mp.SoftmaxCrossEntropy()(mp.Affine(64, 10, seed=0)(x) * s, target=train_set.y[:2])
+    with pytest.raises(mp.StateError, match=r"mp.train feeds data.x to the graph's one input; "
+                                            r"this graph has inputs \['x', 's'\]"):
+        mp.train(g, mp.optim.SGD(g.params, lr=0.1), train_set)
+
+
 # -- what review found -----------------------------------------------------------------------
 
 @given(graphs(max_nodes=8))

@@ -104,3 +104,20 @@ def test_ctrl_c_keeps_the_last_checkpoint(tmp_path):
     assert history.interrupted and len(history.rows) == 1
     with np.load(tmp_path / "c.npz", allow_pickle=False) as stored:
         assert list(stored["history/epoch"]) == [1.0]
+
+
+def test_training_data_must_be_labelled():
+    """This once failed with numpy's "operands could not be broadcast" after the first epoch:
+    a Dataset whose y were regression targets (N, K) trained, then evaluate compared argmax
+    with them (found by tests/test_every_error_is_ours.py)."""
+    net = mp.Sequential([mp.Affine(2, 2, seed=0), mp.MSELoss()])
+    targets = Dataset(np.ones((3, 2)), np.zeros((3, 2)), "targets", 2)
+    with pytest.raises(mp.DataError, match=r"the training data must hold .* integer labels y "
+                                           r"of shape \(N,\), got x \(3, 2\) and y \(3, 2\)"):
+        mp.train(net, optim.SGD(net.params, lr=0.1), targets)
+    labels = Dataset(np.ones((3, 2)), np.array([0, 1, 1]), "labels", 2)
+    fractions = Dataset(np.ones((3, 2)), np.array([0.5, 1, 1]), "fractions", 2)
+    with pytest.raises(mp.DataError, match=r"the validation data: labels y must be integers"):
+        mp.train(net, optim.SGD(net.params, lr=0.1), labels, validation=fractions)
+    with pytest.raises(mp.DataError, match=r"the data to evaluate must hold"):
+        mp.evaluate(net, targets)

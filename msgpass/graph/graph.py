@@ -69,7 +69,10 @@ def _as_node_value(name: str, value) -> tuple[np.ndarray, tuple[int, ...]]:
     shape = a.shape
     flat = (1, -1) if a.ndim < 2 else (a.shape[0], -1)
     if a.dtype == object:   # Fractions (exact) or mpmath numbers: kept as they are
-        mode = numbers.mode_of(a)
+        try:
+            mode = numbers.mode_of(a)
+        except DtypeError as err:
+            raise DtypeError(f"value of {name!r}: {err}") from None
         a = mode.array(a.reshape(flat), f"value of {name!r}")
         a.flags.writeable = False
         return a, shape
@@ -193,16 +196,21 @@ class Graph:
         self.nodes[name] = node
 
     def input(self, name: str, value=None) -> Node:
-        """A named input, with its value now or later (``set``)."""
+        """A named input, with its value now or later (``set``). A value that is refused
+        leaves no node behind."""
+        kept = _as_node_value(name, value) if value is not None else None
         node = self._add(Node(self, name, None, [], "input"))
-        if value is not None:
-            self.set(name, value)
+        if kept is not None:
+            self._values[name], self._shapes[name] = kept
+            self._record = None
         return node
 
     def constant(self, value, name: str | None = None) -> Node:
         """A node with a fixed value: it receives messages but is not an input of ``grad``."""
-        node = self._add(Node(self, name or self.fresh_name("const"), None, [], "constant"))
-        self._values[node.name], self._shapes[node.name] = _as_node_value(node.name, value)
+        name = name or self.fresh_name("const")
+        kept = _as_node_value(name, value)   # refused before the node exists
+        node = self._add(Node(self, name, None, [], "constant"))
+        self._values[name], self._shapes[name] = kept
         return node
 
     def set(self, name: str, value) -> None:
@@ -464,16 +472,21 @@ class Graph:
     def loss_output(self) -> str:
         """The node training minimises: the graph's output, which must be a loss layer node
         (a StateError saying what is needed otherwise)."""
+        needed = ("training needs a graph whose output is a loss layer node, such as "
+                  "mp.SoftmaxCrossEntropy()(logits, target=y)")
         try:
             name = self._record.output if self._record is not None else self.sink()
-        except StateError as err:
-            raise StateError(f"training needs a graph whose output is a loss layer node: {err}") \
-                from None
+        except StateError:
+            read = {i for node in self.nodes.values() for i in node.inputs}
+            sinks = [n for n, node in self.nodes.items() if n not in read and node.op is not None]
+            if not sinks:
+                raise StateError(f"{needed}; this graph has no op node "
+                                 f"(nodes {list(self.nodes)})") from None
+            raise StateError(f"{needed}; this graph has {len(sinks)} outputs {sinks} and "
+                             f"none is a loss layer node") from None
         if self._loss_op(name) is None:
             what = self.nodes[name].op.describe() if self.nodes[name].op else self.nodes[name].kind
-            raise StateError(f"training needs a graph whose output is a loss layer node, such "
-                             f"as mp.SoftmaxCrossEntropy()(logits, target=y); this graph's "
-                             f"output {name!r} is {what}")
+            raise StateError(f"{needed}; this graph's output {name!r} is {what}")
         return name
 
     def forward(self, inputs=None, target=None, output: Node | str | None = None):

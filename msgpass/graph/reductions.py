@@ -106,7 +106,7 @@ class MatMul(Op):
 
     def check_shapes(self, name, shapes):
         sa, sb = (tuple(s) for s in shapes)
-        if len(sa) > 2 or len(sb) > 2:
+        if not 1 <= len(sa) <= 2 or not 1 <= len(sb) <= 2:   # a scalar, as numpy's matmul
             raise ShapeError(f"node {name!r} (a @ b): each sample's factors must be matrices "
                              f"or vectors, got per-sample shapes {sa} and {sb}")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, StateError
 from ..graph import Graph
 from ..network import Sequential
 from ..validate import positive_int
@@ -45,9 +45,22 @@ class History:
         return self.rows[-1] if self.rows else {}
 
 
+def labelled(data: Dataset, what: str) -> Dataset:
+    """``data`` if it is what training and ``evaluate`` read: inputs x (N, ...) and integer
+    labels y (N,) (accuracy is argmax == label); else a DataError naming ``what``."""
+    x, y = np.asarray(data.x), np.asarray(data.y)
+    if y.ndim != 1 or x.ndim < 2 or len(x) != len(y):
+        raise DataError(f"{what} must hold inputs x of shape (N, ...) and integer labels y of "
+                        f"shape (N,), got x {x.shape} and y {y.shape}")
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.all(y == np.round(y))):
+        raise DataError(f"{what}: labels y must be integers, got dtype {y.dtype}")
+    return data
+
+
 def evaluate(net, data: Dataset, batch: int = 2000) -> tuple[float, float]:
     """(mean loss, accuracy) of the network on ``data`` in evaluation mode (no dropout);
     the loss layer's own forward, so nothing is kept for a backward."""
+    labelled(data, "the data to evaluate")
     was_training = any(layer.training for layer in net.layers)
     net.eval()
     try:
@@ -117,11 +130,18 @@ def train(net, optimizer, data: Dataset, *, epochs: int = 1, batch_size: int = 1
         raise ValueError(f"backward must be 'messages' or 'backprop', got {backward!r}")
     if len(data) == 0:
         raise DataError("the training data is empty")
+    labelled(data, "the training data")
+    if validation is not None:
+        labelled(validation, "the validation data")
     for label, value in (("epochs", epochs), ("batch_size", batch_size)) + (
             (("steps", steps),) if steps is not None else ()):
         positive_int(value, label, DataError)
     if isinstance(net, Graph):
         net.loss_output()   # a StateError saying what is needed, before any work
+        if len(net.inputs()) != 1:
+            raise StateError(f"mp.train feeds data.x to the graph's one input; this graph has "
+                             f"inputs {net.inputs()} (make the others constants: "
+                             f"g.constant(value))")
     elif not isinstance(net, Sequential):
         raise TypeError(f"mp.train trains a Sequential or a Graph with a loss output, got "
                         f"{type(net).__name__}")
