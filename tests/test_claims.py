@@ -160,3 +160,33 @@ def test_affine_parameter_partials_give_the_outer_product():
         # the layer is linear in W, so a one-sided step is exact up to round-off:
         # |y| ~ 1, u ~ 1e-16, so the error is ~ 1e-16 / 1e-6 = 1e-10 ≪ 1e-8
         np.testing.assert_allclose((moved - base) / h, expected, atol=1e-8)
+
+
+def test_the_softmax_precision_numbers_document_4_states():
+    """theory/04, "Floating point": the numbers the text gives for a max-shifted softmax, from
+    msgpass's own layer (mpmath at 50 digits is the reference)."""
+    import mpmath
+    mpmath.mp.dps = 50
+    # float32: e^(−d) rounds to 0 past 150·ln 2 ≈ 103.97
+    assert np.exp(np.float32(-103.9)) > 0 and np.exp(np.float32(-104.0)) == 0
+    assert 150 * np.log(2) == pytest.approx(103.97, abs=0.005)
+    softmax = mp.Softmax()
+
+    def probabilities(d):
+        y, _ = softmax.forward(np.array([[0.0, -d]]))
+        return y[0]
+    # p_min keeps its relative precision until the subnormal range
+    for d, stated in ((700, 9e-18), (720, 3e-12), (740, 3e-3)):
+        exact = 1 / (1 + mpmath.exp(d))
+        error = float(abs(mpmath.mpf(float(probabilities(d)[1])) - exact) / exact)
+        assert error == pytest.approx(stated, rel=0.15), d
+    # 1 − p_max as y − y·y: 1e-3 relative at d = 30, exactly 0 from d ≈ 37
+    y = probabilities(30)[0]
+    exact = mpmath.exp(-30) / (1 + mpmath.exp(-30)) ** 2
+    assert float(abs(mpmath.mpf(float(y - y * y)) - exact) / exact) == pytest.approx(1e-3, rel=0.1)
+    y = probabilities(37)[0]
+    assert y - y * y == 0
+    # the log-softmax partials are bounded by 1, not of order one
+    p, _ = softmax.forward(np.array([[8.0, 0.0, -8.0]]))
+    assert 1 - p[0, 0] == pytest.approx(3.4e-4, rel=0.02)
+    assert -p[0, 2] == pytest.approx(-1.1e-7, rel=0.03)
