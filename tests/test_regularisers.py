@@ -31,8 +31,17 @@ def test_dropout_messages_are_the_mask_and_verify():
     net.forward(x, y)
     trace = net.backward()
     keep = trace.partials[2].inputs.values
+    # the partials are exactly 0 and 1/(1 − p) = 2, and the same mask scaled the forward
+    # values (read from z, not from the partials): z3 = 0 where dropped, z2/(1 − p) where kept
+    assert set(np.unique(keep)) == {0.0, 2.0}
+    z2, z3 = trace.value(2), trace.value(3)
+    np.testing.assert_array_equal(z3[keep == 0], 0)
+    np.testing.assert_array_equal(z3[keep != 0], z2[keep != 0] * 2.0)
     np.testing.assert_array_equal(trace.block(3).values, keep * trace.incoming(4))
-    assert np.all(trace.incoming(3)[keep == 0] == 0)      # a dropped node hears nothing
+    dropped = keep == 0
+    assert np.all(trace.block(3).values[dropped] == 0)     # every message it sends down is 0
+    assert np.all(trace.incoming(3)[dropped] == 0)         # so the node below hears nothing
+    assert np.all(trace.incoming(4)[dropped] != 0)         # but it still receives W·S
     assert mp.verify(net, x, y).ok
 
 
