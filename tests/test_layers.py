@@ -156,3 +156,113 @@ def test_soft_labels_with_any_row_sum_are_differentiated_correctly(dtype):
     soft = np.array([[0.3, 0.3, 0.4 + 9e-7], [0.2, 0.5, 1.3]])
     report = mp.verify(net, x, soft)
     assert report.ok, str(report)
+
+
+def _batchnorm(training: bool) -> mp.BatchNorm:
+    layer = mp.BatchNorm(5)
+    layer.params["gamma"][:] = rng.uniform(0.5, 2.0, 5)
+    layer.params["beta"][:] = rng.standard_normal(5)
+    layer.load_state({"running_mean": rng.standard_normal(5),
+                      "running_var": rng.uniform(0.5, 2.0, 5)})
+    layer.training = training
+    return layer
+
+
+@pytest.mark.claim("C4.9")
+def test_dropout_partials_match_finite_differences_of_the_forward():
+    """theory/04's row: m_n / (1 − q) on the diagonal, against the forward of the same step."""
+    layer = mp.Dropout(0.4, seed=3)
+    x = rng.standard_normal((6, 5))
+    _, saved = layer.forward(x)
+    dense = layer.local_partials(saved).inputs.dense()
+    jac = finite_difference_jacobian(layer, x)        # the same step: the same mask
+    np.testing.assert_allclose(dense, jac, atol=TOL_LAYER_FD)
+    assert set(np.unique(np.einsum("bnn->bn", dense))) == {0.0, 1 / 0.6}
+
+
+@pytest.mark.claim("C4.10")
+@pytest.mark.parametrize("training", [True, False], ids=["training", "evaluation"])
+def test_batchnorm_partials_match_finite_differences_of_the_forward(training):
+    """Both BatchNorm rows. In training mode every output depends on every sample of its
+    feature, so the Jacobian is taken over the whole batch: (B·N) × (B·N), compared with the
+    coupled J_j[b, b'] (zero between features); in evaluation mode γ/σ on the diagonal."""
+    layer = _batchnorm(training)
+    x = rng.standard_normal((4, 5)) * 2 + 1
+    _, saved = layer.forward(x)
+    partials = layer.local_partials(saved)
+    h = 1e-6
+    B, N = x.shape
+    jac = np.zeros((B, N, B, N))                      # [b, n, b', n'] = ∂y_{b'n'}/∂x_{bn}
+    for b in range(B):
+        for n in range(N):
+            up, down = x.copy(), x.copy()
+            up[b, n] += h
+            down[b, n] -= h
+            jac[b, n] = (layer.forward(up)[0] - layer.forward(down)[0]) / (2 * h)
+    if training:
+        coupled = partials.inputs.values                      # (N, B, B): J_j[b, b']
+        expected = np.zeros_like(jac)
+        for j in range(N):
+            expected[:, j, :, j] = coupled[j]
+        var = x.var(axis=0)                                   # the biased batch variance
+        sigma = np.sqrt(var + layer.eps)
+        xhat = (x - x.mean(axis=0)) / sigma
+        gamma = layer.params["gamma"]
+        by_hand = (gamma / sigma)[:, None, None] * (np.eye(B)[None] - 1 / B
+                                                     - xhat.T[:, :, None] * xhat.T[:, None, :] / B)
+        np.testing.assert_allclose(coupled, by_hand, rtol=1e-12, atol=1e-15)
+    else:
+        expected = np.zeros_like(jac)
+        diagonal = partials.inputs.values                     # (B, N)
+        for b in range(B):
+            expected[b, :, b, :] = np.diag(diagonal[b])
+        sigma = np.sqrt(layer.running_var + layer.eps)
+        np.testing.assert_allclose(diagonal[0], layer.params["gamma"] / sigma, rtol=1e-14)
+    np.testing.assert_allclose(jac, expected, atol=TOL_LAYER_FD)
+
+
+@pytest.mark.claim("C4.10")
+@pytest.mark.parametrize("training", [True, False], ids=["training", "evaluation"])
+def test_batchnorm_parameter_partials_match_finite_differences(training):
+    """K: ∂y_{bj}/∂γ_j = x̂_{bj} and ∂y_{bj}/∂β_j = 1, against the forward."""
+    layer = _batchnorm(training)
+    x = rng.standard_normal((4, 5)) * 2 + 1
+    y, saved = layer.forward(x)
+    S = rng.standard_normal(y.shape)
+    K = layer.local_partials(saved).params
+    h = 1e-6
+    for name in ("gamma", "beta"):
+        fd = np.zeros(5)
+        theta = layer.params[name]
+        for j in range(5):
+            keep = theta[j]
+            theta[j] = keep + h
+            up = (layer.forward(x)[0] * S).sum()
+            theta[j] = keep - h
+            down = (layer.forward(x)[0] * S).sum()
+            theta[j] = keep
+            fd[j] = (up - down) / (2 * h)
+        grad = K[name].per_sample(S).sum(axis=0)
+        np.testing.assert_allclose(grad, fd, atol=TOL_LAYER_FD)
+    np.testing.assert_allclose(K["gamma"].per_sample(S).sum(axis=0), (saved.xhat * S).sum(0),
+                               rtol=1e-13)
+    np.testing.assert_allclose(K["beta"].per_sample(S).sum(axis=0), S.sum(0), rtol=1e-13)
+
+
+def test_log_softmax_keeps_the_top_class_log_probability_to_full_relative_precision():
+    """The top class's log-probability is −log(1 + Σ_{k≠top} e^{x_k − x_top}); taken as log1p
+    of the other terms it keeps its relative precision when tiny, where log of the sum would
+    round to 0 (from a gap of about 37 in float64). The reference is the same closed form at
+    50 digits; the loss of a confident sample is then that tiny number, not 0."""
+    import mpmath
+    mpmath.mp.dps = 50
+    for gap in (1.0, 20.0, 40.0, 300.0):
+        x = np.array([[0.0, -gap, -gap - 1.5]])
+        y, _ = mp.LogSoftmax().forward(x)
+        exact = -mpmath.log1p(mpmath.exp(-gap) + mpmath.exp(-gap - 1.5))
+        assert abs(float((mpmath.mpf(float(y[0, 0])) - exact) / exact)) < 4e-16, gap
+        loss = mp.SoftmaxCrossEntropy()
+        value, _ = loss.forward(x, np.array([0]))
+        assert abs(float((mpmath.mpf(float(np.ravel(value)[0])) + exact) / exact)) < 4e-16, gap
+    tied, _ = mp.LogSoftmax().forward(np.array([[2.0, 2.0, 2.0]]))  # ties: one term is the top
+    np.testing.assert_allclose(tied, -np.log(3), rtol=1e-15)
