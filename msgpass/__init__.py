@@ -20,6 +20,8 @@ J^t and K^t of one layer    ``LocalPartials`` (``local_partials`` of a layer, ``
 S^t_n = Σ_{n'} δ^t_{n←n'}   ``incoming`` (``trace.incoming(t)``): what arrived at node n of layer
                             t−1 and was summed; S^{T+1} = 1/B is the seed
 ∂L/∂θ                       ``grads``
+L = (1/B) Σ_b ℓ_b           the loss: the batch mean of the samples' losses; ``MSELoss``'s
+                            ℓ_b = ½ Σ_n (y_bn − t_bn)² is a sum of squares (2乗和誤差), not a mean
 the classic backward        ``dout``, ``dx``, ``dW`` in each layer's ``backward``
 ==========================  ====================================================================
 

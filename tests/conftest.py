@@ -1,6 +1,8 @@
 """Shared test settings: hypothesis is derandomised, so every run checks the same examples."""
 
+import importlib.util
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,3 +30,15 @@ def same_statistics():
             assert np.array_equal(a.absmax, b.absmax) and np.array_equal(a.counts, b.counts)
             assert np.max(np.abs(a.mean - b.mean)) <= 1e-12 * max(np.max(np.abs(a.mean)), 1e-300)
     return check
+
+
+@pytest.fixture
+def theory_script():
+    """Import one of theory/'s research scripts by name (they are scripts, not a package)."""
+    def load(name):
+        path = Path(__file__).resolve().parents[1] / "theory" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load

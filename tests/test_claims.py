@@ -1,5 +1,7 @@
 """Claims of theory/ that no other test checks directly."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -190,3 +192,304 @@ def test_the_softmax_precision_numbers_document_4_states():
     p, _ = softmax.forward(np.array([[8.0, 0.0, -8.0]]))
     assert 1 - p[0, 0] == pytest.approx(3.4e-4, rel=0.02)
     assert -p[0, 2] == pytest.approx(-1.1e-7, rel=0.03)
+
+
+# -- issue 21: each claim checked as the text states it -------------------------------------
+
+THEORY = Path(__file__).resolve().parents[1] / "theory"
+
+
+
+@pytest.mark.claim("C1.6")
+def test_the_sigmoid_partial_is_computed_from_the_forward_value_alone():
+    """The layer keeps only its output, and its partial is y(1 − y) of whatever output it is
+    given; for a real forward that equals e^(−x)/(1 + e^(−x))², written out by hand."""
+    from msgpass.layers.elementwise import OutputSaved
+    layer = mp.Sigmoid()
+    x = np.array([[-3.0, -0.5, 0.0, 0.7, 4.0]])
+    y, saved = layer.forward(x)
+    assert set(vars(saved)) == {"out"}                       # x itself is not kept
+    np.testing.assert_array_equal(layer.local_partials(saved).inputs.values, y * (1 - y))
+    np.testing.assert_allclose(layer.local_partials(saved).inputs.values,
+                               np.exp(-x) / (1 + np.exp(-x)) ** 2, rtol=1e-14)
+    made_up = OutputSaved(out=np.array([[0.25]]))             # no x ever existed for this y
+    assert layer.local_partials(made_up).inputs.values[0, 0] == 0.25 * 0.75
+
+
+@pytest.mark.claim("C1.7")
+def test_the_staged_computation_sends_the_three_messages_the_text_states():
+    g = mp.Graph()
+    x, y = g.input("x", 3.0), g.input("y", -4.0)
+    f = ((x + mp.sigmoid(y)) / (mp.sigmoid(x) + (x + y) ** 2)).named("f")
+    trace = g.backward(f)
+    assert round(float(trace.value(f)), 6) == 1.545645
+    assert round(float(trace.grad("x")), 6) == 2.05957
+    assert round(float(trace.grad("y")), 6) == 1.592233
+    messages = {}
+    for source, target, m in trace.edges:
+        if source == "x":
+            messages[target] = float(m.dense().sum())
+    assert len(messages) == 3                                  # x feeds three nodes
+    by_value = sorted(round(v, 6) for v in messages.values())
+    assert by_value == [-0.035762, 0.512144, 1.583187]
+    # each from the node the text names: σ(x), the numerator x + σ(y), and x + y
+    s = 1 / (1 + np.exp(-3.0))
+    sy = 1 / (1 + np.exp(4.0))
+    num, den = 3.0 + sy, s + 1.0
+    expected = {"sigmoid": -num / den**2 * s * (1 - s), "numerator": 1 / den,
+                "x + y": -num / den**2 * 2 * (3.0 - 4.0)}
+    assert sorted(round(v, 6) for v in expected.values()) == by_value
+    assert sum(messages.values()) == pytest.approx(float(trace.grad("x")), rel=1e-15)
+
+
+@pytest.mark.claim("C2.7")
+@pytest.mark.parametrize("layer", [mp.ReLU(), mp.Sigmoid(), mp.Tanh(), mp.Dropout(0.5, seed=1)],
+                         ids=lambda layer: layer.describe())
+def test_an_elementwise_layers_messages_are_zero_off_the_diagonal_by_its_forward(layer):
+    """Not by construction of the view: moving input n leaves every other output bit for bit
+    unchanged, so the true Jacobian (and hence every message δ = J·S) is zero off the
+    diagonal; the stored diagonal messages are the layer's partial times the arriving sum."""
+    net = mp.Sequential([mp.Affine(4, 6, seed=0), layer, mp.Affine(6, 3, seed=1),
+                         mp.SoftmaxCrossEntropy()])
+    x = np.random.default_rng(3).standard_normal((5, 4))
+    net.forward(x, np.array([0, 1, 2, 0, 1]))
+    trace = net.backward()
+    z1 = trace.value(1)
+    base, _ = net.layers[1].forward(z1)
+    for n in range(6):
+        moved = z1.copy()
+        moved[:, n] += 0.37
+        out, _ = net.layers[1].forward(moved)
+        others = np.arange(6) != n
+        np.testing.assert_array_equal(out[:, others], base[:, others])
+    dense = trace.message(2)
+    assert np.all(dense[:, ~np.eye(6, dtype=bool)] == 0)
+    ref = mp.backprop(net, x, np.array([0, 1, 2, 0, 1]))
+    np.testing.assert_allclose(np.einsum("bnn->bn", dense),
+                               trace.partials[1].inputs.values * ref.incoming(3), rtol=1e-13)
+
+
+@pytest.mark.claim("C2.7")
+def test_an_affine_block_is_w_scaled_by_backprops_arriving_sums():
+    """W from the network's parameters, S from standard backprop (not from the trace)."""
+    net, x, target, trace = small_trace(batch=4)
+    ref = mp.backprop(net, x, target)
+    for t in (1, 3, 5):
+        W = net.params[f"{t}.W"]
+        np.testing.assert_allclose(trace.message(t), W[None] * ref.incoming(t + 1)[:, None, :],
+                                   rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.claim("C3.4")
+def test_the_message_pass_computes_one_message_per_edge_per_sample(monkeypatch):
+    """Count what the pass computes: every send of every kind of partial is recorded while
+    net.backward() runs, and the number of messages sent is B times the number of edges."""
+    from msgpass.partials.base import InputPartials
+    sent = []
+
+    def kinds(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from kinds(sub)
+    for cls in {InputPartials, *kinds(InputPartials)}:
+        if "send" in vars(cls):
+            original = vars(cls)["send"]
+
+            def counting(self, *args, _original=original, **kwargs):
+                out = _original(self, *args, **kwargs)
+                sent.append(np.asarray(out).size)
+                return out
+            monkeypatch.setattr(cls, "send", counting)
+    net = mp.build_network("3-4-tanh-5-relu-2-sce", seed=2)
+    x, target = random_batch(net, 3, np.random.default_rng(2))
+    net.forward(x, target)
+    trace = net.backward()
+    edges = 3 * 4 + 4 + 4 * 5 + 5 + 5 * 2 + 2          # Σ N_{t-1} N_t over Affine, N elsewhere
+    assert sum(sent) == 3 * edges
+    # the paths from one input to the loss: 4 · 5 · 2 (C3.2), each through two more layers;
+    # the pass does not grow with them: the same count for any weights
+    assert trace.incoming(1).shape == (3, 3)
+
+
+@pytest.mark.claim("C4.7")
+def test_the_softmax_into_squares_gradient_is_pinned():
+    """−2.25e-7, not merely small: the closed form Σ_{n'} J[n, n'](p_{n'} − t_{n'}) at 50 digits."""
+    import mpmath
+    mpmath.mp.dps = 50
+    logits = [mpmath.mpf(8), mpmath.mpf(0), mpmath.mpf(-8)]
+    e = [mpmath.exp(v) for v in logits]
+    p = [v / sum(e) for v in e]
+    t = [0, 0, 1]
+    exact = sum(p[k] * ((1 if k == 2 else 0) - p[2]) * (p[k] - t[k]) for k in range(3))
+    net = mp.Sequential([mp.Softmax(), mp.MSELoss()])
+    net.forward(np.array([[8.0, 0.0, -8.0]]), np.array([[0.0, 0.0, 1.0]]))
+    grad = net.backward().incoming(1)[0, 2]
+    assert grad == pytest.approx(float(exact), rel=1e-12)
+    assert round(grad, 9) == -2.25e-7
+
+
+def test_softmax_partials_keep_their_relative_precision_when_one_class_dominates():
+    """theory/04: msgpass computes the diagonal as y_n Σ_{k≠n} y_k (log-softmax: Σ_{k≠n} p_k),
+    relative error below 2e-15 at d = 30, 37, 100, 700, where y − y·y is off by 1e-3 or 0."""
+    import mpmath
+    mpmath.mp.dps = 50
+    for d in (30, 37, 100, 700):
+        x = np.array([[0.0, -float(d)]])
+        _, saved = mp.Softmax().forward(x)
+        soft = mp.Softmax().local_partials(saved).inputs.dense()[0, 0, 0]
+        _, saved = mp.LogSoftmax().forward(x)
+        log_soft = mp.LogSoftmax().local_partials(saved).inputs.dense()[0, 0, 0]
+        e = mpmath.exp(-d)
+        for value, exact in ((soft, e / (1 + e) ** 2), (log_soft, e / (1 + e))):
+            assert float(abs(mpmath.mpf(float(value)) - exact) / exact) < 2e-15, d
+
+
+def test_log_softmax_of_two_classes_is_s_minus_softplus():
+    """theory/04, seed 000's view: log softmax(s, 0)₁ = s − softplus(s), derivative 1 − σ(s)."""
+    s = np.array([-30.0, -3.0, 0.0, 2.0, 30.0])
+    x = np.stack([s, np.zeros_like(s)], axis=1)
+    y, saved = mp.LogSoftmax().forward(x)
+    # s − softplus(s) = −softplus(−s); the second form does not cancel at large s
+    # (to round-off of the largest term: at s = 30 the value −9.4e-14 is the small
+    # difference log Σ e^x − x_max, good to ~1e-16 absolute, not relative)
+    np.testing.assert_allclose(y[:, 0], -np.logaddexp(0, -s), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(y[:3, 0], s[:3] - np.logaddexp(0, s[:3]), rtol=1e-14)
+    J = mp.LogSoftmax().local_partials(saved).inputs.dense()
+    np.testing.assert_allclose(J[:, 0, 0], 1 / (1 + np.exp(s)), rtol=1e-14)
+
+
+@pytest.mark.claim("C5.2")
+def test_a_planted_error_fails_at_the_first_step_that_uses_it_and_float64_misses_it(
+        monkeypatch):
+    """One part in 10^30 on the partials of layer 4 (the upper ReLU): exact mode fails at step
+    t = 4, the first step (from the top) that uses them; in float64 the same change is no
+    change at all, and verify passes."""
+    from fractions import Fraction
+    net = mp.build_network("2-3-relu-3-relu-2-mse", seed=0)
+    x, target = [[Fraction(1, 2), Fraction(-3, 4)]], [[1, 0]]
+    original = mp.ReLU.local_partials
+    planted = []
+
+    def off(self, saved):
+        local = original(self, saved)
+        if self is net.layers[3] or self is exact.layers[3]:
+            planted.append(True)
+            if local.inputs.values.dtype == object:
+                values = local.inputs.values * (1 + Fraction(1, 10**30))
+            else:
+                values = local.inputs.values * (1 + 1e-30)      # 1 + 1e-30 == 1.0 in float64
+            return type(local)(type(local.inputs)(values))
+        return local
+    exact = net.astype("exact")
+    monkeypatch.setattr(mp.ReLU, "local_partials", off)
+    report = mp.verify(exact, x, target)
+    assert not report.ok and planted
+    failure = report.first_failure
+    assert failure.part == "step" and failure.t == 4, failure.where
+    assert all(c.ok for c in report.checks if c.t is not None and c.t > 4)
+    floats = mp.verify(net, np.array([[0.5, -0.75]]), np.array([[1.0, 0.0]]))
+    assert floats.ok
+
+
+@pytest.mark.claim("C5.3")
+def test_the_documented_precision_study_falls_by_more_than_1e15_from_20_to_40_digits(theory_script):
+    """On the network the text names, 4-8-tanh-8-sigmoid-6-tanh-5-logsoftmax-nll (batch 4,
+    seed 0, reference at 120 digits), not on another one."""
+    pytest.importorskip("mpmath")
+    study = theory_script("precision_study")
+    rows = {name: (gap, err) for name, gap, err in study.measure(digits=(20, 40))}
+    assert study.SPEC == "4-8-tanh-8-sigmoid-6-tanh-5-logsoftmax-nll"
+    assert (study.BATCH, study.SEED, study.REFERENCE_DIGITS) == (4, 0, 120)
+    for i in (0, 1):
+        assert 0 < rows["mp:40"][i] < rows["mp:20"][i] * 1e-15
+    # every row of the document's table as printed (two significant digits), measured now
+    table = {}
+    for line in (THEORY / "05-numbers-and-composites.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 3 and (cells[0] == "float64" or cells[0].startswith("mp:")):
+            table[cells[0]] = (cells[1], cells[2])
+    assert len(table) == 7
+    measured = {name: (f"{gap:.1e}", f"{err:.1e}") for name, gap, err in
+                study.measure(digits=[int(name[3:]) for name in table if name != "float64"])}
+    assert table == {name: measured[name] for name in table}
+
+
+def test_mp_verify_worst_is_below_the_stated_bound():
+    """theory/05: on the four networks of tests/test_numbers.py the worst relative error of
+    an mp verify is below 10^(−0.5−D) at D = 20 and 50."""
+    pytest.importorskip("mpmath")
+    for digits in (20, 50):
+        worst = 0.0
+        for seed, spec in enumerate(["4-6-sigmoid-5-tanh-3-sce", "3-4-tanh-4-relu-2-mse",
+                                     "5-3-softmax-3-mse",
+                                     "2-6-sigmoid-6-sigmoid-4-logsoftmax-nll"]):
+            net = mp.build_network(spec, seed=seed)
+            x, target = random_batch(net, 3, np.random.default_rng(seed))
+            report = mp.verify(net.astype(f"mp:{digits}"), x, target)
+            worst = max(worst, max(float(c.result.max_rel) for c in report.checks))
+        assert 0 < worst < 10.0 ** (-0.5 - digits), digits
+
+
+@pytest.mark.claim("C5.7")
+def test_the_tanh_and_relu_stacks_measure_what_the_text_says(theory_script):
+    study = theory_script("vanishing_gradients")
+    for name, stated in (("tanh", 13), ("relu", 2.0)):
+        m = study.measure(name)["mean |δ|"]
+        assert len(m) == 30
+        assert max(m) / min(m) == pytest.approx(stated, abs=0.5 if stated > 10 else 0.05)
+
+
+@pytest.mark.claim("C6.3")
+def test_the_full_training_run_gives_the_numbers_the_claim_states(tmp_path, theory_script):
+    """The 600-step run of theory/message_magnitudes.py, steps 0 and 600 recorded (the
+    statistics at a step do not depend on which other steps are recorded)."""
+    pytest.importorskip("zarr")
+    pytest.importorskip("xarray")
+    study = theory_script("message_magnitudes")
+    assert (study.SPEC, study.STEPS, study.LR, study.BATCH) == ("64-64-relu-64-relu-10-sce",
+                                                                600, 0.1, 32)
+    study.run(tmp_path / "run.zarr", steps=600, every=600)
+    ds = mp.load_trace(tmp_path / "run.zarr")
+    assert list(ds["step"].values) == [0, 600]
+    loss = ds["loss"].values
+    assert (round(float(loss[0]), 3), round(float(loss[-1]), 3)) == (2.353, 0.052)
+    rows = study.summarise(ds)
+    median = {t: (int(rows[t]["median"][0]), int(rows[t]["median"][-1])) for t in rows}
+    assert median[5] == (-15, -27)                                 # the top Affine layer
+    falls = [median[t][0] - median[t][1] for t in (1, 2, 3, 4)]
+    assert min(falls) == 6 and max(falls) == 8                     # the layers below
+    assert median[6][0] - median[6][1] == 11                       # what leaves the loss
+    zero = rows[4]["zero"]
+    assert (round(float(zero[0]), 3), round(float(zero[-1]), 3)) == (0.496, 0.380)
+
+
+def test_the_message_count_of_document_6s_example():
+    """theory/06: 4,096 samples through 2048-2048-relu-10-sce send 17,272,184,832 messages,
+    128.7 GiB in float64, counted from the network's own edges."""
+    net = mp.build_network("2048-2048-relu-10-sce", seed=0)
+    x, target = random_batch(net, 1, np.random.default_rng(0))
+    net.forward(x, target)
+    trace = net.backward(keep="sums")
+    edges = sum(int(trace.partials[t - 1].inputs.edges().sum()) for t in range(1, net.T + 1))
+    assert 4096 * edges == 17_272_184_832
+    assert round(4096 * edges * 8 / 2**30, 1) == 128.7
+
+
+@pytest.mark.claim("C5.4")
+def test_complex_step_partials_are_at_round_off_as_measured():
+    """'measured about 2e-16': the complex-step Jacobian of a smooth function against the one
+    written out by hand, relative to the largest entry, within a few ulps (< 1e-15)."""
+    def f(x):
+        return np.stack([x[:, 0] * np.sin(x[:, 1]), np.exp(x[:, 2]) * x[:, 0],
+                         np.tanh(x[:, 1] * x[:, 2])], axis=1)
+    x = np.random.default_rng(8).standard_normal((6, 3))
+    fn = mp.Function(f, 3, 3)
+    _, saved = fn.forward(x)
+    assert fn.method == "complex step"
+    exact = np.zeros((6, 3, 3))                              # [b, n, n'] = ∂f_{n'}/∂x_n
+    exact[:, 0, 0], exact[:, 1, 0] = np.sin(x[:, 1]), x[:, 0] * np.cos(x[:, 1])
+    exact[:, 0, 1], exact[:, 2, 1] = np.exp(x[:, 2]), np.exp(x[:, 2]) * x[:, 0]
+    sech2 = 1 - np.tanh(x[:, 1] * x[:, 2]) ** 2
+    exact[:, 1, 2], exact[:, 2, 2] = sech2 * x[:, 2], sech2 * x[:, 1]
+    rel = np.abs(saved.jac - exact).max() / np.abs(exact).max()
+    assert rel < 1e-15, rel

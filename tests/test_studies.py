@@ -1,25 +1,13 @@
 """The research scripts under theory/ run, and their conclusions hold (small cases)."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-THEORY = Path(__file__).resolve().parents[1] / "theory"
-
-
-def load(name):
-    spec = importlib.util.spec_from_file_location(name, THEORY / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.claim("C5.3")
-def test_the_precision_study_shows_the_error_falling_with_the_digits(tmp_path):
+def test_the_precision_study_shows_the_error_falling_with_the_digits(tmp_path, theory_script):
     pytest.importorskip("mpmath")
-    study = load("precision_study")
+    study = theory_script("precision_study")
     rows = dict((name, (gap, err)) for name, gap, err in
                 study.measure("3-4-tanh-4-sigmoid-3-logsoftmax-nll", digits=(20, 30, 40),
                               batch=2, reference_digits=80))
@@ -33,8 +21,8 @@ def test_the_precision_study_shows_the_error_falling_with_the_digits(tmp_path):
 
 @pytest.mark.claim("C5.6")
 @pytest.mark.claim("C5.7")
-def test_the_vanishing_gradient_study(tmp_path):
-    study = load("vanishing_gradients")
+def test_the_vanishing_gradient_study(tmp_path, theory_script):
+    study = theory_script("vanishing_gradients")
     results = {name: study.measure(name) for name in study.ACTIVATIONS}   # 30 layers, as stated
     sigmoid = results["sigmoid"]["mean |δ|"]
     assert sigmoid[-1] / sigmoid[0] > 1e15                       # top over bottom
@@ -48,12 +36,12 @@ def test_the_vanishing_gradient_study(tmp_path):
 
 
 @pytest.mark.claim("C6.3")
-def test_the_message_magnitude_study(tmp_path):
+def test_the_message_magnitude_study(tmp_path, theory_script):
     pytest.importorskip("zarr")
     pytest.importorskip("xarray")
     import msgpass as mp
     from msgpass.training.data import Standardizer, load_digits, split
-    study = load("message_magnitudes")
+    study = theory_script("message_magnitudes")
     study.run(tmp_path / "run.zarr", steps=100, every=50)
     ds = mp.load_trace(tmp_path / "run.zarr")
     assert list(ds["step"].values) == [0, 50, 100]
