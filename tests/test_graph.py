@@ -124,6 +124,35 @@ def test_max_routes_the_gradient_and_reports_ties():
     assert "half the gradient" in report.kinks[0].convention
 
 
+@pytest.mark.claim("C1.4")
+def test_the_kink_conventions_are_pytorchs_and_the_text_says_which_seed_each_follows():
+    """theory/01 after C1.4: a tie of max splits evenly as torch.maximum does (seed 000 would
+    give all of it to X₂); ReLU'(0) = 0 as torch.relu and seed 001 (seed 000's table gives 1);
+    mp.maximum(x, 0) at x = 0 is a tie and sends ½, mp.relu sends 0 — in the local partials
+    and in the classic backward (the standard-backprop witness) alike."""
+    torch = pytest.importorskip("torch")
+    a = torch.tensor([3.0, 0.0], dtype=torch.float64, requires_grad=True)
+    b = torch.tensor([3.0, 0.0], dtype=torch.float64, requires_grad=True)
+    torch.maximum(a, b).sum().backward()
+    assert a.grad.tolist() == b.grad.tolist() == [0.5, 0.5]
+    z = torch.tensor([0.0], dtype=torch.float64, requires_grad=True)
+    torch.relu(z).sum().backward()
+    assert z.grad.tolist() == [0.0]
+    g = mp.Graph()
+    x = g.input("x", [0.0, 2.0, -1.0])
+    as_max = mp.maximum(x, g.input("zero", [0.0, 0.0, 0.0])).named("as_max")
+    as_relu = mp.relu(x).named("as_relu")
+    np.testing.assert_array_equal(g.backward(as_max).grad("x"), [0.5, 1.0, 0.0])
+    np.testing.assert_array_equal(g.backward(as_relu).grad("x"), [0.0, 1.0, 0.0])
+    for f in (as_max, as_relu):                      # the classic backward agrees step by step
+        assert mp.verify(g, f, witnesses=("backprop",)).ok
+    layer = mp.ReLU()                                # the layer, in both of its backwards
+    _, saved = layer.forward(np.array([[0.0, 2.0]]))
+    np.testing.assert_array_equal(layer.local_partials(saved).inputs.values, [[0.0, 1.0]])
+    dx = layer.backward(saved, np.array([[1.0, 1.0]]))
+    np.testing.assert_array_equal(dx[0] if isinstance(dx, tuple) else dx, [[0.0, 1.0]])
+
+
 def test_vectors_broadcast_a_width_one_node_to_all_entries():
     g = mp.Graph()
     v, s = g.input("v", [1.0, 2.0, 3.0]), g.input("s", 2.0)
