@@ -493,3 +493,276 @@ def test_complex_step_partials_are_at_round_off_as_measured():
     exact[:, 1, 2], exact[:, 2, 2] = sech2 * x[:, 2], sech2 * x[:, 1]
     rel = np.abs(saved.jac - exact).max() / np.abs(exact).max()
     assert rel < 1e-15, rel
+
+
+# -- the remaining claims, checked as stated against independent references --------------
+
+
+@pytest.mark.claim("C2.1")
+@pytest.mark.parametrize("batch", [1, 3, 5])
+def test_the_base_messages_are_the_loss_partials_written_out_by_hand_over_b(batch):
+    """δ^T[b, n, 1] = J^T[n, 1] · S^{T+1} with S^{T+1} = 1/B: for softmax + cross-entropy
+    J^T[n, 1] = p_n − t_n, computed here from the logits with plain numpy (not from msgpass's
+    partials); for MSELoss it is y_n − t_n."""
+    net = mp.build_network("3-4-tanh-4-sce", seed=1)
+    x, labels = random_batch(net, batch, np.random.default_rng(batch))
+    net.forward(x, labels)
+    trace = net.backward()
+    z = trace.value(net.T - 1)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    expected = (p - np.eye(4)[labels]) / batch
+    # softmax by hand vs msgpass's log-softmax-based partials: a few ulps of O(1) numbers
+    np.testing.assert_allclose(trace.message(net.T)[:, :, 0], expected, rtol=0, atol=1e-15)
+    np.testing.assert_array_equal(trace.incoming(net.T + 1), np.full((batch, 1), 1 / batch))
+    net = mp.build_network("3-4-tanh-2-mse", seed=1)
+    x, target = random_batch(net, batch, np.random.default_rng(batch))
+    net.forward(x, target)
+    trace = net.backward()
+    # y − t is one subtraction, then one division by B: exact up to 1 ulp
+    np.testing.assert_allclose(trace.message(net.T)[:, :, 0],
+                               (trace.value(net.T - 1) - target) / batch, rtol=1e-15, atol=0)
+
+
+@pytest.mark.claim("C2.2")
+def test_every_message_is_its_partial_times_what_its_messages_from_above_sum_to():
+    """S^{t+1} taken as the sum of the stored messages of layer t+1 (not the stored sums),
+    S^{T+1} = 1/B, on a chain with every kind of block (shared, diagonal, dense)."""
+    net = mp.Sequential([mp.Affine(5, 7, seed=0), mp.Tanh(), mp.Affine(7, 6, seed=1),
+                         mp.Softmax(), mp.Affine(6, 4, seed=2), mp.ReLU(), mp.Affine(4, 3, seed=3),
+                         mp.SoftmaxCrossEntropy()])
+    x = np.random.default_rng(4).standard_normal((3, 5))
+    net.forward(x, np.array([0, 2, 1]))
+    trace = net.backward()
+    arrived = np.full((3, 1), 1 / 3)
+    for t in range(net.T, 0, -1):
+        jac = np.broadcast_to(trace.partials[t - 1].inputs.dense(), trace.message(t).shape)
+        # δ = J·S is one multiplication: the stored message must be that product, bit for bit
+        np.testing.assert_array_equal(trace.message(t), jac * arrived[:, None, :])
+        arrived = trace.message(t).sum(axis=2)
+
+
+@pytest.mark.claim("C2.8")
+@pytest.mark.parametrize("layer", [mp.ReLU(), mp.Sigmoid(), mp.Tanh(), mp.Dropout(0.5, seed=2)],
+                         ids=lambda layer: layer.describe())
+def test_a_diagonal_layer_stores_b_times_n_messages_not_b_times_n_squared(layer):
+    net = mp.Sequential([mp.Affine(3, 6, seed=0), layer, mp.Affine(6, 2, seed=1),
+                         mp.SoftmaxCrossEntropy()])
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    net.forward(x, np.array([0, 1, 1, 0]))
+    trace = net.backward()
+    assert trace.block(2).values.size == 4 * 6              # B·N stored
+    dense = trace.message(2)
+    assert dense.shape == (4, 6, 6)                          # the full view: B·N²
+    off = dense[:, ~np.eye(6, dtype=bool)]
+    assert off.size == 4 * 6 * 5 and np.all(off == 0.0)      # B·N(N−1) exact zeros
+    np.testing.assert_array_equal(np.einsum("bnn->bn", dense), trace.block(2).values)
+
+
+@pytest.mark.claim("C3.2")
+def test_the_path_count_depends_on_the_wiring_only():
+    """Another chain (2 → 3 → 2 → 4 → 3, sigmoid, ReLU, tanh between): 3·2·4·3 paths from each
+    input, counted by dynamic programming and by enumeration, whatever the weights (zero ones
+    too), the inputs (every ReLU off) or the output seed (zeros too)."""
+    def chain(zero_weights, x, seeds):
+        g = mp.Graph()
+        z = g.input("x", x)
+        for (a, b), act, s in zip([(2, 3), (3, 2), (2, 4), (4, 3)],
+                                  [mp.sigmoid, mp.relu, mp.tanh, None], seeds, strict=True):
+            affine = mp.Affine(a, b, seed=s)
+            if zero_weights:
+                affine.params["W"][:] = 0.0
+            z = affine(z)
+            z = act(z) if act else z
+        return g, z
+    for zero, x, seeds, out_seed in [(False, np.array([0.3, -0.2]), (0, 1, 2, 3), None),
+                                     (True, np.array([1.0, 2.0]), (4, 5, 6, 7), np.zeros(3)),
+                                     (False, np.array([-50.0, -50.0]), (8, 9, 10, 11),
+                                      np.array([0.0, 1.0, 0.0]))]:
+        g, out = chain(zero, x, seeds)
+        trace = g.backward(out, seed=out_seed)
+        assert list(count_paths(trace)["x"]) == [3 * 2 * 4 * 3] * 2
+        assert path_sum(trace, ["x"]).paths["x"] == 2 * (3 * 2 * 4 * 3)   # both inputs
+
+
+@pytest.mark.claim("C3.3")
+def test_the_tanh_plus_sigmoid_stages_double_the_paths():
+    """2^k for every k up to 12, 1,024 at k = 10 by enumeration too, and the enumerated sum is
+    the gradient: d/dz (tanh z + σ z) multiplied along the stages, written out by hand."""
+    for k in range(1, 13):
+        g = mp.Graph()
+        z = g.input("x", 0.5)
+        for _ in range(k):
+            z = mp.tanh(z) + mp.sigmoid(z)
+        trace = g.backward(z)
+        assert count_paths(trace)["x"][0] == 2**k
+        if k == 10:
+            assert count_paths(trace)["x"][0] == 1024
+            paths = path_sum(trace, ["x"])
+            assert paths.paths["x"] == 1024
+            v, grad = 0.5, 1.0
+            for _ in range(k):
+                s = 1 / (1 + np.exp(-v))
+                grad *= (1 - np.tanh(v) ** 2) + s * (1 - s)
+                v = np.tanh(v) + s
+            # 1,024 products of ten factors each, summed in another order: ~1e-14 relative
+            assert paths.nodes["x"][0, 0] == pytest.approx(grad, rel=1e-12)
+            assert float(trace.grad("x")) == pytest.approx(grad, rel=1e-12)
+
+
+@pytest.mark.claim("C4.2")
+def test_relu_partial_is_one_above_zero_and_zero_at_and_below_it():
+    x = np.array([[-2.0, -1e-300, 0.0, -0.0, 1e-300, 3.0]])
+    relu = mp.ReLU()
+    _, saved = relu.forward(x)
+    expected = [[0.0, 0.0, 0.0, 0.0, 1.0, 1.0]]
+    np.testing.assert_array_equal(relu.local_partials(saved).inputs.values, expected)
+    dout = np.array([[2.0, -3.0, 5.0, 7.0, -11.0, 13.0]])
+    dx, _ = relu.backward(saved, dout)
+    np.testing.assert_array_equal(dx, dout * np.array(expected))
+
+
+@pytest.mark.claim("C4.3")
+def test_tanh_partial_is_computed_from_the_forward_output_alone():
+    """As C1.6 for the sigmoid: the layer keeps only y and its partial is 1 − y² of whatever
+    y it is given; for a real forward that is sech² x, written out by hand."""
+    from msgpass.layers.elementwise import OutputSaved
+    x = np.array([[-3.0, -0.5, 0.0, 0.7, 4.0]])
+    for layer, from_y, by_hand in [
+            (mp.Tanh(), lambda y: 1 - y * y, 1 / np.cosh(x) ** 2),
+            (mp.Sigmoid(), lambda y: y * (1 - y), np.exp(-x) / (1 + np.exp(-x)) ** 2)]:
+        y, saved = layer.forward(x)
+        assert set(vars(saved)) == {"out"}
+        values = layer.local_partials(saved).inputs.values
+        # the layer's own y and 1 − y² (or y(1 − y)) vs sech² x: a few ulps of O(1) numbers
+        np.testing.assert_allclose(values, by_hand, rtol=1e-13)
+        made_up = OutputSaved(out=np.array([[0.25]]))        # no x ever existed for this y
+        assert layer.local_partials(made_up).inputs.values[0, 0] == from_y(0.25)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.claim("C4.4")
+def test_softmax_partials_are_the_closed_form():
+    x = np.random.default_rng(6).standard_normal((3, 4))
+    p = _softmax(x)
+    _, saved = mp.Softmax().forward(x)
+    J = mp.Softmax().local_partials(saved).inputs.dense()
+    expected = p[:, None, :] * (np.eye(4)[None] - p[:, :, None])   # [b, n, n'] = p_n'(δ − p_n)
+    # numpy's softmax vs msgpass's (sums of the other p on the diagonal): a few ulps
+    np.testing.assert_allclose(J, expected, rtol=1e-13, atol=1e-16)
+
+
+@pytest.mark.claim("C4.5")
+def test_log_softmax_partials_are_the_closed_form_and_not_symmetric():
+    x = np.random.default_rng(7).standard_normal((3, 4))
+    p = _softmax(x)
+    _, saved = mp.LogSoftmax().forward(x)
+    J = mp.LogSoftmax().local_partials(saved).inputs.dense()
+    expected = np.eye(4)[None] - p[:, :, None]                 # row n holds −p_n off the diagonal
+    # as above: a few ulps of numbers of size ≤ 1
+    np.testing.assert_allclose(J, expected, rtol=1e-13, atol=1e-16)
+    assert not np.allclose(J, np.swapaxes(J, 1, 2), rtol=1e-3)
+
+
+@pytest.mark.claim("C4.6")
+def test_softmax_cross_entropy_partial_is_p_sum_t_minus_t():
+    """p − t for labels and for soft targets that sum to 1, p·Σt − t for any targets; p by hand."""
+    x = np.random.default_rng(8).standard_normal((3, 4))
+    p = _softmax(x)
+    soft = np.array([[0.1, 0.2, 0.3, 0.4], [0.0, 0.5, 0.5, 0.0], [0.7, 0.2, 0.9, 0.3]])
+    labels = np.array([2, 0, 3])
+    for target, t in [(labels, np.eye(4)[labels]), (soft, soft)]:
+        loss = mp.SoftmaxCrossEntropy()
+        _, saved = loss.forward(x, target)
+        J = loss.local_partials(saved).inputs.dense()[:, :, 0]
+        # numpy's softmax vs msgpass's log-softmax route: a few ulps of O(1) numbers
+        np.testing.assert_allclose(J, p * t.sum(axis=1, keepdims=True) - t, rtol=0, atol=1e-15)
+        if target is labels:
+            np.testing.assert_allclose(J[:2], p[:2] - t[:2], rtol=0, atol=1e-15)
+    # the third soft row sums to 2.1, so p − t would be wrong there by 1.1·p
+    assert np.abs((p * 2.1 - soft)[2] - (p - soft)[2]).min() > 0.01
+
+
+@pytest.mark.claim("C4.8")
+def test_mse_partial_is_y_minus_t():
+    y = np.random.default_rng(9).standard_normal((3, 4))
+    t = np.random.default_rng(10).standard_normal((3, 4))
+    loss = mp.MSELoss()
+    value, saved = loss.forward(y, t)
+    # ½ Σ (y − t)², a sum over n (not a mean): a few ulps of a sum of four squares
+    np.testing.assert_allclose(value[:, 0], 0.5 * ((y - t) ** 2).sum(axis=1), rtol=1e-14)
+    J = loss.local_partials(saved).inputs.dense()[:, :, 0]
+    np.testing.assert_array_equal(J, y - t)                   # one subtraction: exact
+
+
+@pytest.mark.claim("C5.1")
+def test_exact_graph_node_sums_parameter_gradients_and_path_sums_equal_backprop_exactly():
+    """The graph of tests/test_numbers.py (Affine, ReLU, max, copy, add, sub, mul, div),
+    against the separate graph backprop: == entry by entry, every node and every parameter,
+    and every verify error exactly 0."""
+    from fractions import Fraction
+    g = mp.Graph()
+    x = g.input("x", np.array([[Fraction(1, 3), Fraction(-2, 5), Fraction(7, 4)],
+                               [Fraction(2), Fraction(0), Fraction(-1, 7)]], dtype=object))
+    h = mp.relu(mp.Affine(3, 4, seed=0)(x))
+    k = mp.Affine(3, 4, seed=1)(x)
+    m1, m2 = mp.copy(mp.maximum(h, k))
+    y = mp.Affine(4, 2, seed=2)(m1 + h / 2 - m2 * k / (h * h + 1))
+    target = np.array([[Fraction(1), Fraction(0)], [Fraction(0), Fraction(1)]], dtype=object)
+    loss = mp.MSELoss()(y, target=target)
+    trace = g.backward(loss)
+    ref = graph_backprop(g, loss)
+    ops = {type(g[n].op).__name__ for n in trace.order if g[n].op is not None}
+    assert {"Add", "Sub", "Mul", "Div", "Max", "Identity"} <= ops, ops
+    for name in trace.order:
+        assert all_fraction(trace.incoming(name)), name
+        assert np.array_equal(trace.incoming(name), ref.nodes[name]), name
+    paths = path_sum(trace)
+    assert set(trace.grads) == set(ref.params) == set(paths.params)
+    for key, grad in trace.grads.items():
+        assert all_fraction(grad)
+        assert np.array_equal(grad, ref.params[key]), key
+        assert np.array_equal(paths.params[key], grad), key
+    assert np.array_equal(paths.nodes["x"], trace.grad("x"))
+    report = mp.verify(g, loss)
+    assert report.verdict().startswith("VERIFIED EXACTLY")
+    assert all(c.result.max_abs == 0 for c in report.checks if c.result is not None)
+
+
+def all_fraction(a) -> bool:
+    from fractions import Fraction
+    return all(isinstance(v, Fraction) for v in np.asarray(a).reshape(-1))
+
+
+@pytest.mark.claim("C5.5")
+@pytest.mark.parametrize("plant, pairs", [("off", {(1, 0)}), ("forgotten", {(2, 1)}),
+                                          ("both", {(1, 0), (2, 1)})])
+def test_each_kind_of_wrong_jacobian_entry_is_named_alone_and_together(plant, pairs):
+    """Each planted error on its own is caught too (one cannot hide behind the other), and
+    both check and verify name exactly the planted pairs, no others."""
+    import re
+
+    from test_function import W0, smooth, smooth_jacobian
+
+    def wrong(x, W):
+        J = smooth_jacobian(x, W)
+        if plant in ("off", "both"):
+            J[:, 1, 0] *= 1.001        # ∂y0/∂x1 off by 0.1 %
+        if plant in ("forgotten", "both"):
+            J[:, 2, 1] = 0.0           # ∂y1/∂x2 forgotten
+        return J
+    rng_local = np.random.default_rng(12)
+    fn = mp.Function(smooth, 3, 3, params={"W": W0}, jacobian=wrong)
+    check = fn.check(rng_local.standard_normal((4, 3)))
+    assert not check.ok
+    assert {(n, m) for _, n, m, _, _ in check.wrong} == pairs
+    net = mp.Sequential([mp.Affine(2, 3, seed=0), fn, mp.MSELoss()])
+    report = mp.verify(net, rng_local.standard_normal((5, 2)), np.zeros((5, 3)))
+    bad = report.first_failure
+    assert not report.ok and bad.t == 2 and bad.witness == "complex-step"
+    named = {(int(a), int(b)) for a, b in re.findall(r"\((\d+), (\d+)\)", bad.note)}
+    assert named == pairs, bad.note
