@@ -8,7 +8,10 @@ graph's wiring.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.util
+import io
 from fractions import Fraction
 from pathlib import Path
 
@@ -101,6 +104,20 @@ def test_forward_and_reverse_messages_factor_the_same_path_sum():
         slope *= 1 - np.tanh(value) ** 2 + s * (1 - s)
         value = np.tanh(value) + s
     assert count_paths(reverse)["x"][0] == 2 ** k
+
+    # the witness's explicit enumeration adds seed[:, entry] once per path that reaches f:
+    # count those reads, to see that it summed all 1,024 paths one by one
+    class PathEnds(np.ndarray):
+        reads = 0
+
+        def __getitem__(self, key):
+            PathEnds.reads += 1
+            return np.asarray(super().__getitem__(key))
+    counted = path_sum(dataclasses.replace(reverse, seed=reverse.seed.view(PathEnds)), ["x"])
+    assert PathEnds.reads == 2 ** k
+    assert counted.nodes["x"][0, 0] == paths.nodes["x"][0, 0]
+    # the wiring, by hand: z → tanh, z → σ, tanh → +, σ → + at each of the k stages
+    assert len(forward.edges) == len(reverse.edges) == 4 * k
     for got in (forward.output, reverse.grad("x"), paths.nodes["x"][0, 0]):
         assert abs(float(got) - slope) <= TOL_F64 * abs(slope)
     # one message per edge in either direction: 4 edges a stage, however many paths
@@ -122,6 +139,14 @@ def test_the_tangent_at_every_node_is_its_directional_derivative(seed):
     index = {node.name: i for i, node in enumerate(nodes)}
     reached = [name for name in trace.tangents if name in index]
     assert nodes[-1].name in reached and len(reached) >= 4
+    # "every node": each step feeds the next, so every node the steps made is on the way to
+    # the output, and so is every input some step reads
+    used = {i for _, args in steps for i in args}
+    assert set(reached) == {node.name for i, node in enumerate(nodes) if i >= 2 or i in used}
+    # one stored edge per (operand, op) of the expression, from the wiring
+    wiring = {(nodes[i].name, nodes[k + 2].name, slot)
+              for k, (_, args) in enumerate(steps) for slot, i in enumerate(args)}
+    assert sorted((e.source, e.destination, e.slot) for e in trace.edges) == sorted(wiring)
     for name in reached:
         assert rel(trace.tangent(name), tangents[index[name]].numpy()) <= TOL_F64, name
     # every stored message is the edge's local partial (torch's, of the op alone) times the
@@ -138,12 +163,23 @@ def test_the_tangent_at_every_node_is_its_directional_derivative(seed):
             row = [t[b] for t in operands]
             J = jacrev(one_sample, argnums=edge.slot)(*row).numpy().T    # J[n, n'] = ∂v_n'/∂u_n
             expected = J * tangents[index[edge.source]][b].numpy()[:, None]
+            # the absolute floor (a few ulps of 1) is for a block whose scale is ~0, where a
+            # relative difference means nothing; not reached by these seeds (worst 6e-16 rel)
             assert rel(edge.dense()[b], expected) <= TOL_F64 or \
                 np.max(np.abs(edge.dense()[b] - expected)) <= 1e-15
         arrived[edge.destination] = arrived.get(edge.destination, 0) + edge.dense().sum(axis=1)
     for name, total in arrived.items():
         assert np.array_equal(total, np.asarray(trace.tangents[name])) or \
             rel(total, trace.tangents[name]) <= TOL_F64
+
+
+@pytest.mark.claim("C7.2")
+def test_the_random_graphs_use_every_op_the_claim_lists():
+    """The seeds of the test above draw, between them, each of the thirteen ops C7.2 names."""
+    drawn = {op[0] for seed in range(8) for op, _ in random_steps(seed)}
+    assert drawn == {"sin", "cos", "softplus", "square", "tanh", "sigmoid", "abs", "half",
+                     "add", "sub", "mul", "min", "max"}
+    assert all(len(random_steps(seed)) == 7 for seed in range(8))   # seven ops a graph
 
 
 # -- C7.3 ------------------------------------------------------------------------------------
@@ -220,12 +256,16 @@ def test_a_jacobian_costs_m_reverse_or_n_forward_passes_of_E_messages(n, m, monk
 def test_each_pass_sends_one_message_per_edge_and_sample(seed):
     """With a batch, the entries of every sample count: one tangent message, and one reverse
     message, per edge and sample."""
-    g, nodes, _, X, _ = random_graph(seed, batch=3, width=4)
+    g, nodes, steps, X, _ = random_graph(seed, batch=3, width=4)
     trace = g.jvp(nodes[-1], {"x": np.ones_like(X)})
     reverse = g.backward(nodes[-1], seed=np.ones(X.shape))
-    # every op here is elementwise: each edge joins entry n to entry n, per sample
-    expected = len(reverse.edges) * X.size
-    assert len(trace.edges) == len(reverse.edges)
+    # every op here is elementwise: each edge joins entry n to entry n, per sample; the edges
+    # counted from the wiring, one per operand of each step
+    wired = sum(len(args) for _, args in steps)
+    expected = wired * X.size
+    assert len(trace.edges) == len(reverse.edges) == wired
+    assert all(e.partials.message_count(X.shape[0]) == X.size for e in trace.edges)
+    assert all(edge.block.values.size == X.size for edge in reverse.edges)
     assert trace.message_count() == expected
     assert sum(edge.block.values.size for edge in reverse.edges) == expected
 
@@ -253,6 +293,35 @@ def test_the_composite_function_study_counts_m_E_and_n_E(tmp_path):
     assert "forward n·E" in study.table(rows)
     study.plot(rows, tmp_path / "counts.png")
     assert (tmp_path / "counts.png").stat().st_size > 0
+
+
+@pytest.mark.claim("C7.3")
+def test_the_study_table_covers_n_1_to_32_and_m_1_4_16(tmp_path):
+    """The script's own table, for the grid C7.3 names: E, m·E, n·E and the fewer side, from
+    the formula of section 7.3; and the table printed in the document is the one it prints."""
+    study = load_study()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        study.main(tmp_path / "counts.png", timing=False)
+
+    def counts(text):
+        """(n, m, E, m·E, n·E, fewer) of every row of a printed table."""
+        rows = []
+        for line in text.splitlines():
+            cells = line.split()
+            if len(cells) == 10 and cells[0].isdigit():
+                rows.append((*(int(c.replace(",", "")) for c in cells[:5]), cells[5]))
+        return rows
+    printed = counts(out.getvalue())
+    assert sorted((n, m) for n, m, *_ in printed) == \
+        sorted((n, m) for n in (1, 2, 4, 8, 16, 32) for m in (1, 4, 16))
+    for n, m, E, reverse, forward, fewer in printed:
+        assert E == 6 * n + 2 * n * m + 6 * m
+        assert (reverse, forward) == (m * E, n * E)
+        assert fewer == ("forward" if n < m else "reverse" if m < n else "equal")
+    text = (THEORY / "07-forward-and-second-order.md").read_text(encoding="utf-8")
+    block = text.split("`python theory/composite_functions.py` prints", 1)[1].split("```")[1]
+    assert counts(block) == printed
 
 
 # -- C7.4 and C7.5 ---------------------------------------------------------------------------
@@ -458,6 +527,48 @@ def test_hvp_costs_one_forward_one_reverse_and_one_second_order_sweep(monkeypatc
 
 
 @pytest.mark.claim("C7.7")
+def test_hvp_sweeps_each_send_their_stated_number_of_messages(monkeypatch):
+    """Inside one hvp: one forward run, a tangent pass of E = 36 messages, a reverse pass of
+    E, and a second-order sweep of E messages J·Ṡ plus 24 J̇·S (sin, both factors, square)."""
+    g, f, X, Y = small_graph()
+    E, moving = 6 * 3 * 2, 4 * 3 * 2     # from the wiring: see the test above
+    runs, tangent_sent, reverse_sent = [], [], []
+    static, dynamic = [], []
+    run_forward, tangents_of = forward_module._forward, forward_module.tangents_of
+    reverse_pass, send_and_sum = forward_module.graph_backward, forward_module._send_and_sum
+
+    def counted_run(*args):
+        runs.append(run_forward(*args))
+        return runs[-1]
+
+    def counted_tangents(graph, forward, start, keep_edges=True):
+        tangent, edges = tangents_of(graph, forward, start, keep_edges=True)
+        tangent_sent.append(sum(e.partials.message_count(len(forward.values[e.destination]))
+                                for e in edges))
+        return tangent, edges
+
+    def counted_reverse(*args, **kwargs):
+        kept = reverse_pass(*args, **{**kwargs, "keep": "all"})
+        reverse_sent.append(sum(edge.block.values.size for edge in kept.edges))
+        return reverse_pass(*args, **kwargs)
+
+    def counted_send(J, incoming):
+        # J·Ṡ goes through a partial the forward run stored, J̇·S through one made for v
+        stored = any(J is K for p in runs[0].partials.values() for K in p.inputs)
+        (static if stored else dynamic).append(J.message_count(len(incoming)))
+        return send_and_sum(J, incoming)
+    monkeypatch.setattr(forward_module, "_forward", counted_run)
+    monkeypatch.setattr(forward_module, "tangents_of", counted_tangents)
+    monkeypatch.setattr(forward_module, "graph_backward", counted_reverse)
+    monkeypatch.setattr(forward_module, "_send_and_sum", counted_send)
+    g.hvp(f, {"x": np.ones_like(X), "y": np.zeros_like(Y)})
+    monkeypatch.undo()
+    assert len(runs) == 1
+    assert tangent_sent == [E] and reverse_sent == [E]
+    assert sum(static) == E and sum(dynamic) == moving   # 3E + 24 = 132 ≤ 4E = 144
+
+
+@pytest.mark.claim("C7.7")
 def test_a_graph_of_constant_partials_sends_no_moving_messages(monkeypatch):
     rng = np.random.default_rng(11)
     X, Y = rng.normal(size=(2, 3)), rng.normal(size=(2, 3))
@@ -474,6 +585,8 @@ def test_a_graph_of_constant_partials_sends_no_moving_messages(monkeypatch):
     hv = g.hvp(f, {"x": np.ones_like(X), "y": np.ones_like(Y)})
     monkeypatch.undo()
     E = sum(edge.block.values.size for edge in g.backward(f, seed=np.ones(2)).edges)
+    # by hand, per sample: x·3 (3), − (3 + 3), Σ (3), + (3 + 3), mean (3), the last + (1 + 1)
+    assert E == 2 * 23
     assert sum(sent) == E
     assert not np.any(hv["x"]) and not np.any(hv["y"])
 
@@ -517,14 +630,17 @@ def test_exact_mode_gives_exact_tangents_jacobians_and_hessian_vector_products()
     assert tangent == sum(d * v for d, v in zip(df_dx + df_dy, vx + vy, strict=True))
     assert isinstance(tangent.item() if hasattr(tangent, "item") else tangent, Fraction)
     for mode in ("reverse", "forward"):
-        assert list(np.asarray(g.jacobian(f, "x", mode=mode)).reshape(-1)) == df_dx
-        assert list(np.asarray(g.jacobian(f, "y", mode=mode)).reshape(-1)) == df_dy
+        for name, by_hand in (("x", df_dx), ("y", df_dy)):
+            found = list(np.asarray(g.jacobian(f, name, mode=mode)).reshape(-1))
+            assert all(type(v) is Fraction for v in found), (mode, name)   # as Fractions
+            assert found == by_hand
     hv = g.hvp(f, direction)
+    assert all(type(v) is Fraction for v in [*hv["x"].reshape(-1), *hv["y"].reshape(-1)])
     assert list(hv["x"].reshape(-1)) == hx and list(hv["y"].reshape(-1)) == hy
-    assert all(isinstance(v, Fraction) for v in hv["x"].reshape(-1))
     # a vector output: h = (x·y) @ W, ∂h_j/∂x_i = y_i W_ij, in both modes
     h = (x * y) @ W
     expected = [[yi * Wm[i][j] for i, yi in enumerate(ys)] for j in range(2)]
     for mode in ("reverse", "forward"):
         J = np.asarray(g.jacobian(h, "x", mode=mode)).reshape(2, 3)
+        assert all(type(v) is Fraction for v in J.reshape(-1)), mode
         assert J.tolist() == expected
