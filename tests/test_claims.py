@@ -20,6 +20,18 @@ def small_trace(spec="3-4-tanh-5-relu-2-sce", batch=3):
     return net, x, target, net.backward()
 
 
+def partials_of(layer, *inputs):
+    """The local partials a layer computes from its forward pass on ``inputs``."""
+    _, saved = layer.forward(*inputs)
+    return layer.local_partials(saved)
+
+
+def softmax_by_hand(x):
+    """Row-wise softmax in plain numpy, max-shifted: an independent reference for p."""
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 @pytest.mark.claim("C1.1")
 def test_chain_rule_is_the_product_of_local_derivatives():
     g = mp.Graph()
@@ -99,10 +111,8 @@ def test_one_message_per_edge_per_sample():
 @pytest.mark.claim("C4.7")
 def test_log_softmax_does_not_vanish_where_softmax_does():
     logits = np.array([[8.0, 0.0, -8.0]])
-    _, saved = mp.Softmax().forward(logits)
-    soft = mp.Softmax().local_partials(saved).inputs.dense()[0]
-    _, saved = mp.LogSoftmax().forward(logits)
-    log_soft = mp.LogSoftmax().local_partials(saved).inputs.dense()[0]
+    soft = partials_of(mp.Softmax(), logits).inputs.dense()[0]
+    log_soft = partials_of(mp.LogSoftmax(), logits).inputs.dense()[0]
     p_least = np.exp(-8.0) / (np.exp(8.0) + 1 + np.exp(-8.0))   # ≈ 1.1e-7, written out by hand
     assert np.abs(soft).max() < 3.4e-4 and np.abs(soft[:, 2]).max() < 1.2e-7
     assert np.abs(log_soft).max() == pytest.approx(1 - p_least, rel=1e-12)
@@ -339,10 +349,8 @@ def test_softmax_partials_keep_their_relative_precision_when_one_class_dominates
     mpmath.mp.dps = 50
     for d in (30, 37, 100, 700):
         x = np.array([[0.0, -float(d)]])
-        _, saved = mp.Softmax().forward(x)
-        soft = mp.Softmax().local_partials(saved).inputs.dense()[0, 0, 0]
-        _, saved = mp.LogSoftmax().forward(x)
-        log_soft = mp.LogSoftmax().local_partials(saved).inputs.dense()[0, 0, 0]
+        soft = partials_of(mp.Softmax(), x).inputs.dense()[0, 0, 0]
+        log_soft = partials_of(mp.LogSoftmax(), x).inputs.dense()[0, 0, 0]
         e = mpmath.exp(-d)
         for value, exact in ((soft, e / (1 + e) ** 2), (log_soft, e / (1 + e))):
             assert float(abs(mpmath.mpf(float(value)) - exact) / exact) < 2e-15, d
@@ -512,9 +520,7 @@ def test_the_base_messages_are_the_loss_partials_written_out_by_hand_over_b(batc
     x, labels = random_batch(net, batch, np.random.default_rng(batch))
     net.forward(x, labels)
     trace = net.backward()
-    z = trace.value(net.T - 1)
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
+    p = softmax_by_hand(trace.value(net.T - 1))
     expected = (p - np.eye(4)[labels]) / batch
     # softmax by hand vs msgpass's log-softmax-based partials: a few ulps of O(1) numbers
     np.testing.assert_allclose(trace.message(net.T)[:, :, 0], expected, rtol=0, atol=1e-15)
@@ -644,17 +650,11 @@ def test_tanh_partial_is_computed_from_the_forward_output_alone():
         assert layer.local_partials(made_up).inputs.values[0, 0] == from_y(0.25)
 
 
-def _softmax(x):
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
 @pytest.mark.claim("C4.4")
 def test_softmax_partials_are_the_closed_form():
     x = np.random.default_rng(6).standard_normal((3, 4))
-    p = _softmax(x)
-    _, saved = mp.Softmax().forward(x)
-    J = mp.Softmax().local_partials(saved).inputs.dense()
+    p = softmax_by_hand(x)
+    J = partials_of(mp.Softmax(), x).inputs.dense()
     expected = p[:, None, :] * (np.eye(4)[None] - p[:, :, None])   # [b, n, n'] = p_n'(δ − p_n)
     # numpy's softmax vs msgpass's (sums of the other p on the diagonal): a few ulps
     np.testing.assert_allclose(J, expected, rtol=1e-13, atol=1e-16)
@@ -663,9 +663,8 @@ def test_softmax_partials_are_the_closed_form():
 @pytest.mark.claim("C4.5")
 def test_log_softmax_partials_are_the_closed_form_and_not_symmetric():
     x = np.random.default_rng(7).standard_normal((3, 4))
-    p = _softmax(x)
-    _, saved = mp.LogSoftmax().forward(x)
-    J = mp.LogSoftmax().local_partials(saved).inputs.dense()
+    p = softmax_by_hand(x)
+    J = partials_of(mp.LogSoftmax(), x).inputs.dense()
     expected = np.eye(4)[None] - p[:, :, None]                 # row n holds −p_n off the diagonal
     # as above: a few ulps of numbers of size ≤ 1
     np.testing.assert_allclose(J, expected, rtol=1e-13, atol=1e-16)
@@ -676,13 +675,11 @@ def test_log_softmax_partials_are_the_closed_form_and_not_symmetric():
 def test_softmax_cross_entropy_partial_is_p_sum_t_minus_t():
     """p − t for labels and for soft targets that sum to 1, p·Σt − t for any targets; p by hand."""
     x = np.random.default_rng(8).standard_normal((3, 4))
-    p = _softmax(x)
+    p = softmax_by_hand(x)
     soft = np.array([[0.1, 0.2, 0.3, 0.4], [0.0, 0.5, 0.5, 0.0], [0.7, 0.2, 0.9, 0.3]])
     labels = np.array([2, 0, 3])
     for target, t in [(labels, np.eye(4)[labels]), (soft, soft)]:
-        loss = mp.SoftmaxCrossEntropy()
-        _, saved = loss.forward(x, target)
-        J = loss.local_partials(saved).inputs.dense()[:, :, 0]
+        J = partials_of(mp.SoftmaxCrossEntropy(), x, target).inputs.dense()[:, :, 0]
         # numpy's softmax vs msgpass's log-softmax route: a few ulps of O(1) numbers
         np.testing.assert_allclose(J, p * t.sum(axis=1, keepdims=True) - t, rtol=0, atol=1e-15)
         if target is labels:
@@ -709,6 +706,8 @@ def test_exact_graph_node_sums_parameter_gradients_and_path_sums_equal_backprop_
     against the separate graph backprop: == entry by entry, every node and every parameter,
     and every verify error exactly 0."""
     from fractions import Fraction
+
+    from test_numbers import all_fractions
     g = mp.Graph()
     x = g.input("x", np.array([[Fraction(1, 3), Fraction(-2, 5), Fraction(7, 4)],
                                [Fraction(2), Fraction(0), Fraction(-1, 7)]], dtype=object))
@@ -723,23 +722,18 @@ def test_exact_graph_node_sums_parameter_gradients_and_path_sums_equal_backprop_
     ops = {type(g[n].op).__name__ for n in trace.order if g[n].op is not None}
     assert {"Add", "Sub", "Mul", "Div", "Max", "Identity"} <= ops, ops
     for name in trace.order:
-        assert all_fraction(trace.incoming(name)), name
+        assert all_fractions(trace.incoming(name)), name
         assert np.array_equal(trace.incoming(name), ref.nodes[name]), name
     paths = path_sum(trace)
     assert set(trace.grads) == set(ref.params) == set(paths.params)
     for key, grad in trace.grads.items():
-        assert all_fraction(grad)
+        assert all_fractions(grad)
         assert np.array_equal(grad, ref.params[key]), key
         assert np.array_equal(paths.params[key], grad), key
     assert np.array_equal(paths.nodes["x"], trace.grad("x"))
     report = mp.verify(g, loss)
     assert report.verdict().startswith("VERIFIED EXACTLY")
     assert all(c.result.max_abs == 0 for c in report.checks if c.result is not None)
-
-
-def all_fraction(a) -> bool:
-    from fractions import Fraction
-    return all(isinstance(v, Fraction) for v in np.asarray(a).reshape(-1))
 
 
 @pytest.mark.claim("C5.5")

@@ -278,17 +278,21 @@ def load_study():
     return module
 
 
+def assert_counts_of_section_7_3(n, m, E, reverse, forward, fewer):
+    """One row of the study: E = 6n + 2nm + 6m edges, m·E reverse and n·E forward messages,
+    and the side that sends fewer."""
+    assert E == 6 * n + 2 * n * m + 6 * m
+    assert (reverse, forward) == (m * E, n * E)
+    assert fewer == ("forward" if n < m else "reverse" if m < n else "equal")
+
+
 @pytest.mark.claim("C7.3")
 def test_the_composite_function_study_counts_m_E_and_n_E(tmp_path):
     study = load_study()
     rows = [study.measure(n, m, timing=False) for n, m in ((1, 3), (3, 3), (6, 2))]
     for row in rows:
-        n, m = row["n"], row["m"]
-        assert row["E"] == 6 * n + 2 * n * m + 6 * m
-        assert row["reverse messages"] == m * row["E"]
-        assert row["forward messages"] == n * row["E"]
-        assert row["fewer"] == {True: "forward", False: "reverse"}[n < m] if n != m else \
-            row["fewer"] == "equal"
+        assert_counts_of_section_7_3(row["n"], row["m"], row["E"], row["reverse messages"],
+                                     row["forward messages"], row["fewer"])
         assert row["reverse vs forward"] <= TOL_F64 and row["vs torch"] <= TOL_F64
     assert "forward n·E" in study.table(rows)
     study.plot(rows, tmp_path / "counts.png")
@@ -315,10 +319,8 @@ def test_the_study_table_covers_n_1_to_32_and_m_1_4_16(tmp_path):
     printed = counts(out.getvalue())
     assert sorted((n, m) for n, m, *_ in printed) == \
         sorted((n, m) for n in (1, 2, 4, 8, 16, 32) for m in (1, 4, 16))
-    for n, m, E, reverse, forward, fewer in printed:
-        assert E == 6 * n + 2 * n * m + 6 * m
-        assert (reverse, forward) == (m * E, n * E)
-        assert fewer == ("forward" if n < m else "reverse" if m < n else "equal")
+    for row in printed:
+        assert_counts_of_section_7_3(*row)
     text = (THEORY / "07-forward-and-second-order.md").read_text(encoding="utf-8")
     block = text.split("`python theory/composite_functions.py` prints", 1)[1].split("```")[1]
     assert counts(block) == printed
